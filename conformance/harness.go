@@ -1,0 +1,52 @@
+package conformance
+
+import (
+	"testing"
+	"time"
+
+	"github.com/backplane-go/backplane/core"
+)
+
+// BackplaneHarness tells the suite how to make instances of a transport and,
+// where it can, how to inject faults. Only New is required.
+type BackplaneHarness struct {
+	// New returns a fresh, not yet subscribed Backplane on namespace ns.
+	// The suite gives every test its own namespace, so tests may share one
+	// broker and run in parallel. The suite closes what New returns.
+	New func(t testing.TB, ns string) core.Backplane
+
+	// Ordered declares that messages of one publisher arrive in publish
+	// order at every subscriber.
+	Ordered bool
+
+	// Disconnect cuts bp's connection to the broker in a way the transport
+	// must notice and recover from by itself (for example CLIENT KILL on
+	// Redis). The broker keeps running. nil when the harness cannot.
+	Disconnect func(t testing.TB, bp core.Backplane)
+
+	// RestartBroker stops the broker abruptly and starts it again on the
+	// same address, returning once it accepts connections. nil when the
+	// harness cannot (for example a shared broker). Tests that use it do
+	// not run in parallel with each other.
+	RestartBroker func(t testing.TB)
+
+	// Bound is how long delivery may take before the suite calls a message
+	// lost. Zero means 5 seconds.
+	Bound time.Duration
+}
+
+// CacheHarness is what RunCache needs: a transport harness and a store
+// constructor.
+type CacheHarness struct {
+	Backplane BackplaneHarness
+	// NewStore returns a fresh, empty LocalStore. The suite closes it
+	// through the Cache.
+	NewStore func(t testing.TB) core.LocalStore
+}
+
+func (h BackplaneHarness) bound() time.Duration {
+	if h.Bound > 0 {
+		return h.Bound
+	}
+	return 5 * time.Second
+}

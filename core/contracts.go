@@ -1,0 +1,188 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors. Match them with errors.Is; they are wrapped with context.
+var (
+	// ErrClosed is returned by every operation on a Cache, LocalStore or
+	// Backplane after Close.
+	ErrClosed = errors.New("backplane: closed")
+	// ErrNotStarted is returned by Cache operations that need the
+	// subscription before Start has returned successfully.
+	ErrNotStarted = errors.New("backplane: not started")
+	// ErrAlreadySubscribed is returned by a second Backplane.Subscribe.
+	ErrAlreadySubscribed = errors.New("backplane: already subscribed")
+	// ErrEmptyKey is returned for the empty string used as a key.
+	ErrEmptyKey = errors.New("backplane: empty key")
+	// ErrKeyTooLong is returned for a key longer than Options.MaxKeyLen.
+	ErrKeyTooLong = errors.New("backplane: key too long")
+	// ErrTooManyKeys is returned when one Invalidate call carries more keys
+	// than Options.MaxKeysPerCall.
+	ErrTooManyKeys = errors.New("backplane: too many keys")
+	// ErrNilLoader is returned by GetOrLoad when the loader is nil.
+	ErrNilLoader = errors.New("backplane: nil loader")
+	// ErrPayloadTooLarge is returned by Backplane.Publish for a payload
+	// larger than Limits.MaxPayload.
+	ErrPayloadTooLarge = errors.New("backplane: payload too large")
+	// ErrValueTooLarge is returned by LocalStore.Set for a value the store
+	// cannot hold.
+	ErrValueTooLarge = errors.New("backplane: value too large")
+	// ErrDecode is wrapped by every error of DecodeEnvelope.
+	ErrDecode = errors.New("backplane: malformed envelope")
+	// ErrInvalidOption is wrapped by every option validation error of New.
+	ErrInvalidOption = errors.New("backplane: invalid option")
+)
+
+// LocalStore is an instance's in-process byte cache.
+//
+// Implementations are safe for concurrent use. Set copies the value: the
+// caller may reuse its slice after Set returns, and Get returns a slice the
+// caller owns. A miss is ok == false, never an error. After Close, Get
+// misses and the other methods return ErrClosed.
+type LocalStore interface {
+	// Get returns a copy of the value stored under key.
+	Get(key string) (value []byte, ok bool)
+	// Set stores a copy of value under key. ttl > 0 is a hint the store
+	// honours if it can (see StoreCaps.TTL); the engine enforces TTL itself
+	// in any case. A value the store cannot hold returns an error wrapping
+	// ErrValueTooLarge.
+	Set(key string, value []byte, ttl time.Duration) error
+	// Delete removes keys; absent keys are not an error.
+	Delete(keys ...string) error
+	// Clear removes every entry.
+	Clear() error
+	// Len reports the number of entries (it may count expired entries that
+	// were not yet evicted).
+	Len() int
+	// Close releases the store. It is idempotent.
+	Close() error
+}
+
+// StoreCaps describes what a LocalStore can do. The conformance suite skips
+// the cases a store declares it cannot do; it never skips a failure.
+type StoreCaps struct {
+	// TTL is true when the store itself expires entries after the ttl given
+	// to Set (at its own granularity, see TTLGranularity).
+	TTL bool
+	// TTLGranularity is the resolution of the store's expiry clock.
+	TTLGranularity time.Duration
+	// Eviction is true when the store evicts entries once it reaches a
+	// capacity bound.
+	Eviction bool
+	// MaxValueLen is the largest value the store accepts; 0 means no limit.
+	MaxValueLen int
+}
+
+// Limits are a Backplane's transport limits.
+type Limits struct {
+	// MaxPayload is the largest payload in bytes one message may carry.
+	// The engine splits batches so that no payload exceeds it.
+	MaxPayload int
+}
+
+// Backplane is a broadcast pipe of opaque byte payloads plus connection
+// events. A transport does not encode, filter, retry or batch: the engine
+// does.
+//
+// Fan-out is broadcast: every subscribed instance receives every message,
+// including the publishing instance's own (the engine ignores those by
+// source ID and uses them as a liveness probe of its own link).
+type Backplane interface {
+	// Publish sends each payload as one message, in order. It returns when
+	// the broker has accepted all of them, or with an error. One call may
+	// carry several payloads so that the transport can pipeline them. A
+	// payload over Limits().MaxPayload fails with ErrPayloadTooLarge
+	// before anything is sent.
+	Publish(ctx context.Context, payloads ...[]byte) error
+	// Subscribe starts delivery to h and returns only once delivery is
+	// active: a Publish by anyone that starts after Subscribe returns
+	// reaches h. A Backplane is subscribed at most once
+	// (ErrAlreadySubscribed). ctx bounds the subscription setup only.
+	Subscribe(ctx context.Context, h Handler) error
+	// Limits reports the transport's limits.
+	Limits() Limits
+	// Close is idempotent. After it returns no handler call happens and
+	// Publish returns ErrClosed. Close does not close clients that the
+	// transport was given rather than created.
+	Close() error
+}
+
+// Handler receives what a Backplane delivers. The transport calls it from
+// its own goroutine(s), one call at a time; a handler must not block for
+// long. A transport recovers a panicking handler and keeps delivering.
+type Handler interface {
+	// HandleMessage is called once per received payload. The payload is
+	// only valid during the call.
+	HandleMessage(payload []byte)
+	// HandleEvent reports a change of the connection.
+	HandleEvent(ev Event)
+}
+
+// HandlerFuncs adapts two functions to a Handler; nil functions are
+// ignored.
+type HandlerFuncs struct {
+	Message func(payload []byte)
+	Event   func(ev Event)
+}
+
+// HandleMessage calls f.Message.
+func (f HandlerFuncs) HandleMessage(p []byte) {
+	if f.Message != nil {
+		f.Message(p)
+	}
+}
+
+// HandleEvent calls f.Event.
+func (f HandlerFuncs) HandleEvent(ev Event) {
+	if f.Event != nil {
+		f.Event(ev)
+	}
+}
+
+// EventKind says what happened to a Backplane's connection.
+type EventKind int
+
+// Event kinds.
+const (
+	// EventConnected: delivery became active for the first time.
+	EventConnected EventKind = iota + 1
+	// EventDisconnected: delivery stopped; Err says why. Messages
+	// published from now on may be lost for this subscriber.
+	EventDisconnected
+	// EventReconnected: delivery is active again after a disconnect;
+	// messages published meanwhile may have been lost.
+	EventReconnected
+	// EventLoss: the transport knows it dropped messages (for example a
+	// slow-consumer buffer overflowed) while staying connected.
+	EventLoss
+)
+
+// String returns the kind's name.
+func (k EventKind) String() string {
+	switch k {
+	case EventConnected:
+		return "connected"
+	case EventDisconnected:
+		return "disconnected"
+	case EventReconnected:
+		return "reconnected"
+	case EventLoss:
+		return "loss"
+	default:
+		return fmt.Sprintf("EventKind(%d)", int(k))
+	}
+}
+
+// Event is a connection event of a Backplane.
+type Event struct {
+	Kind EventKind
+	// Err is the cause of a disconnect or a loss, if known.
+	Err error
+	// Time is when the transport observed the event.
+	Time time.Time
+}

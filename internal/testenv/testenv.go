@@ -1,0 +1,46 @@
+// Package testenv starts the real servers that tests talk to: a private
+// redis-server on a free port (standalone or a cluster), an embedded NATS
+// server, and fakes where no server can be run here.
+//
+// When a server cannot be had, tests skip with a loud reason. When the
+// environment variable BACKPLANE_REQUIRE_SERVICES=1 is set (CI sets it), the
+// same condition fails the test instead, so a missing server never hides
+// behind a skip.
+package testenv
+
+import (
+	"net"
+	"os"
+	"strconv"
+	"testing"
+)
+
+// RequireEnv is the environment variable that turns a missing-server skip
+// into a failure.
+const RequireEnv = "BACKPLANE_REQUIRE_SERVICES"
+
+// Required reports whether missing servers must fail tests.
+func Required() bool {
+	v, _ := strconv.ParseBool(os.Getenv(RequireEnv))
+	return v
+}
+
+// Unavailable skips t with a loud reason, or fails it when Required.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if Required() {
+		t.Fatalf("REQUIRED SERVICE MISSING ("+RequireEnv+"=1): "+format, args...)
+	}
+	t.Skipf("SKIPPED, SERVICE MISSING (set "+RequireEnv+"=1 to fail instead): "+format, args...)
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
