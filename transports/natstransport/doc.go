@@ -1,0 +1,79 @@
+// Package natstransport is a backplane transport over core NATS
+// (github.com/nats-io/nats.go): a core.Backplane that publishes and
+// subscribes on one plain subject derived from the namespace,
+// "backplane.<namespace>" by default.
+//
+// Every Transport subscribes with its own plain subscription, never a queue
+// group, so every instance receives every message, its own included.
+//
+// Use New with a *nats.Conn you already have (the Transport neither closes it
+// nor replaces its callbacks), or Open with server URLs to let the Transport
+// make and own the connection. Neither does I/O: Open's connection is dialled
+// by the first Subscribe or Publish, which fits frameworks whose constructors
+// must not block (fx: construct, then Subscribe in OnStart).
+//
+// # Message Delivery Semantics
+//
+// Core NATS is at-most-once. A message is delivered to the subscriptions the
+// server knows at the moment it routes the message, and to nobody else: it is
+// not stored. Messages published while a subscriber is disconnected are lost
+// for that subscriber, and a subscriber that falls behind by more than its
+// pending limits (Options.PendingMsgs, Options.PendingBytes) has messages
+// dropped by nats.go (a "slow consumer").
+//
+// The Transport reports what it knows about such losses as events:
+// core.EventDisconnected when the connection drops (with the cause when
+// known), core.EventReconnected once the connection is back and the server has
+// processed the re-sent subscription, and core.EventLoss when nats.go drops
+// messages for a slow consumer. The engine (core.Cache) treats a reconnect and
+// a loss as "messages may be missing" and, by default, flushes the local
+// store; it also detects silent gaps with per-source sequence numbers and
+// missed heartbeats. Per-entry TTLs bound staleness in the worst case.
+//
+// Subscribe returns once the server it is connected to has the interest (a
+// round trip after the subscription), so a message published through the same
+// server after Subscribe returns is delivered. In a cluster, interest travels
+// to the other nodes over routes a moment later; a message published through
+// another node in that moment may miss the new subscriber. The window is
+// about one route hop (well under a millisecond on a LAN) and exists only
+// right after Subscribe and after a failover to another node; the per-entry
+// TTL covers it. Single-server deployments do not have it.
+//
+// Publish writes all its payloads without waiting, then makes one round trip
+// (a flush), so it returns once the server has received every payload of the
+// call. Publish does not buffer while disconnected: it fails with
+// ErrNotConnected and sends nothing, so that the caller learns about the
+// outage instead of having its messages queue up in nats.go's reconnect
+// buffer. (If the connection drops during a call, payloads written just
+// before may still be sent after the reconnect; duplicates of invalidations
+// are harmless.) Messages of one publisher arrive in publish order.
+//
+// Limits reports the server's max_payload (from the server's INFO), lowered
+// to Options.MaxPayload if that is smaller. Payloads are published without
+// NATS headers, so the whole limit is available to the payload.
+//
+// # URLs
+//
+// Open takes one server URL or a comma-separated list of them; with several
+// the client picks one, learns the rest of the cluster from the server, and
+// fails over to another on a disconnect:
+//
+//	nats://127.0.0.1:4222
+//	nats://user:password@nats.internal:4222
+//	tls://nats.internal:4222
+//	nats://n1:4222,nats://n2:4222,nats://n3:4222
+//
+// The connection made by Open reconnects forever (nats.MaxReconnects(-1)),
+// waiting Options.ReconnectWait between attempts to the same server, and
+// pings the server every Options.PingInterval to notice dead connections.
+//
+// # Authentication and TLS
+//
+// User and password come from the URL or WithUserInfo; a token from
+// WithToken; a decentralised-auth credentials file (user JWT and NKey seed)
+// from WithCredentialsFile; a bare NKey seed file from WithNKeySeedFile. TLS
+// is used for tls:// URLs, when the server requires it, or with
+// WithTLSConfig or WithRootCAFiles. Anything else nats.go offers can be passed
+// with WithNATSOptions. Wrong credentials fail the first Subscribe or Publish
+// promptly with an error wrapping nats.ErrAuthorization.
+package natstransport

@@ -1,0 +1,201 @@
+package natstransport
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/backplane-go/backplane/core"
+)
+
+// Defaults used by DefaultOptions.
+const (
+	// DefaultSubjectPrefix is the first token of the subject, which is
+	// "<prefix>.<namespace>".
+	DefaultSubjectPrefix = "backplane"
+	// DefaultFlushTimeout bounds Subscribe and Publish when their context
+	// has no deadline.
+	DefaultFlushTimeout = 10 * time.Second
+	// DefaultReconnectWait is the pause between reconnect attempts to the
+	// same server of a connection made by Open.
+	DefaultReconnectWait = 500 * time.Millisecond
+	// DefaultConnectTimeout bounds the dial of a connection made by Open.
+	DefaultConnectTimeout = 5 * time.Second
+	// DefaultPingInterval is how often a connection made by Open pings the
+	// server; two unanswered pings count as a lost connection.
+	DefaultPingInterval = 20 * time.Second
+	// DefaultMaxPayload is reported by Limits before Open has connected
+	// (NATS servers default to 1 MiB).
+	DefaultMaxPayload = 1 << 20
+)
+
+// Options configure a Transport. The zero value of a field means its
+// default; DefaultOptions returns the defaults filled in. Fields marked
+// "Open only" are ignored by New, whose connection the caller configured.
+type Options struct {
+	// SubjectPrefix is the first token of the subject "<prefix>.<namespace>".
+	SubjectPrefix string
+	// MaxPayload caps the payload size reported by Limits below the
+	// server's max_payload. Zero means the server's value.
+	MaxPayload int
+	// FlushTimeout bounds Subscribe and Publish when their context has no
+	// deadline.
+	FlushTimeout time.Duration
+	// PendingMsgs and PendingBytes bound the messages received but not yet
+	// handed to the handler. Beyond them nats.go drops messages (a slow
+	// consumer), which the Transport reports as EventLoss. Zero means the
+	// nats.go defaults (500,000 messages, 64 MiB); negative means no limit.
+	PendingMsgs, PendingBytes int
+	// Logger receives handler panics and connection diagnostics. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+
+	// Name is the connection name shown by the server's monitoring (Open
+	// only). Empty means "backplane:<namespace>".
+	Name string
+	// ReconnectWait is the pause between reconnect attempts to the same
+	// server (Open only). The connection retries forever.
+	ReconnectWait time.Duration
+	// ConnectTimeout bounds the dial of each server (Open only); the
+	// deadline of the context of the first Subscribe or Publish shortens it.
+	ConnectTimeout time.Duration
+	// PingInterval is how often the client pings the server to detect a
+	// dead connection (Open only).
+	PingInterval time.Duration
+	// User and Password authenticate the connection (Open only). They may
+	// also be given in the URL as nats://user:password@host:port.
+	User, Password string
+	// Token authenticates the connection with a token (Open only).
+	Token string
+	// CredentialsFile is a NATS credentials file holding a user JWT and
+	// NKey seed (Open only).
+	CredentialsFile string
+	// NKeySeedFile is a file holding an NKey seed (Open only).
+	NKeySeedFile string
+	// TLSConfig configures TLS (Open only). Nil with a tls:// URL means the
+	// system roots.
+	TLSConfig *tls.Config
+	// RootCAFiles are PEM files of CAs to trust (Open only).
+	RootCAFiles []string
+	// NATSOptions are applied to the nats.go options after the ones above
+	// (Open only). The Transport chains its disconnect and reconnect
+	// handlers to any set here.
+	NATSOptions []nats.Option
+}
+
+// DefaultOptions returns the options with every default filled in.
+func DefaultOptions() Options {
+	return Options{
+		SubjectPrefix:  DefaultSubjectPrefix,
+		FlushTimeout:   DefaultFlushTimeout,
+		ReconnectWait:  DefaultReconnectWait,
+		ConnectTimeout: DefaultConnectTimeout,
+		PingInterval:   DefaultPingInterval,
+	}
+}
+
+func (o *Options) fill() {
+	d := DefaultOptions()
+	if o.SubjectPrefix == "" {
+		o.SubjectPrefix = d.SubjectPrefix
+	}
+	if o.FlushTimeout == 0 {
+		o.FlushTimeout = d.FlushTimeout
+	}
+	if o.ReconnectWait == 0 {
+		o.ReconnectWait = d.ReconnectWait
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = d.ConnectTimeout
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = d.PingInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.MaxPayload < 0:
+		return fmt.Errorf("%w: natstransport: MaxPayload %d < 0", core.ErrInvalidOption, o.MaxPayload)
+	case o.FlushTimeout < 0:
+		return fmt.Errorf("%w: natstransport: FlushTimeout %v < 0", core.ErrInvalidOption, o.FlushTimeout)
+	case o.ReconnectWait < 0:
+		return fmt.Errorf("%w: natstransport: ReconnectWait %v < 0", core.ErrInvalidOption, o.ReconnectWait)
+	case o.ConnectTimeout < 0:
+		return fmt.Errorf("%w: natstransport: ConnectTimeout %v < 0", core.ErrInvalidOption, o.ConnectTimeout)
+	case o.PingInterval < 0:
+		return fmt.Errorf("%w: natstransport: PingInterval %v < 0", core.ErrInvalidOption, o.PingInterval)
+	case o.CredentialsFile != "" && o.NKeySeedFile != "":
+		return fmt.Errorf("%w: natstransport: CredentialsFile and NKeySeedFile are exclusive", core.ErrInvalidOption)
+	}
+	if err := validateSubject(o.SubjectPrefix); err != nil {
+		return fmt.Errorf("%w: natstransport: SubjectPrefix: %w", core.ErrInvalidOption, err)
+	}
+	return nil
+}
+
+// Option changes Options.
+type Option func(*Options)
+
+// WithOptions replaces all options with o; later options still apply.
+func WithOptions(o Options) Option { return func(p *Options) { *p = o } }
+
+// WithSubjectPrefix sets Options.SubjectPrefix.
+func WithSubjectPrefix(prefix string) Option { return func(o *Options) { o.SubjectPrefix = prefix } }
+
+// WithMaxPayload sets Options.MaxPayload.
+func WithMaxPayload(n int) Option { return func(o *Options) { o.MaxPayload = n } }
+
+// WithFlushTimeout sets Options.FlushTimeout.
+func WithFlushTimeout(d time.Duration) Option { return func(o *Options) { o.FlushTimeout = d } }
+
+// WithPendingLimits sets Options.PendingMsgs and Options.PendingBytes.
+func WithPendingLimits(msgs, bytes int) Option {
+	return func(o *Options) { o.PendingMsgs, o.PendingBytes = msgs, bytes }
+}
+
+// WithLogger sets Options.Logger.
+func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Logger = l } }
+
+// WithName sets Options.Name.
+func WithName(name string) Option { return func(o *Options) { o.Name = name } }
+
+// WithReconnectWait sets Options.ReconnectWait.
+func WithReconnectWait(d time.Duration) Option { return func(o *Options) { o.ReconnectWait = d } }
+
+// WithConnectTimeout sets Options.ConnectTimeout.
+func WithConnectTimeout(d time.Duration) Option { return func(o *Options) { o.ConnectTimeout = d } }
+
+// WithPingInterval sets Options.PingInterval.
+func WithPingInterval(d time.Duration) Option { return func(o *Options) { o.PingInterval = d } }
+
+// WithUserInfo sets Options.User and Options.Password.
+func WithUserInfo(user, password string) Option {
+	return func(o *Options) { o.User, o.Password = user, password }
+}
+
+// WithToken sets Options.Token.
+func WithToken(token string) Option { return func(o *Options) { o.Token = token } }
+
+// WithCredentialsFile sets Options.CredentialsFile.
+func WithCredentialsFile(path string) Option { return func(o *Options) { o.CredentialsFile = path } }
+
+// WithNKeySeedFile sets Options.NKeySeedFile.
+func WithNKeySeedFile(path string) Option { return func(o *Options) { o.NKeySeedFile = path } }
+
+// WithTLSConfig sets Options.TLSConfig.
+func WithTLSConfig(c *tls.Config) Option { return func(o *Options) { o.TLSConfig = c } }
+
+// WithRootCAFiles sets Options.RootCAFiles.
+func WithRootCAFiles(files ...string) Option { return func(o *Options) { o.RootCAFiles = files } }
+
+// WithNATSOptions appends to Options.NATSOptions.
+func WithNATSOptions(opts ...nats.Option) Option {
+	return func(o *Options) { o.NATSOptions = append(o.NATSOptions, opts...) }
+}

@@ -1,0 +1,589 @@
+package natstransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/backplane-go/backplane/core"
+)
+
+// ErrNotConnected is returned (wrapped) by Publish while the connection to
+// the server is down and being re-established. Nothing of the call was
+// sent; the caller may retry.
+var ErrNotConnected = errors.New("natstransport: not connected")
+
+// Transport is a core.Backplane over a core NATS subject.
+//
+// A Transport is safe for concurrent use. Its handler is called from one
+// goroutine at a time; a handler must not call Close.
+type Transport struct {
+	opts    Options
+	ns      string
+	subject string
+
+	// Set for a Transport made by Open, which dials and owns its
+	// connection.
+	servers string
+	owned   bool
+
+	dialMu sync.Mutex
+	nc     atomic.Pointer[nats.Conn]
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	life      context.Context // cancelled by Close
+	stop      context.CancelFunc
+	done      <-chan struct{} // life.Done()
+
+	mu         sync.Mutex // guards sub, connStatus and the start of the watcher
+	sub        *nats.Subscription
+	connStatus chan nats.Status // New only: the state of the caller's connection
+
+	watching atomic.Bool
+	notes    chan note // connection changes from nats.go callbacks
+	wg       sync.WaitGroup
+
+	hmu     sync.Mutex // serialises handler calls
+	h       core.Handler
+	hclosed bool
+}
+
+type noteKind int
+
+const (
+	noteDown noteKind = iota + 1
+	noteUp
+)
+
+type note struct {
+	kind noteKind
+	err  error
+}
+
+// New returns a Transport over nc on the subject "backplane.<namespace>".
+// It does no I/O. The Transport does not close nc, and it does not replace
+// nc's callbacks: it follows the connection's state with nc.StatusChanged.
+//
+// nc should be configured to reconnect (nats.go does by default, up to 60
+// attempts; nats.MaxReconnects(-1) is better for a long-lived service).
+func New(nc *nats.Conn, namespace string, opts ...Option) (*Transport, error) {
+	if nc == nil {
+		return nil, fmt.Errorf("%w: natstransport: nil *nats.Conn", core.ErrInvalidOption)
+	}
+	t, err := newTransport(namespace, opts)
+	if err != nil {
+		return nil, err
+	}
+	t.nc.Store(nc)
+	return t, nil
+}
+
+// Open returns a Transport that connects to the NATS servers in serverURLs
+// (one URL or a comma-separated list: nats://, tls://, ws://, wss://, with
+// optional user:password@) and owns that connection.
+//
+// Open does no I/O: it validates its arguments, and the connection is
+// dialled by the first Subscribe or Publish, within that call's context
+// deadline. A dial that fails (no server, wrong credentials, TLS) fails that
+// call with the cause; the next call dials again. Once connected, the
+// connection reconnects forever.
+func Open(serverURLs, namespace string, opts ...Option) (*Transport, error) {
+	t, err := newTransport(namespace, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateURLs(serverURLs); err != nil {
+		return nil, err
+	}
+	t.servers = serverURLs
+	t.owned = true
+	return t, nil
+}
+
+func newTransport(namespace string, opts []Option) (*Transport, error) {
+	var o Options
+	for _, f := range opts {
+		f(&o)
+	}
+	o.fill()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if err := validateSubject(namespace); err != nil {
+		return nil, fmt.Errorf("%w: natstransport: namespace %q: %w", core.ErrInvalidOption, namespace, err)
+	}
+	life, stop := context.WithCancel(context.Background())
+	return &Transport{
+		opts:    o,
+		ns:      namespace,
+		subject: o.SubjectPrefix + "." + namespace,
+		life:    life,
+		stop:    stop,
+		done:    life.Done(),
+		notes:   make(chan note, 16),
+	}, nil
+}
+
+// validateSubject checks s against the NATS subject rules for a literal
+// subject: non-empty tokens separated by '.', no wildcards, no whitespace or
+// control characters.
+func validateSubject(s string) error {
+	if s == "" {
+		return errors.New("empty")
+	}
+	for tok := range strings.SplitSeq(s, ".") {
+		switch tok {
+		case "":
+			return errors.New("empty token (leading, trailing or double '.')")
+		case "*", ">":
+			return fmt.Errorf("wildcard token %q", tok)
+		}
+		for _, r := range tok {
+			if r <= ' ' || r == 0x7f {
+				return fmt.Errorf("invalid character %q", r)
+			}
+		}
+	}
+	return nil
+}
+
+func validateURLs(servers string) error {
+	if strings.TrimSpace(servers) == "" {
+		return fmt.Errorf("%w: natstransport: no server URL", core.ErrInvalidOption)
+	}
+	for s := range strings.SplitSeq(servers, ",") {
+		s = strings.TrimSpace(s)
+		u, err := url.Parse(s)
+		if err != nil {
+			// url.Parse's error quotes the URL; do not echo a password.
+			return fmt.Errorf("%w: natstransport: malformed server URL", core.ErrInvalidOption)
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return fmt.Errorf("%w: natstransport: server URL %s: scheme must be nats, tls, ws or wss", core.ErrInvalidOption, u.Redacted())
+		}
+		if u.Host == "" {
+			return fmt.Errorf("%w: natstransport: server URL %s: no host", core.ErrInvalidOption, u.Redacted())
+		}
+	}
+	return nil
+}
+
+func redactURLs(servers string) string {
+	var out []string
+	for s := range strings.SplitSeq(servers, ",") {
+		if u, err := url.Parse(strings.TrimSpace(s)); err == nil {
+			out = append(out, u.Redacted())
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// Subject returns the NATS subject the Transport publishes and subscribes
+// to.
+func (t *Transport) Subject() string { return t.subject }
+
+// Conn returns the connection, or nil while a Transport made by Open has
+// not connected yet.
+func (t *Transport) Conn() *nats.Conn { return t.nc.Load() }
+
+// Limits reports the largest payload: the server's max_payload (or
+// Options.MaxPayload if smaller). Before a Transport made by Open has
+// connected, the server's value is not known and DefaultMaxPayload (or
+// Options.MaxPayload) is reported.
+func (t *Transport) Limits() core.Limits {
+	return core.Limits{MaxPayload: t.maxPayload(t.nc.Load())}
+}
+
+func (t *Transport) maxPayload(nc *nats.Conn) int {
+	n := DefaultMaxPayload
+	if nc != nil {
+		if m := nc.MaxPayload(); m > 0 {
+			n = int(m)
+		}
+	}
+	if t.opts.MaxPayload > 0 && t.opts.MaxPayload < n {
+		n = t.opts.MaxPayload
+	}
+	return n
+}
+
+// conn returns the connection, dialling it for a Transport made by Open.
+func (t *Transport) conn(ctx context.Context) (*nats.Conn, error) {
+	if nc := t.nc.Load(); nc != nil {
+		return nc, nil
+	}
+	t.dialMu.Lock()
+	defer t.dialMu.Unlock()
+	if nc := t.nc.Load(); nc != nil {
+		return nc, nil
+	}
+	if t.closed.Load() {
+		return nil, core.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	o, err := t.natsOptions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := o.Connect()
+	if err != nil {
+		return nil, fmt.Errorf("natstransport: connect to %s: %w", redactURLs(t.servers), err)
+	}
+	t.nc.Store(nc)
+	return nc, nil
+}
+
+func (t *Transport) natsOptions(ctx context.Context) (nats.Options, error) {
+	o := nats.GetDefaultOptions()
+	o.Servers = nil
+	for s := range strings.SplitSeq(t.servers, ",") {
+		o.Servers = append(o.Servers, strings.TrimSpace(s))
+	}
+	o.Name = t.opts.Name
+	if o.Name == "" {
+		o.Name = "backplane:" + t.ns
+	}
+	o.AllowReconnect = true
+	o.MaxReconnect = -1
+	o.ReconnectWait = t.opts.ReconnectWait
+	o.PingInterval = t.opts.PingInterval
+	o.Timeout = t.opts.ConnectTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d < o.Timeout {
+			o.Timeout = max(d, time.Millisecond)
+		}
+	}
+	o.User, o.Password, o.Token = t.opts.User, t.opts.Password, t.opts.Token
+	var extra []nats.Option
+	if t.opts.TLSConfig != nil {
+		extra = append(extra, nats.Secure(t.opts.TLSConfig.Clone()))
+	}
+	if len(t.opts.RootCAFiles) > 0 {
+		extra = append(extra, nats.RootCAs(t.opts.RootCAFiles...))
+	}
+	if t.opts.CredentialsFile != "" {
+		extra = append(extra, nats.UserCredentials(t.opts.CredentialsFile))
+	}
+	if t.opts.NKeySeedFile != "" {
+		nk, err := nats.NkeyOptionFromSeed(t.opts.NKeySeedFile)
+		if err != nil {
+			return o, fmt.Errorf("natstransport: NKey seed file: %w", err)
+		}
+		extra = append(extra, nk)
+	}
+	extra = append(extra, t.opts.NATSOptions...)
+	for _, f := range extra {
+		if err := f(&o); err != nil {
+			return o, fmt.Errorf("%w: natstransport: nats option: %w", core.ErrInvalidOption, err)
+		}
+	}
+	// Chain to any callbacks set through NATSOptions.
+	prevDown, prevDownOld, prevUp := o.DisconnectedErrCB, o.DisconnectedCB, o.ReconnectedCB
+	o.DisconnectedErrCB = func(nc *nats.Conn, err error) {
+		if err == nil {
+			err = errors.New("natstransport: connection lost")
+		}
+		t.notify(note{kind: noteDown, err: err})
+		if prevDown != nil {
+			prevDown(nc, err)
+		} else if prevDownOld != nil {
+			prevDownOld(nc)
+		}
+	}
+	o.ReconnectedCB = func(nc *nats.Conn) {
+		t.notify(note{kind: noteUp})
+		if prevUp != nil {
+			prevUp(nc)
+		}
+	}
+	return o, nil
+}
+
+// notify passes a connection change to the watcher. Changes before
+// Subscribe do not matter and are dropped.
+func (t *Transport) notify(n note) {
+	if !t.watching.Load() {
+		return
+	}
+	select {
+	case t.notes <- n:
+	case <-t.done:
+	}
+}
+
+// withTimeout gives ctx a deadline if it has none: nats.go's flush needs
+// one.
+func (t *Transport) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, t.opts.FlushTimeout)
+}
+
+// flush waits until the server has processed everything sent before.
+func (t *Transport) flush(ctx context.Context, nc *nats.Conn) error {
+	ctx, cancel := t.withTimeout(ctx)
+	defer cancel()
+	err := nc.FlushWithContext(ctx)
+	if err != nil && t.closed.Load() {
+		return core.ErrClosed
+	}
+	return err
+}
+
+// Subscribe subscribes to the subject and returns once the server the
+// connection is attached to has the interest (a round trip after the
+// SUB). In a cluster, the interest reaches the other nodes over routes
+// shortly after; see the package documentation.
+//
+// Subscribe emits EventConnected before it returns, before any message.
+func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
+	if h == nil {
+		return fmt.Errorf("%w: natstransport: nil handler", core.ErrInvalidOption)
+	}
+	if t.closed.Load() {
+		return core.ErrClosed
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.sub != nil {
+		return core.ErrAlreadySubscribed
+	}
+	ctx, cancel := t.withTimeout(ctx)
+	defer cancel()
+	nc, err := t.conn(ctx)
+	if err != nil {
+		return fmt.Errorf("natstransport: subscribe: %w", err)
+	}
+
+	// Hold the handler lock until EventConnected went out, so that it
+	// precedes every message.
+	t.hmu.Lock()
+	defer t.hmu.Unlock()
+	if t.closed.Load() {
+		return core.ErrClosed
+	}
+	t.h = h
+	sub, err := nc.Subscribe(t.subject, t.onMsg)
+	if err != nil {
+		return fmt.Errorf("natstransport: subscribe %s: %w", t.subject, err)
+	}
+	msgs, bytes := t.opts.PendingMsgs, t.opts.PendingBytes
+	if msgs == 0 {
+		msgs = nats.DefaultSubPendingMsgsLimit
+	}
+	if bytes == 0 {
+		bytes = nats.DefaultSubPendingBytesLimit
+	}
+	if err := sub.SetPendingLimits(msgs, bytes); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("natstransport: subscribe %s: %w", t.subject, err)
+	}
+	subStatus := sub.StatusChanged(nats.SubscriptionSlowConsumer)
+	var connStatus chan nats.Status
+	if !t.owned {
+		connStatus = nc.StatusChanged(nats.RECONNECTING, nats.CONNECTED, nats.CLOSED)
+	}
+	if err := t.flush(ctx, nc); err != nil {
+		_ = sub.Unsubscribe()
+		if connStatus != nil {
+			nc.RemoveStatusListener(connStatus)
+		}
+		return fmt.Errorf("natstransport: subscribe %s: %w", t.subject, err)
+	}
+	t.sub = sub
+	t.connStatus = connStatus
+	t.watching.Store(true)
+	t.wg.Add(1)
+	go t.watch(nc, sub, connStatus, subStatus)
+	t.call(func() { h.HandleEvent(core.Event{Kind: core.EventConnected, Time: time.Now()}) })
+	return nil
+}
+
+func (t *Transport) onMsg(m *nats.Msg) {
+	t.hmu.Lock()
+	defer t.hmu.Unlock()
+	if t.hclosed {
+		return
+	}
+	t.call(func() { t.h.HandleMessage(m.Data) })
+}
+
+// event delivers ev unless the Transport is closed.
+func (t *Transport) event(ev core.Event) {
+	t.hmu.Lock()
+	defer t.hmu.Unlock()
+	if t.hclosed {
+		return
+	}
+	t.call(func() { t.h.HandleEvent(ev) })
+}
+
+// call runs f, recovering a panic. hmu is held.
+func (t *Transport) call(f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.opts.Logger.Error("natstransport: handler panicked", "subject", t.subject, "panic", r)
+		}
+	}()
+	f()
+}
+
+// watch turns connection and subscription changes into events. It runs
+// from Subscribe until Close.
+func (t *Transport) watch(nc *nats.Conn, sub *nats.Subscription, connStatus chan nats.Status, subStatus <-chan nats.SubStatus) {
+	defer t.wg.Done()
+	up := true
+	for {
+		var n note
+		select {
+		case <-t.done:
+			return
+		case n = <-t.notes:
+		case s, ok := <-connStatus:
+			if !ok {
+				connStatus = nil
+				continue
+			}
+			switch s {
+			case nats.CONNECTED:
+				n = note{kind: noteUp}
+			case nats.CLOSED:
+				n = note{kind: noteDown, err: nats.ErrConnectionClosed}
+			default:
+				err := nc.LastError()
+				if err == nil {
+					err = errors.New("natstransport: connection lost")
+				}
+				n = note{kind: noteDown, err: err}
+			}
+		case _, ok := <-subStatus:
+			if !ok {
+				subStatus = nil
+				continue
+			}
+			dropped, _ := sub.Dropped()
+			err := fmt.Errorf("%w (%d dropped by this subscription so far)", nats.ErrSlowConsumer, dropped)
+			t.event(core.Event{Kind: core.EventLoss, Err: err, Time: time.Now()})
+			continue
+		}
+		switch n.kind {
+		case noteDown:
+			if up {
+				up = false
+				t.event(core.Event{Kind: core.EventDisconnected, Err: n.err, Time: time.Now()})
+			}
+		case noteUp:
+			if !up && t.confirmUp(nc) {
+				up = true
+				t.event(core.Event{Kind: core.EventReconnected, Time: time.Now()})
+			}
+		}
+	}
+}
+
+// confirmUp waits until the server has processed the subscription that
+// nats.go re-sent on reconnect. It gives up when the connection drops
+// again (a new noteUp will follow) or the Transport closes.
+func (t *Transport) confirmUp(nc *nats.Conn) bool {
+	for {
+		ctx, cancel := context.WithTimeout(t.life, t.opts.FlushTimeout)
+		err := nc.FlushWithContext(ctx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if t.life.Err() != nil || !nc.IsConnected() {
+			return false
+		}
+	}
+}
+
+// Publish sends each payload as one message on the subject, then waits for
+// one round trip to the server, so that it returns once the server has
+// received all of them. Publish does not buffer while the connection is
+// down: it fails with ErrNotConnected instead. A payload over
+// Limits().MaxPayload fails the call with core.ErrPayloadTooLarge before
+// anything is sent.
+func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
+	if t.closed.Load() {
+		return core.ErrClosed
+	}
+	ctx, cancel := t.withTimeout(ctx)
+	defer cancel()
+	nc, err := t.conn(ctx)
+	if err != nil {
+		return fmt.Errorf("natstransport: publish: %w", err)
+	}
+	limit := t.maxPayload(nc)
+	for i, p := range payloads {
+		if len(p) > limit {
+			return fmt.Errorf("natstransport: payload %d of %d bytes over %d: %w", i, len(p), limit, core.ErrPayloadTooLarge)
+		}
+	}
+	if len(payloads) == 0 {
+		return nil
+	}
+	if st := nc.Status(); st != nats.CONNECTED {
+		if t.closed.Load() {
+			return core.ErrClosed
+		}
+		return fmt.Errorf("natstransport: publish: connection %s: %w", st, ErrNotConnected)
+	}
+	for _, p := range payloads {
+		if err := nc.Publish(t.subject, p); err != nil {
+			if t.closed.Load() {
+				return core.ErrClosed
+			}
+			return fmt.Errorf("natstransport: publish: %w", err)
+		}
+	}
+	if err := t.flush(ctx, nc); err != nil {
+		return fmt.Errorf("natstransport: publish: flush: %w", err)
+	}
+	return nil
+}
+
+// Close unsubscribes, stops the Transport's goroutine and, for a Transport
+// made by Open, closes the connection. It is idempotent. After it returns,
+// the handler is not called again and Publish returns core.ErrClosed.
+func (t *Transport) Close() error {
+	t.closeOnce.Do(func() {
+		t.closed.Store(true)
+		t.stop()
+		t.mu.Lock()
+		sub, connStatus := t.sub, t.connStatus
+		t.mu.Unlock()
+		if sub != nil {
+			_ = sub.Unsubscribe()
+		}
+		t.wg.Wait()
+		if connStatus != nil {
+			t.nc.Load().RemoveStatusListener(connStatus)
+		}
+		t.hmu.Lock()
+		t.hclosed = true
+		t.hmu.Unlock()
+		t.dialMu.Lock()
+		nc := t.nc.Load()
+		t.dialMu.Unlock()
+		if nc != nil && t.owned {
+			nc.Close()
+		}
+	})
+	return nil
+}
+
+var _ core.Backplane = (*Transport)(nil)
