@@ -1,0 +1,410 @@
+package core_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/transports/memtransport"
+)
+
+func TestBadInput(t *testing.T) {
+	hub := memtransport.NewHub()
+	c, _ := open(t, hub, quiet, func(o *core.Options) { o.MaxKeysPerCall = 3 })
+	ctx := context.Background()
+	long := strings.Repeat("x", core.MaxKeyLen+1)
+	max := strings.Repeat("x", core.MaxKeyLen)
+	cases := []struct {
+		name string
+		err  error
+		call func() error
+	}{
+		{"Invalidate empty key", core.ErrEmptyKey, func() error { return c.Invalidate(ctx, "a", "") }},
+		{"Invalidate long key", core.ErrKeyTooLong, func() error { return c.Invalidate(ctx, long) }},
+		{"Invalidate too many", core.ErrTooManyKeys, func() error { return c.Invalidate(ctx, "a", "b", "c", "d") }},
+		{"Set empty key", core.ErrEmptyKey, func() error { return c.Set("", nil) }},
+		{"Set long key", core.ErrKeyTooLong, func() error { return c.Set(long, nil) }},
+		{"SetWithTTL negative", core.ErrInvalidOption, func() error { return c.SetWithTTL("k", nil, -time.Second) }},
+		{"Delete empty key", core.ErrEmptyKey, func() error { return c.Delete("") }},
+		{"GetOrLoad empty key", core.ErrEmptyKey, func() error { _, err := c.GetOrLoad(ctx, "", load("v")); return err }},
+		{"GetOrLoad long key", core.ErrKeyTooLong, func() error { _, err := c.GetOrLoad(ctx, long, load("v")); return err }},
+		{"GetOrLoad nil loader", core.ErrNilLoader, func() error { _, err := c.GetOrLoad(ctx, "k", nil); return err }},
+		{"typed nil loader", core.ErrNilLoader, func() error {
+			_, err := core.NewTyped[int](c).GetOrLoad(ctx, "k", nil)
+			return err
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.call(); !errors.Is(err, tc.err) {
+				t.Fatalf("got %v, want %v", err, tc.err)
+			}
+		})
+	}
+	// The longest key is fine everywhere.
+	if err := c.Invalidate(ctx, max); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(max, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, c, max, "v")
+	if err := c.Invalidate(ctx); err != nil {
+		t.Fatalf("Invalidate with no keys: %v", err)
+	}
+}
+
+func TestLifecycleErrors(t *testing.T) {
+	hub := memtransport.NewHub()
+	c, err := core.New(newStore(t), hub.New(ns), quiet, core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.Invalidate(ctx, "k"); !errors.Is(err, core.ErrNotStarted) {
+		t.Fatalf("Invalidate before Start: %v", err)
+	}
+	if _, err := c.GetOrLoad(ctx, "k", load("v")); !errors.Is(err, core.ErrNotStarted) {
+		t.Fatalf("GetOrLoad before Start: %v", err)
+	}
+	if err := c.Set("k", nil); !errors.Is(err, core.ErrNotStarted) {
+		t.Fatalf("Set before Start: %v", err)
+	}
+	if _, ok := c.Get("k"); ok {
+		t.Fatal("hit before Start")
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err == nil {
+		t.Fatal("second Start succeeded")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	for name, err := range map[string]error{
+		"Invalidate": c.Invalidate(ctx, "k"),
+		"Clear":      c.Clear(ctx),
+		"Set":        c.Set("k", nil),
+		"Delete":     c.Delete("k"),
+		"Start":      c.Start(ctx),
+		"GetOrLoad":  func() error { _, err := c.GetOrLoad(ctx, "k", load("v")); return err }(),
+	} {
+		if !errors.Is(err, core.ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
+		}
+	}
+	if h := c.Health(); h.Started {
+		t.Fatal("health says started after Close")
+	}
+	// Close without Start closes the transport and store too.
+	tr := hub.New(ns)
+	c2, _ := core.New(newStore(t), tr, quiet)
+	if err := c2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Publish(ctx, []byte("x")); !errors.Is(err, core.ErrClosed) {
+		t.Fatalf("transport not closed with the cache: %v", err)
+	}
+}
+
+func TestOptionsValidation(t *testing.T) {
+	hub := memtransport.NewHub()
+	cases := map[string]core.Option{
+		"negative TTL":           core.WithTTL(-1, 0),
+		"jitter 1":               core.WithTTL(time.Minute, 1),
+		"negative jitter":        core.WithTTL(time.Minute, -0.1),
+		"negative heartbeat":     core.WithHeartbeat(-time.Second, 0),
+		"timeout below interval": core.WithHeartbeat(time.Second, time.Second),
+		"negative timeout":       core.WithHeartbeat(time.Second, -1),
+		"unknown policy":         core.WithPolicies(core.Policy(7), core.PolicyFlush, core.PolicyFlush),
+		"zero queue":             core.WithQueueSize(0),
+		"zero publish timeout":   core.WithPublishTimeout(0),
+		"nil codec":              core.WithCodec(nil),
+		"zero MaxKeysPerCall":    func(o *core.Options) { o.MaxKeysPerCall = 0 },
+		"zero MaxBatchKeys":      func(o *core.Options) { o.MaxBatchKeys = 0 },
+		"negative MaxPayload":    func(o *core.Options) { o.MaxPayload = -1 },
+		"MaxPayload below a key": func(o *core.Options) { o.MaxPayload = 100 },
+		"zero CloseTimeout":      func(o *core.Options) { o.CloseTimeout = 0 },
+		"zero Options wholesale": core.WithOptions(core.Options{}),
+	}
+	for name, opt := range cases {
+		t.Run(name, func(t *testing.T) {
+			c, err := core.New(newStore(t), hub.New(ns), opt)
+			if !errors.Is(err, core.ErrInvalidOption) {
+				if c != nil {
+					c.Close()
+				}
+				t.Fatalf("got %v, want ErrInvalidOption", err)
+			}
+		})
+	}
+	if _, err := core.New(nil, hub.New(ns)); !errors.Is(err, core.ErrInvalidOption) {
+		t.Fatalf("nil store: %v", err)
+	}
+	if _, err := core.New(newStore(t), nil); !errors.Is(err, core.ErrInvalidOption) {
+		t.Fatalf("nil backplane: %v", err)
+	}
+	small := memtransport.NewHub(memtransport.WithMaxPayload(200))
+	if _, err := core.New(newStore(t), small.New(ns)); !errors.Is(err, core.ErrInvalidOption) {
+		t.Fatalf("transport limit below one key: %v", err)
+	}
+	good := core.DefaultOptions()
+	if err := good.Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+}
+
+// gateBackplane holds Publish calls until released and records payloads.
+type gateBackplane struct {
+	core.Backplane
+	mu       sync.Mutex
+	gate     chan struct{}
+	calls    int
+	payloads [][]byte
+	entered  chan struct{}
+}
+
+func (g *gateBackplane) Publish(ctx context.Context, payloads ...[]byte) error {
+	g.mu.Lock()
+	g.calls++
+	for _, p := range payloads {
+		g.payloads = append(g.payloads, append([]byte(nil), p...))
+	}
+	gate := g.gate
+	g.mu.Unlock()
+	if gate != nil {
+		select {
+		case g.entered <- struct{}{}:
+		default:
+		}
+		<-gate
+	}
+	return g.Backplane.Publish(ctx, payloads...)
+}
+
+func (g *gateBackplane) stats() (calls int, payloads [][]byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.calls, append([][]byte(nil), g.payloads...)
+}
+
+func TestGroupCommitCoalescesAndDeduplicates(t *testing.T) {
+	hub := memtransport.NewHub()
+	gate := &gateBackplane{Backplane: hub.New(ns), gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	a, err := core.Open(context.Background(), newStore(t), gate, quiet, core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, _ := open(t, hub, quiet)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = a.Invalidate(ctx, "first") })
+	<-gate.entered // the first round is on the wire; everything else queues
+	const callers = 100
+	errs := make(chan error, callers)
+	for i := range callers {
+		wg.Go(func() { errs <- a.Invalidate(ctx, "dup", fmt.Sprintf("k%d", i)) })
+	}
+	eventually(t, "callers queued", func() bool { return a.Health().PendingPublishes == callers+1 })
+	close(gate.gate)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls, payloads := gate.stats()
+	if calls != 2 || len(payloads) != 2 {
+		t.Fatalf("%d publish calls with %d payloads for %d Invalidate calls; want 2 and 2", calls, len(payloads), callers+1)
+	}
+	if s := a.Stats(); s.KeysPublished != callers+2 {
+		t.Fatalf("keys published %d, want %d (de-duplicated)", s.KeysPublished, callers+2)
+	}
+	eventually(t, "peer got every key", func() bool { return b.Stats().KeysEvicted == callers+2 })
+}
+
+func TestBatchesSplitToPayloadLimit(t *testing.T) {
+	const limit = 2000
+	hub := memtransport.NewHub(memtransport.WithMaxPayload(limit))
+	gate := &gateBackplane{Backplane: hub.New(ns)}
+	a, err := core.Open(context.Background(), newStore(t), gate, quiet, core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, _ := open(t, hub, quiet)
+	keys := make([]string, 600)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("product:%06d", i)
+		_ = b.Set(keys[i], []byte("v"))
+	}
+	keys = append(keys, strings.Repeat("L", core.MaxKeyLen)) // one long key
+	if err := a.Invalidate(context.Background(), keys...); err != nil {
+		t.Fatal(err)
+	}
+	_, payloads := gate.stats()
+	if len(payloads) < 5 {
+		t.Fatalf("%d payloads for ~9 KB of keys under a %d-byte limit", len(payloads), limit)
+	}
+	for i, p := range payloads {
+		if len(p) > limit {
+			t.Fatalf("payload %d is %d bytes, over the limit %d", i, len(p), limit)
+		}
+	}
+	eventually(t, "peer evicted all", func() bool { return b.Stats().KeysEvicted == uint64(len(keys)) })
+	if s := b.Stats(); s.Gaps != 0 {
+		t.Fatalf("split batch looked like a gap: %+v", s)
+	}
+}
+
+func TestUndecodablePayloadsAreDropped(t *testing.T) {
+	hub := memtransport.NewHub()
+	b, _ := open(t, hub, quiet)
+	_ = b.Set("k", []byte("v"))
+	rogue := hub.New(ns)
+	defer rogue.Close()
+	for _, p := range [][]byte{nil, []byte("hello"), []byte("BP\x09garbage"), make([]byte, 100)} {
+		if err := rogue.Publish(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "decode errors counted", func() bool { return b.Stats().DecodeErrors == 4 })
+	mustGet(t, b, "k", "v")
+	if h := b.Health(); !h.Healthy() {
+		t.Fatalf("health after garbage: %+v", h)
+	}
+}
+
+type product struct {
+	ID    int
+	Name  string
+	Price float64
+}
+
+func TestTyped(t *testing.T) {
+	hub := memtransport.NewHub()
+	c, _ := open(t, hub, quiet)
+	products := core.NewTyped[product](c)
+	ctx := context.Background()
+	want := product{ID: 1, Name: "lamp", Price: 9.5}
+	calls := 0
+	loader := func(context.Context) (product, error) { calls++; return want, nil }
+	for range 3 {
+		got, err := products.GetOrLoad(ctx, "p:1", loader)
+		if err != nil || got != want {
+			t.Fatalf("GetOrLoad: %+v, %v", got, err)
+		}
+	}
+	if calls != 1 {
+		t.Fatalf("loader called %d times", calls)
+	}
+	got, ok, err := products.Get("p:1")
+	if err != nil || !ok || got != want {
+		t.Fatalf("Get: %+v %v %v", got, ok, err)
+	}
+	if err := products.Set("p:2", product{ID: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := products.Get("p:2"); !ok {
+		t.Fatal("typed Set not kept")
+	}
+	// A cached value of another shape is an error, and is dropped.
+	_ = c.Set("p:3", []byte("not json"))
+	if _, _, err := products.Get("p:3"); err == nil {
+		t.Fatal("undecodable cached value: no error")
+	}
+	if _, ok := c.Get("p:3"); ok {
+		t.Fatal("undecodable cached value kept")
+	}
+	if _, err := core.NewTyped[chan int](c).GetOrLoad(ctx, "ch", func(context.Context) (chan int, error) { return make(chan int), nil }); err == nil {
+		t.Fatal("unencodable value: no error")
+	}
+}
+
+func TestPublishErrorReturnedAndCounted(t *testing.T) {
+	hub := memtransport.NewHub()
+	c, tr := open(t, hub, quiet, core.WithPolicies(core.PolicyKeep, core.PolicyFlush, core.PolicyFlush))
+	tr.Disconnect(errors.New("cut"))
+	err := c.Invalidate(context.Background(), "k")
+	if !errors.Is(err, memtransport.ErrDisconnected) {
+		t.Fatalf("got %v", err)
+	}
+	if n := c.Stats().PublishErrors; n != 1 {
+		t.Fatalf("PublishErrors = %d", n)
+	}
+	tr.Reconnect()
+	eventually(t, "reconnected", func() bool { return c.Health().Connected })
+	if err := c.Invalidate(context.Background(), "k"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInvalidateHonoursContext(t *testing.T) {
+	hub := memtransport.NewHub()
+	gate := &gateBackplane{Backplane: hub.New(ns), gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	c, err := core.Open(context.Background(), newStore(t), gate, quiet, core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Invalidate(ctx, "k") }()
+	<-gate.entered
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	close(gate.gate)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every Invalidate that returned nil before or during Close reached the
+// peer: Close drains, it does not drop.
+func TestCloseDrainsPendingPublishes(t *testing.T) {
+	hub := memtransport.NewHub()
+	a, err := core.Open(context.Background(), newStore(t), hub.New(ns), quiet, core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := open(t, hub, quiet)
+	n := 20000
+	if testing.Short() {
+		n = 2000
+	}
+	var ok sync.Map
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < n; i += 8 {
+				k := fmt.Sprintf("k%d", i)
+				if a.Invalidate(context.Background(), k) == nil {
+					ok.Store(k, true)
+				}
+			}
+		})
+	}
+	eventually(t, "publishing under way", func() bool { return a.Stats().KeysPublished > 100 })
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	returned := 0
+	ok.Range(func(any, any) bool { returned++; return true })
+	eventually(t, "peer got every key that returned nil", func() bool { return b.Stats().KeysEvicted >= uint64(returned) })
+	if s := a.Stats(); s.KeysPublished != uint64(returned) {
+		t.Fatalf("published %d keys, %d calls returned nil", s.KeysPublished, returned)
+	}
+}

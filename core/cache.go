@@ -1,0 +1,919 @@
+package core
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Cache is the engine: a local store kept coherent with other instances
+// over a Backplane.
+//
+// Reads (Get, GetOrLoad) are served from the local store. Invalidate and
+// Clear evict locally and then broadcast; other instances evict when the
+// message arrives. A Cache is safe for concurrent use. It owns the store and
+// the backplane it is given and closes them on Close.
+//
+// Lifecycle: New does no I/O and starts no goroutine; Start subscribes and
+// returns once delivery is active; Close (or Shutdown) drains pending
+// publishes and releases everything.
+type Cache struct {
+	store LocalStore
+	bp    Backplane
+	opts  Options
+	id    SourceID
+	log   *slog.Logger
+	inst  *instruments
+	ctr   counters
+	now   func() time.Time
+	seed  maphash.Seed
+
+	stripes [numStripes]stripe
+
+	flightMu sync.Mutex
+	flights  map[string]*flight
+
+	maxPayload int
+
+	// lifecycle
+	lifeMu   sync.RWMutex // guards started/closed transitions against enqueue
+	started  bool
+	closed   bool
+	inflight sync.WaitGroup // Invalidate/Clear calls between enqueue and done
+	reqs     chan *pubReq
+	stop     chan struct{}
+	runCtx   context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closeErr error
+	closeOne sync.Once
+
+	// receive side, guarded by recvMu
+	recvMu       sync.Mutex
+	peers        map[SourceID]*peer
+	linkUp       bool
+	silent       bool
+	lastRecv     time.Time
+	baseline     time.Time // since when the peer table is complete
+	lastFlush    time.Time
+	lastCause    string
+	lastHeard    time.Time
+	degraded     atomic.Bool // not caching: link down or silent under PolicyFlush
+	lastSeqSent  atomic.Uint64
+	pendingCalls atomic.Int64
+}
+
+const numStripes = 1024
+
+// stripe serialises fills against evictions of the keys that hash to it.
+// gen changes on every eviction, so a load that started before an eviction
+// is not cached.
+type stripe struct {
+	mu  sync.Mutex
+	gen atomic.Uint64
+	_   [40]byte // keep stripes on separate cache lines
+}
+
+type flight struct {
+	done    chan struct{}
+	val     []byte
+	err     error
+	ctxDone bool // the leader's context ended: waiters retry
+}
+
+type peer struct {
+	lastSeq  uint64
+	lastSeen time.Time
+}
+
+type pubReq struct {
+	op   Op
+	keys []string
+	done chan error
+}
+
+// New returns a Cache over store and bp. It validates the options and does
+// no I/O; call Start to subscribe.
+func New(store LocalStore, bp Backplane, opts ...Option) (*Cache, error) {
+	if store == nil {
+		return nil, fmt.Errorf("%w: nil LocalStore", ErrInvalidOption)
+	}
+	if bp == nil {
+		return nil, fmt.Errorf("%w: nil Backplane", ErrInvalidOption)
+	}
+	o := DefaultOptions()
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	max := bp.Limits().MaxPayload
+	if o.MaxPayload > 0 && (max <= 0 || o.MaxPayload < max) {
+		max = o.MaxPayload
+	}
+	if max < minPayload {
+		return nil, fmt.Errorf("%w: transport payload limit %d is below the minimum %d", ErrInvalidOption, max, minPayload)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+	c := &Cache{
+		store:      store,
+		bp:         bp,
+		opts:       o,
+		id:         NewSourceID(),
+		inst:       newInstruments(o.MeterProvider),
+		now:        o.now,
+		seed:       maphash.MakeSeed(),
+		flights:    make(map[string]*flight),
+		maxPayload: max,
+		reqs:       make(chan *pubReq, o.QueueSize),
+		stop:       make(chan struct{}),
+		peers:      make(map[SourceID]*peer),
+	}
+	c.log = o.Logger.With("backplane.instance", c.id.String()[:8])
+	return c, nil
+}
+
+// Open is New followed by Start.
+func Open(ctx context.Context, store LocalStore, bp Backplane, opts ...Option) (*Cache, error) {
+	c, err := New(store, bp, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(ctx); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// ID returns this instance's source ID.
+func (c *Cache) ID() SourceID { return c.id }
+
+// Start subscribes to the backplane and returns once delivery is active,
+// then starts publishing and heartbeats. ctx bounds the subscription setup.
+func (c *Cache) Start(ctx context.Context) error {
+	c.lifeMu.Lock()
+	defer c.lifeMu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	if c.started {
+		return errors.New("backplane: already started")
+	}
+	if err := c.bp.Subscribe(ctx, handler{c}); err != nil {
+		return fmt.Errorf("backplane: subscribe: %w", err)
+	}
+	now := c.now()
+	c.recvMu.Lock()
+	c.linkUp = true
+	c.lastRecv, c.baseline = now, now
+	c.recvMu.Unlock()
+	c.runCtx, c.cancel = context.WithCancel(context.Background())
+	c.started = true
+	c.wg.Add(1)
+	go c.publishLoop()
+	if c.opts.HeartbeatInterval > 0 {
+		c.wg.Add(1)
+		go c.monitorLoop()
+	}
+	return nil
+}
+
+// Close drains pending publishes (bounded by Options.CloseTimeout), then
+// unsubscribes and closes the backplane and the store. It is idempotent;
+// every call returns the first call's result.
+func (c *Cache) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.CloseTimeout)
+	defer cancel()
+	return c.Shutdown(ctx)
+}
+
+// Shutdown is Close bounded by ctx instead of Options.CloseTimeout: calls of
+// Invalidate and Clear already accepted are published unless ctx ends
+// first, in which case they return an error.
+func (c *Cache) Shutdown(ctx context.Context) error {
+	c.closeOne.Do(func() { c.closeErr = c.shutdown(ctx) })
+	return c.closeErr
+}
+
+func (c *Cache) shutdown(ctx context.Context) error {
+	c.lifeMu.Lock()
+	c.closed = true
+	started := c.started
+	c.lifeMu.Unlock()
+	var errs []error
+	if started {
+		drained := make(chan struct{})
+		go func() { c.inflight.Wait(); close(drained) }()
+		select {
+		case <-drained:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("backplane: close: pending publishes not drained: %w", ctx.Err()))
+			c.cancel() // fail the publish in progress
+			<-drained  // callers return promptly once their publish fails
+		}
+		close(c.stop)
+		c.wg.Wait()
+		c.cancel()
+	}
+	if err := c.bp.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("backplane: close transport: %w", err))
+	}
+	if err := c.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("backplane: close store: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// ready reports whether the cache may be used: ErrClosed or ErrNotStarted.
+func (c *Cache) ready() error {
+	c.lifeMu.RLock()
+	defer c.lifeMu.RUnlock()
+	switch {
+	case c.closed:
+		return ErrClosed
+	case !c.started:
+		return ErrNotStarted
+	}
+	return nil
+}
+
+func (c *Cache) stripeOf(key string) *stripe {
+	return &c.stripes[maphash.String(c.seed, key)%numStripes]
+}
+
+// Values are stored with an 8-byte header: the expiry in Unix nanoseconds,
+// or 0 for none.
+const valueHeader = 8
+
+// Get returns the value cached under key on this instance. The caller owns
+// the returned slice. Get never touches the network.
+func (c *Cache) Get(key string) ([]byte, bool) {
+	v, ok := c.get(key)
+	if ok {
+		c.ctr.hits.Add(1)
+		c.inst.hits.Add(bg, 1)
+	} else {
+		c.ctr.misses.Add(1)
+		c.inst.misses.Add(bg, 1)
+	}
+	return v, ok
+}
+
+func (c *Cache) get(key string) ([]byte, bool) {
+	raw, ok := c.store.Get(key)
+	if !ok || len(raw) < valueHeader {
+		return nil, false
+	}
+	if exp := int64(binary.BigEndian.Uint64(raw)); exp != 0 && c.now().UnixNano() >= exp {
+		c.dropExpired(key)
+		return nil, false
+	}
+	return raw[valueHeader:], true
+}
+
+// dropExpired deletes key if it is still expired, under its stripe lock so
+// that a fresh fill is never deleted.
+func (c *Cache) dropExpired(key string) {
+	s := c.stripeOf(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	raw, ok := c.store.Get(key)
+	if ok && len(raw) >= valueHeader {
+		if exp := int64(binary.BigEndian.Uint64(raw)); exp != 0 && c.now().UnixNano() >= exp {
+			_ = c.store.Delete(key)
+		}
+	}
+}
+
+// Set caches value under key on this instance only, with Options.TTL. It is
+// a cache fill: to tell other instances that the data changed, call
+// Invalidate. While the link is degraded (see Options.OnDisconnect) Set
+// keeps nothing.
+func (c *Cache) Set(key string, value []byte) error { return c.SetWithTTL(key, value, c.opts.TTL) }
+
+// SetWithTTL is Set with its own TTL (zero: no expiry; jitter applies).
+func (c *Cache) SetWithTTL(key string, value []byte, ttl time.Duration) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if ttl < 0 {
+		return fmt.Errorf("%w: negative TTL %v", ErrInvalidOption, ttl)
+	}
+	if err := c.ready(); err != nil {
+		return err
+	}
+	s := c.stripeOf(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen.Add(1) // loads in flight are older than this value
+	c.detachFlight(key)
+	if c.degraded.Load() {
+		return c.store.Delete(key)
+	}
+	return c.storeLocked(key, value, ttl)
+}
+
+func (c *Cache) storeLocked(key string, value []byte, ttl time.Duration) error {
+	buf := make([]byte, valueHeader+len(value))
+	var exp int64
+	if ttl > 0 {
+		if j := c.opts.TTLJitter; j > 0 {
+			ttl = time.Duration(float64(ttl) * (1 + j*(2*rand.Float64()-1)))
+		}
+		exp = c.now().Add(ttl).UnixNano()
+	}
+	binary.BigEndian.PutUint64(buf, uint64(exp))
+	copy(buf[valueHeader:], value)
+	return c.store.Set(key, buf, ttl)
+}
+
+// Delete evicts keys on this instance only. To evict them everywhere, call
+// Invalidate.
+func (c *Cache) Delete(keys ...string) error {
+	for _, k := range keys {
+		if err := checkKey(k); err != nil {
+			return err
+		}
+	}
+	if c.isClosed() {
+		return ErrClosed
+	}
+	c.evictLocal(keys)
+	return nil
+}
+
+func (c *Cache) isClosed() bool {
+	c.lifeMu.RLock()
+	defer c.lifeMu.RUnlock()
+	return c.closed
+}
+
+// evictLocal deletes keys and invalidates loads in flight for them.
+func (c *Cache) evictLocal(keys []string) {
+	for _, k := range keys {
+		s := c.stripeOf(k)
+		s.mu.Lock()
+		s.gen.Add(1)
+		_ = c.store.Delete(k)
+		c.detachFlight(k)
+		s.mu.Unlock()
+	}
+}
+
+// detachFlight makes the next GetOrLoad of key start a new load instead of
+// joining one that started before an eviction.
+func (c *Cache) detachFlight(key string) {
+	c.flightMu.Lock()
+	delete(c.flights, key)
+	c.flightMu.Unlock()
+}
+
+// flush clears the store for safety and makes every load in flight
+// uncacheable.
+func (c *Cache) flush(cause string) {
+	for i := range c.stripes {
+		c.stripes[i].mu.Lock()
+	}
+	for i := range c.stripes {
+		c.stripes[i].gen.Add(1)
+	}
+	err := c.store.Clear()
+	c.flightMu.Lock()
+	c.flights = make(map[string]*flight)
+	c.flightMu.Unlock()
+	for i := range c.stripes {
+		c.stripes[i].mu.Unlock()
+	}
+	if cause == "" {
+		return
+	}
+	c.ctr.flushes.Add(1)
+	c.inst.flush(cause)
+	c.lastFlush, c.lastCause = c.now(), cause
+	if err != nil {
+		c.log.Error("backplane: flush failed", "cause", cause, "err", err)
+		return
+	}
+	c.log.Warn("backplane: local cache flushed", "cause", cause)
+}
+
+// GetOrLoad returns the value cached under key, or calls loader, caches its
+// result and returns it. Concurrent calls for the same key on this instance
+// share one loader call. A load that overlaps an eviction of its key (local
+// or remote Invalidate, Clear, or a safety flush) is returned to its callers
+// but not cached. Loader errors are returned and nothing is cached. The
+// caller owns the returned slice.
+func (c *Cache) GetOrLoad(ctx context.Context, key string, loader func(ctx context.Context) ([]byte, error)) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	if loader == nil {
+		return nil, ErrNilLoader
+	}
+	if err := c.ready(); err != nil {
+		return nil, err
+	}
+	if v, ok := c.Get(key); ok {
+		return v, nil
+	}
+	for {
+		c.flightMu.Lock()
+		if f, ok := c.flights[key]; ok {
+			c.flightMu.Unlock()
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			if f.ctxDone {
+				if err := ctx.Err(); err != nil {
+					return nil, err
+				}
+				continue // the leader gave up; try again with our context
+			}
+			if f.err != nil {
+				return nil, f.err
+			}
+			return append([]byte(nil), f.val...), nil
+		}
+		f := &flight{done: make(chan struct{})}
+		c.flights[key] = f
+		c.flightMu.Unlock()
+		return c.lead(ctx, key, f, loader)
+	}
+}
+
+func (c *Cache) lead(ctx context.Context, key string, f *flight, loader func(context.Context) ([]byte, error)) (val []byte, err error) {
+	s := c.stripeOf(key)
+	gen := s.gen.Load()
+	defer func() {
+		c.flightMu.Lock()
+		if c.flights[key] == f {
+			delete(c.flights, key)
+		}
+		c.flightMu.Unlock()
+		f.val, f.err = val, err
+		f.ctxDone = err != nil && ctx.Err() != nil
+		close(f.done)
+	}()
+	c.ctr.loads.Add(1)
+	val, err = callLoader(ctx, key, loader)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	kept := s.gen.Load() == gen && !c.degraded.Load()
+	if kept {
+		if serr := c.storeLocked(key, val, c.opts.TTL); serr != nil {
+			kept = false
+			c.log.Debug("backplane: value not cached", "key", key, "err", serr)
+		}
+	}
+	s.mu.Unlock()
+	if !kept {
+		c.ctr.loadsNotKept.Add(1)
+	}
+	return val, nil
+}
+
+func callLoader(ctx context.Context, key string, loader func(context.Context) ([]byte, error)) (val []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("backplane: loader for %q panicked: %v", key, r)
+		}
+	}()
+	return loader(ctx)
+}
+
+// Invalidate evicts keys on this instance, then publishes them so that
+// every other instance evicts them too. It returns once the message is on
+// the broker, or with the error. Concurrent calls are coalesced into few
+// messages. If ctx ends first, Invalidate returns ctx's error; the keys may
+// still be published.
+func (c *Cache) Invalidate(ctx context.Context, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if len(keys) > c.opts.MaxKeysPerCall {
+		return fmt.Errorf("%w: %d keys in one call (max %d)", ErrTooManyKeys, len(keys), c.opts.MaxKeysPerCall)
+	}
+	for _, k := range keys {
+		if err := checkKey(k); err != nil {
+			return err
+		}
+	}
+	if err := c.ready(); err != nil {
+		return err
+	}
+	c.evictLocal(keys)
+	return c.enqueue(ctx, &pubReq{op: OpInvalidate, keys: keys})
+}
+
+// Clear evicts every entry on this instance, then tells every other
+// instance to do the same. It returns once the message is on the broker.
+func (c *Cache) Clear(ctx context.Context) error {
+	if err := c.ready(); err != nil {
+		return err
+	}
+	c.flush("")
+	return c.enqueue(ctx, &pubReq{op: OpClear})
+}
+
+func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
+	r.done = make(chan error, 1)
+	c.lifeMu.RLock()
+	if c.closed {
+		c.lifeMu.RUnlock()
+		return ErrClosed
+	}
+	c.inflight.Add(1)
+	c.lifeMu.RUnlock()
+	c.pendingCalls.Add(1)
+	sent := false
+	defer func() {
+		if !sent {
+			c.pendingCalls.Add(-1)
+			c.inflight.Done()
+		}
+	}()
+	select {
+	case c.reqs <- r:
+		sent = true // the publisher now owns the inflight count
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Cache) publishLoop() {
+	defer c.wg.Done()
+	var tick <-chan time.Time
+	if c.opts.HeartbeatInterval > 0 {
+		t := time.NewTicker(c.opts.HeartbeatInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	var seq uint64
+	for {
+		select {
+		case r := <-c.reqs:
+			batch := c.collect(r)
+			c.publishBatch(batch, &seq)
+		case <-tick:
+			c.publish([]Envelope{{Op: OpHeartbeat, Source: c.id, Seq: seq}}, OpHeartbeat)
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+// collect takes r and whatever else is queued, up to MaxBatchKeys keys.
+func (c *Cache) collect(r *pubReq) []*pubReq {
+	batch := []*pubReq{r}
+	n := len(r.keys)
+	for n < c.opts.MaxBatchKeys {
+		select {
+		case r := <-c.reqs:
+			batch = append(batch, r)
+			n += len(r.keys)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// publishBatch publishes one coalesced round and answers its callers.
+func (c *Cache) publishBatch(batch []*pubReq, seq *uint64) {
+	envs := c.encodeBatch(batch, seq)
+	err := c.publish(envs, OpInvalidate)
+	for _, r := range batch {
+		r.done <- err
+		c.pendingCalls.Add(-1)
+		c.inflight.Done()
+	}
+}
+
+// encodeBatch de-duplicates the batch's keys and splits them into
+// envelopes that fit the payload limit. A clear in the batch subsumes every
+// key of it.
+func (c *Cache) encodeBatch(batch []*pubReq, seq *uint64) []Envelope {
+	now := c.now()
+	for _, r := range batch {
+		if r.op == OpClear {
+			*seq++
+			return []Envelope{{Op: OpClear, Source: c.id, Seq: *seq, Sent: now}}
+		}
+	}
+	seen := make(map[string]struct{})
+	var envs []Envelope
+	var cur []string
+	size := headerLen + 3
+	emit := func() {
+		*seq++
+		envs = append(envs, Envelope{Op: OpInvalidate, Source: c.id, Seq: *seq, Sent: now, Keys: cur})
+		cur, size = nil, headerLen+3
+	}
+	for _, r := range batch {
+		for _, k := range r.keys {
+			if _, dup := seen[k]; dup {
+				continue
+			}
+			seen[k] = struct{}{}
+			kl := keyEncodedLen(k)
+			if len(cur) > 0 && (size+kl > c.maxPayload || len(cur) == MaxKeysPerMessage) {
+				emit()
+			}
+			cur = append(cur, k)
+			size += kl
+		}
+	}
+	if len(cur) > 0 {
+		emit()
+	}
+	return envs
+}
+
+// publish encodes and sends envs in one Publish call.
+func (c *Cache) publish(envs []Envelope, op Op) error {
+	if len(envs) == 0 {
+		return nil
+	}
+	payloads := make([][]byte, len(envs))
+	keys := 0
+	for i := range envs {
+		if envs[i].Sent.IsZero() {
+			envs[i].Sent = c.now()
+		}
+		p, err := envs[i].MarshalBinary()
+		if err != nil { // keys were validated on entry: this is a bug
+			return fmt.Errorf("backplane: encode: %w", err)
+		}
+		payloads[i] = p
+		keys += len(envs[i].Keys)
+	}
+	ctx, cancel := context.WithTimeout(c.runCtx, c.opts.PublishTimeout)
+	defer cancel()
+	start := time.Now()
+	err := c.bp.Publish(ctx, payloads...)
+	c.inst.publishDuration.Record(bg, seconds(time.Since(start)))
+	last := envs[len(envs)-1].Seq
+	if last > c.lastSeqSent.Load() {
+		c.lastSeqSent.Store(last)
+	}
+	if err != nil {
+		c.ctr.publishErrors.Add(1)
+		c.inst.publishErrors.Add(bg, 1)
+		if op != OpHeartbeat {
+			c.log.Warn("backplane: publish failed", "op", op, "messages", len(payloads), "err", err)
+		}
+		return fmt.Errorf("backplane: publish: %w", err)
+	}
+	c.ctr.published.Add(uint64(len(payloads)))
+	c.ctr.keysPublished.Add(uint64(keys))
+	c.inst.opCount(c.inst.published, envs[0].Op, int64(len(payloads)))
+	return nil
+}
+
+// handler is the Cache's Handler; a separate type keeps the methods off
+// Cache's API.
+type handler struct{ c *Cache }
+
+func (h handler) HandleMessage(p []byte) { h.c.receive(p) }
+func (h handler) HandleEvent(ev Event)   { h.c.event(ev) }
+
+func (c *Cache) receive(p []byte) {
+	env, err := DecodeEnvelope(p)
+	if err != nil {
+		c.ctr.decodeErrors.Add(1)
+		c.inst.decodeErrors.Add(bg, 1)
+		c.log.Debug("backplane: dropped undecodable payload", "bytes", len(p), "err", err)
+		return
+	}
+	now := c.now()
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	c.lastRecv = now
+	if c.silent {
+		c.silent = false
+		c.linkRestored("resumed")
+	}
+	if env.Source == c.id {
+		c.ctr.ignoredOwn.Add(1)
+		c.inst.ignoredOwn.Add(bg, 1)
+		return
+	}
+	c.lastHeard = now
+	gap := c.trackSeq(&env, now)
+	switch env.Op {
+	case OpInvalidate:
+		c.evictLocal(env.Keys)
+		if !env.Sent.IsZero() {
+			c.inst.propagationLag.Record(bg, seconds(now.Sub(env.Sent)))
+		}
+	case OpClear:
+		c.flush("")
+	}
+	if gap {
+		if c.opts.OnGap == PolicyFlush {
+			c.flush("gap")
+		} else {
+			c.log.Warn("backplane: messages lost, keeping cache (OnGap=keep)", "peer", env.Source.String()[:8])
+		}
+		c.ctr.gaps.Add(1)
+	}
+	// Counters move after the effects: whoever sees them sees the
+	// evictions and flushes done.
+	c.ctr.keysEvicted.Add(uint64(len(env.Keys)))
+	c.ctr.received.Add(1)
+	c.inst.opCount(c.inst.received, env.Op, 1)
+}
+
+// trackSeq updates the peer table and reports whether messages of the
+// peer were lost. Called with recvMu held.
+func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
+	p, known := c.peers[env.Source]
+	if !known {
+		c.peers[env.Source] = &peer{lastSeq: env.Seq, lastSeen: now}
+		// A peer heard of for the first time has published before (Seq
+		// says how much). If the peer table is complete (we have listened
+		// longer than a heartbeat timeout, so every live peer's heartbeat
+		// should have reached us) those messages were lost.
+		published := env.Seq
+		if env.Op != OpHeartbeat {
+			published--
+		}
+		return published > 0 && c.opts.HeartbeatInterval > 0 &&
+			now.Sub(c.baseline) > c.opts.heartbeatTimeout()
+	}
+	p.lastSeen = now
+	switch {
+	case env.Op == OpHeartbeat:
+		if env.Seq > p.lastSeq {
+			p.lastSeq = env.Seq
+			return true // a lost tail
+		}
+	case env.Seq == p.lastSeq+1:
+		p.lastSeq = env.Seq
+	case env.Seq > p.lastSeq+1:
+		p.lastSeq = env.Seq
+		return true
+	}
+	return false // duplicates and reordering: evicting again is harmless
+}
+
+func (c *Cache) event(ev Event) {
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	switch ev.Kind {
+	case EventConnected:
+		c.log.Info("backplane: connected")
+	case EventDisconnected:
+		c.log.Warn("backplane: disconnected", "err", ev.Err)
+		if c.linkUp {
+			c.linkUp = false
+			c.linkLost("disconnect")
+		}
+	case EventReconnected:
+		c.log.Info("backplane: reconnected")
+		if !c.linkUp {
+			c.linkUp = true
+			c.lastRecv = c.now()
+			c.linkRestored("reconnect")
+		}
+	case EventLoss:
+		if c.opts.OnGap == PolicyFlush {
+			c.flush("loss")
+		} else {
+			c.log.Warn("backplane: transport lost messages, keeping cache (OnGap=keep)", "err", ev.Err)
+		}
+		c.ctr.gaps.Add(1)
+	}
+}
+
+// linkLost applies OnDisconnect. Called with recvMu held.
+func (c *Cache) linkLost(cause string) {
+	if c.opts.OnDisconnect == PolicyFlush {
+		c.degraded.Store(true)
+		c.flush(cause)
+	}
+}
+
+// linkRestored applies OnReconnect and forgets what the peer table knew.
+// Called with recvMu held.
+func (c *Cache) linkRestored(cause string) {
+	if !c.linkUp || c.silent {
+		return
+	}
+	now := c.now()
+	clear(c.peers)
+	c.baseline = now
+	if c.opts.OnReconnect == PolicyFlush || c.degraded.Load() {
+		c.flush(cause)
+	}
+	c.degraded.Store(false)
+}
+
+// monitorLoop notices a silent link and forgets peers that went away.
+func (c *Cache) monitorLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.opts.HeartbeatInterval / 2)
+	defer t.Stop()
+	timeout := c.opts.heartbeatTimeout()
+	for {
+		select {
+		case <-t.C:
+		case <-c.stop:
+			return
+		}
+		now := c.now()
+		c.recvMu.Lock()
+		if c.linkUp && !c.silent && now.Sub(c.lastRecv) > timeout {
+			c.silent = true
+			c.log.Warn("backplane: link silent: own heartbeats are not coming back", "for", now.Sub(c.lastRecv))
+			c.linkLost("silence")
+		}
+		if !c.silent {
+			for id, p := range c.peers {
+				if now.Sub(p.lastSeen) > timeout {
+					delete(c.peers, id)
+				}
+			}
+		}
+		c.recvMu.Unlock()
+	}
+}
+
+// Stats returns the instance's counters.
+func (c *Cache) Stats() Stats { return c.ctr.snapshot() }
+
+// Health is a snapshot for readiness probes and operators.
+type Health struct {
+	// Started is true between a successful Start and Close.
+	Started bool
+	// Connected is the transport's last reported state.
+	Connected bool
+	// Silent is true when the instance's own heartbeats stopped coming back
+	// within HeartbeatTimeout.
+	Silent bool
+	// Degraded is true while the engine does not cache (OnDisconnect=flush
+	// and the link is down or silent). Reads are still served by loaders.
+	Degraded bool
+	// LastReceived is when the last message (own or peer) arrived.
+	LastReceived time.Time
+	// LastPeerMessage is when the last message of another instance arrived.
+	LastPeerMessage time.Time
+	// LastFlush and LastFlushCause describe the last safety flush.
+	LastFlush      time.Time
+	LastFlushCause string
+	// Peers is the number of other instances heard from recently.
+	Peers int
+	// PendingPublishes counts Invalidate and Clear calls not yet answered.
+	PendingPublishes int
+}
+
+// Healthy reports whether invalidation is flowing: started, connected and
+// not silent.
+func (h Health) Healthy() bool { return h.Started && h.Connected && !h.Silent }
+
+// Health returns the instance's current health.
+func (c *Cache) Health() Health {
+	c.lifeMu.RLock()
+	started := c.started && !c.closed
+	c.lifeMu.RUnlock()
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	return Health{
+		Started:          started,
+		Connected:        c.linkUp,
+		Silent:           c.silent,
+		Degraded:         c.degraded.Load(),
+		LastReceived:     c.lastRecv,
+		LastPeerMessage:  c.lastHeard,
+		LastFlush:        c.lastFlush,
+		LastFlushCause:   c.lastCause,
+		Peers:            len(c.peers),
+		PendingPublishes: int(c.pendingCalls.Load()),
+	}
+}

@@ -1,0 +1,61 @@
+// Package core is the backplane engine: a per-instance in-memory cache kept
+// coherent across the instances of a scaled-out service.
+//
+// Every instance reads from its own LocalStore at memory speed. When data
+// changes, the instance that changed it calls Invalidate: the keys are
+// evicted locally, then broadcast over a Backplane (Redis, NATS, Service
+// Bus, or the in-process memtransport) and every other instance evicts them
+// when the message arrives.
+//
+//	store, _ := bigcachestore.New(bigcachestore.DefaultConfig())
+//	bp, _ := redistransport.NewFromURL("redis://localhost:6379/0", "catalog")
+//	cache, err := core.Open(ctx, store, bp)
+//	...
+//	p, err := core.NewTyped[Product](cache).GetOrLoad(ctx, "product:42", loadProduct)
+//	...
+//	db.UpdateProduct(...)
+//	err = cache.Invalidate(ctx, "product:42") // returns once the broker has it
+//
+// # Guarantees
+//
+//   - Invalidate returns nil only once the invalidation is on the broker;
+//     concurrent calls are coalesced and de-duplicated into few messages.
+//   - A load that overlaps an eviction of its key (local or remote
+//     Invalidate, Clear, or a safety flush) is returned to its callers but
+//     never cached, so an in-flight load cannot resurrect stale data.
+//   - Each instance numbers its messages. A receiver that sees a gap in a
+//     peer's numbers, or a heartbeat announcing messages it never got,
+//     flushes its local store (Options.OnGap). A transport's reconnect
+//     flushes too (Options.OnReconnect), because pub/sub transports lose
+//     what was published while a subscriber was away.
+//   - Every instance hears its own heartbeats come back. When they stop for
+//     Options.HeartbeatTimeout, or the transport reports a disconnect, the
+//     instance flushes and stops caching (Options.OnDisconnect) until the
+//     link is back: reads keep being served, through the loader.
+//   - Every entry expires after Options.TTL (with jitter), enforced by the
+//     engine whatever the store does: the last safety net.
+//
+// The staleness bound after Invalidate returns is therefore the transport's
+// propagation time while the link is up, and at most HeartbeatTimeout plus
+// one heartbeat interval when a link silently breaks.
+//
+// # Limits
+//
+// Keys are 1 to MaxKeyLen (1024) bytes. One Invalidate call takes at most
+// Options.MaxKeysPerCall keys. Messages carry at most MaxKeysPerMessage keys
+// and never exceed the transport's payload limit.
+//
+// # Wire format
+//
+// Messages are a small versioned binary envelope (see Envelope and
+// DecodeEnvelope). A payload that does not decode is counted and dropped.
+//
+// # Observability
+//
+// Logging goes to log/slog (Options.Logger). Metrics go through the
+// OpenTelemetry metric API when Options.MeterProvider is set: cache hits and
+// misses, messages published and received by op, own messages ignored,
+// decode errors, flushes by cause, publish errors, publish duration and
+// propagation lag. Stats and Health give the same figures without
+// OpenTelemetry.
+package core

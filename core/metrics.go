@@ -1,0 +1,98 @@
+package core
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+)
+
+// Stats are an instance's counters since New.
+type Stats struct {
+	Hits          uint64 // Get and GetOrLoad served from the store
+	Misses        uint64 // Get and GetOrLoad not served from the store
+	Loads         uint64 // loader calls
+	LoadsNotKept  uint64 // loads returned but not cached (raced an invalidation, or degraded link)
+	KeysPublished uint64 // keys sent in invalidate messages (after de-duplication)
+	Published     uint64 // messages published (invalidate, clear, heartbeat)
+	PublishErrors uint64 // failed publish rounds
+	Received      uint64 // messages received from other instances
+	IgnoredOwn    uint64 // own messages received back and ignored
+	DecodeErrors  uint64 // payloads that did not decode, dropped
+	KeysEvicted   uint64 // keys evicted on behalf of other instances
+	Gaps          uint64 // sequence gaps and lost tails detected
+	Flushes       uint64 // local store flushes for safety (any cause)
+}
+
+type counters struct {
+	hits, misses, loads, loadsNotKept, keysPublished, published, publishErrors,
+	received, ignoredOwn, decodeErrors, keysEvicted, gaps, flushes atomic.Uint64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		Hits: c.hits.Load(), Misses: c.misses.Load(), Loads: c.loads.Load(),
+		LoadsNotKept: c.loadsNotKept.Load(), KeysPublished: c.keysPublished.Load(),
+		Published: c.published.Load(), PublishErrors: c.publishErrors.Load(),
+		Received: c.received.Load(), IgnoredOwn: c.ignoredOwn.Load(),
+		DecodeErrors: c.decodeErrors.Load(), KeysEvicted: c.keysEvicted.Load(),
+		Gaps: c.gaps.Load(), Flushes: c.flushes.Load(),
+	}
+}
+
+// instruments are the OpenTelemetry instruments; no-op unless a
+// MeterProvider is given.
+type instruments struct {
+	hits, misses, published, received, ignoredOwn, decodeErrors, flushes, publishErrors metric.Int64Counter
+	publishDuration, propagationLag                                                     metric.Float64Histogram
+}
+
+const meterName = "github.com/backplane-go/backplane/core"
+
+func newInstruments(mp metric.MeterProvider) *instruments {
+	if mp == nil {
+		mp = noop.NewMeterProvider()
+	}
+	m := mp.Meter(meterName)
+	in := &instruments{}
+	counter := func(name, desc string) metric.Int64Counter {
+		c, err := m.Int64Counter(name, metric.WithDescription(desc))
+		if err != nil {
+			c, _ = noop.NewMeterProvider().Meter(meterName).Int64Counter(name)
+		}
+		return c
+	}
+	hist := func(name, desc string) metric.Float64Histogram {
+		h, err := m.Float64Histogram(name, metric.WithDescription(desc), metric.WithUnit("s"))
+		if err != nil {
+			h, _ = noop.NewMeterProvider().Meter(meterName).Float64Histogram(name)
+		}
+		return h
+	}
+	in.hits = counter("backplane.cache.hits", "Reads served from the local store.")
+	in.misses = counter("backplane.cache.misses", "Reads not served from the local store.")
+	in.published = counter("backplane.messages.published", "Messages published, by op.")
+	in.received = counter("backplane.messages.received", "Messages received from other instances, by op.")
+	in.ignoredOwn = counter("backplane.messages.ignored_own", "Own messages received back and ignored.")
+	in.decodeErrors = counter("backplane.messages.decode_errors", "Payloads that did not decode and were dropped.")
+	in.flushes = counter("backplane.flushes", "Local store flushes for safety, by cause.")
+	in.publishErrors = counter("backplane.publish.errors", "Failed publish rounds.")
+	in.publishDuration = hist("backplane.publish.duration", "Time of one publish round trip.")
+	in.propagationLag = hist("backplane.propagation.lag", "Time from a peer's publish to the local eviction (clocks of two hosts).")
+	return in
+}
+
+var bg = context.Background()
+
+func (in *instruments) opCount(c metric.Int64Counter, op Op, n int64) {
+	c.Add(bg, n, metric.WithAttributes(attribute.String("op", op.String())))
+}
+
+func (in *instruments) flush(cause string) {
+	in.flushes.Add(bg, 1, metric.WithAttributes(attribute.String("cause", cause)))
+}
+
+func seconds(d time.Duration) float64 { return d.Seconds() }

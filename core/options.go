@@ -1,0 +1,207 @@
+package core
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Policy says what the engine does when it learns that invalidations may
+// have been lost.
+type Policy int
+
+const (
+	// PolicyFlush clears the local store (the default): nothing stale
+	// survives, at the price of a colder cache.
+	PolicyFlush Policy = iota
+	// PolicyKeep keeps the local store and relies on the entries' TTL to
+	// bound staleness.
+	PolicyKeep
+)
+
+// String returns the policy's name.
+func (p Policy) String() string {
+	switch p {
+	case PolicyFlush:
+		return "flush"
+	case PolicyKeep:
+		return "keep"
+	default:
+		return fmt.Sprintf("Policy(%d)", int(p))
+	}
+}
+
+// Options configure a Cache. Start from DefaultOptions; the zero value is
+// not valid. Every field is checked by New.
+type Options struct {
+	// TTL is the lifetime of a cached entry, enforced by the engine
+	// whatever the store does: the last safety net against staleness.
+	// Zero means entries live until evicted. Default 10 minutes.
+	TTL time.Duration
+	// TTLJitter spreads expiries: each entry lives TTL*(1-j) to TTL*(1+j)
+	// with j drawn uniformly from [0, TTLJitter). Range [0, 1). Default 0.1.
+	TTLJitter float64
+
+	// HeartbeatInterval is how often the instance publishes a heartbeat
+	// carrying its last sequence number. Peers detect a lost tail of
+	// messages from it, and the instance detects a silent link (its own
+	// heartbeats stop coming back). Zero disables heartbeats and silence
+	// detection. Default 1 second.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout is how long the link may stay silent (not even the
+	// instance's own heartbeat returns) before the engine treats it as
+	// down. It must exceed HeartbeatInterval. Default 3 * HeartbeatInterval.
+	HeartbeatTimeout time.Duration
+
+	// OnDisconnect applies when the transport reports a disconnect or the
+	// link goes silent. PolicyFlush (default) clears the store and stops
+	// caching until the link is back; reads keep being served through
+	// GetOrLoad's loader. PolicyKeep keeps serving cached entries.
+	OnDisconnect Policy
+	// OnReconnect applies when the link is back after a disconnect or a
+	// silence (messages may have been lost meanwhile). Default PolicyFlush.
+	OnReconnect Policy
+	// OnGap applies when a peer's sequence numbers show lost messages, or
+	// the transport reports a loss. Default PolicyFlush.
+	OnGap Policy
+
+	// MaxKeysPerCall bounds the keys of one Invalidate call. Default 10000.
+	MaxKeysPerCall int
+	// MaxBatchKeys bounds the keys coalesced into one publish round.
+	// Default 16384.
+	MaxBatchKeys int
+	// MaxPayload caps the bytes of one published message below the
+	// transport's own limit. Zero means the transport's limit.
+	MaxPayload int
+	// QueueSize bounds the Invalidate and Clear calls waiting to be
+	// published; further calls block (honouring their context). Default 1024.
+	QueueSize int
+	// PublishTimeout bounds one publish round trip. Default 5 seconds.
+	PublishTimeout time.Duration
+	// CloseTimeout bounds how long Close drains pending publishes.
+	// Default 5 seconds.
+	CloseTimeout time.Duration
+
+	// Codec encodes values for the typed helpers. Default JSON.
+	Codec Codec
+	// Logger receives connection events, flushes and errors. Default
+	// slog.Default().
+	Logger *slog.Logger
+	// MeterProvider receives the engine's metrics. Default: none (no-op).
+	MeterProvider metric.MeterProvider
+
+	// now is the clock; tests replace it.
+	now func() time.Time
+}
+
+// DefaultOptions returns the defaults documented on each Options field.
+func DefaultOptions() Options {
+	return Options{
+		TTL:               10 * time.Minute,
+		TTLJitter:         0.1,
+		HeartbeatInterval: time.Second,
+		OnDisconnect:      PolicyFlush,
+		OnReconnect:       PolicyFlush,
+		OnGap:             PolicyFlush,
+		MaxKeysPerCall:    10000,
+		MaxBatchKeys:      16384,
+		QueueSize:         1024,
+		PublishTimeout:    5 * time.Second,
+		CloseTimeout:      5 * time.Second,
+		Codec:             JSONCodec{},
+	}
+}
+
+// Option changes Options; New applies them in order over DefaultOptions.
+type Option func(*Options)
+
+// WithOptions replaces all options with o (for configuration files); later
+// options still apply on top.
+func WithOptions(o Options) Option { return func(p *Options) { *p = o } }
+
+// WithTTL sets Options.TTL and Options.TTLJitter.
+func WithTTL(ttl time.Duration, jitter float64) Option {
+	return func(o *Options) { o.TTL, o.TTLJitter = ttl, jitter }
+}
+
+// WithHeartbeat sets Options.HeartbeatInterval and Options.HeartbeatTimeout
+// (timeout zero means 3 * interval).
+func WithHeartbeat(interval, timeout time.Duration) Option {
+	return func(o *Options) { o.HeartbeatInterval, o.HeartbeatTimeout = interval, timeout }
+}
+
+// WithPolicies sets Options.OnDisconnect, OnReconnect and OnGap.
+func WithPolicies(onDisconnect, onReconnect, onGap Policy) Option {
+	return func(o *Options) { o.OnDisconnect, o.OnReconnect, o.OnGap = onDisconnect, onReconnect, onGap }
+}
+
+// WithCodec sets Options.Codec.
+func WithCodec(c Codec) Option { return func(o *Options) { o.Codec = c } }
+
+// WithLogger sets Options.Logger.
+func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Logger = l } }
+
+// WithMeterProvider sets Options.MeterProvider.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *Options) { o.MeterProvider = mp }
+}
+
+// WithQueueSize sets Options.QueueSize.
+func WithQueueSize(n int) Option { return func(o *Options) { o.QueueSize = n } }
+
+// WithPublishTimeout sets Options.PublishTimeout.
+func WithPublishTimeout(d time.Duration) Option { return func(o *Options) { o.PublishTimeout = d } }
+
+func withClock(now func() time.Time) Option { return func(o *Options) { o.now = now } }
+
+// Validate reports the first invalid field, wrapping ErrInvalidOption.
+func (o *Options) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
+	}
+	switch {
+	case o.TTL < 0:
+		return bad("TTL %v is negative", o.TTL)
+	case o.TTLJitter < 0 || o.TTLJitter >= 1:
+		return bad("TTLJitter %v is outside [0, 1)", o.TTLJitter)
+	case o.HeartbeatInterval < 0:
+		return bad("HeartbeatInterval %v is negative", o.HeartbeatInterval)
+	case o.HeartbeatTimeout < 0:
+		return bad("HeartbeatTimeout %v is negative", o.HeartbeatTimeout)
+	case o.HeartbeatInterval > 0 && o.HeartbeatTimeout != 0 && o.HeartbeatTimeout <= o.HeartbeatInterval:
+		return bad("HeartbeatTimeout %v must exceed HeartbeatInterval %v", o.HeartbeatTimeout, o.HeartbeatInterval)
+	case !o.OnDisconnect.valid() || !o.OnReconnect.valid() || !o.OnGap.valid():
+		return bad("unknown policy (OnDisconnect %v, OnReconnect %v, OnGap %v)", o.OnDisconnect, o.OnReconnect, o.OnGap)
+	case o.MaxKeysPerCall <= 0:
+		return bad("MaxKeysPerCall %d must be positive", o.MaxKeysPerCall)
+	case o.MaxBatchKeys <= 0:
+		return bad("MaxBatchKeys %d must be positive", o.MaxBatchKeys)
+	case o.MaxPayload < 0:
+		return bad("MaxPayload %d is negative", o.MaxPayload)
+	case o.MaxPayload > 0 && o.MaxPayload < minPayload:
+		return bad("MaxPayload %d is below the minimum %d (one key of MaxKeyLen bytes)", o.MaxPayload, minPayload)
+	case o.QueueSize <= 0:
+		return bad("QueueSize %d must be positive", o.QueueSize)
+	case o.PublishTimeout <= 0:
+		return bad("PublishTimeout %v must be positive", o.PublishTimeout)
+	case o.CloseTimeout <= 0:
+		return bad("CloseTimeout %v must be positive", o.CloseTimeout)
+	case o.Codec == nil:
+		return bad("Codec is nil")
+	}
+	return nil
+}
+
+// minPayload is the smallest payload limit that carries one key of MaxKeyLen.
+const minPayload = headerLen + 1 + 2 + MaxKeyLen
+
+func (p Policy) valid() bool { return p == PolicyFlush || p == PolicyKeep }
+
+func (o *Options) heartbeatTimeout() time.Duration {
+	if o.HeartbeatTimeout > 0 {
+		return o.HeartbeatTimeout
+	}
+	return 3 * o.HeartbeatInterval
+}

@@ -1,0 +1,287 @@
+package core_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/transports/memtransport"
+)
+
+func TestDisconnectFlushesAndStopsCaching(t *testing.T) {
+	hub := memtransport.NewHub()
+	c, tr := open(t, hub, quiet)
+	ctx := context.Background()
+	_ = c.Set("k", []byte("v"))
+	tr.Disconnect(errors.New("broker gone"))
+	eventually(t, "degraded", func() bool { return c.Health().Degraded })
+	if _, ok := c.Get("k"); ok {
+		t.Fatal("entry survived the disconnect flush")
+	}
+	// Reads keep being served, through the loader, without caching.
+	for i := range 3 {
+		v, err := c.GetOrLoad(ctx, "k", load("db"))
+		if err != nil || string(v) != "db" {
+			t.Fatalf("read %d while disconnected: %q, %v", i, v, err)
+		}
+	}
+	if _, ok := c.Get("k"); ok {
+		t.Fatal("a value was cached while the link was down")
+	}
+	if err := c.Invalidate(ctx, "k"); !errors.Is(err, memtransport.ErrDisconnected) {
+		t.Fatalf("Invalidate while disconnected: %v", err)
+	}
+	tr.Reconnect()
+	eventually(t, "caching again", func() bool { return !c.Health().Degraded })
+	if h := c.Health(); !h.Connected || h.LastFlushCause != "reconnect" {
+		t.Fatalf("health after reconnect: %+v", h)
+	}
+	if _, err := c.GetOrLoad(ctx, "k", load("db2")); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, c, "k", "db2")
+}
+
+func TestDisconnectPolicyKeep(t *testing.T) {
+	hub := memtransport.NewHub()
+	c, tr := open(t, hub, quiet, core.WithPolicies(core.PolicyKeep, core.PolicyKeep, core.PolicyFlush))
+	_ = c.Set("k", []byte("v"))
+	tr.Disconnect(errors.New("gone"))
+	eventually(t, "disconnected", func() bool { return !c.Health().Connected })
+	mustGet(t, c, "k", "v")
+	tr.Reconnect()
+	eventually(t, "reconnected", func() bool { return c.Health().Connected })
+	mustGet(t, c, "k", "v")
+	if n := c.Stats().Flushes; n != 0 {
+		t.Fatalf("flushes = %d under PolicyKeep", n)
+	}
+}
+
+func TestBrokerRestartFlushesEveryone(t *testing.T) {
+	hub := memtransport.NewHub()
+	a, _ := open(t, hub, quiet)
+	b, _ := open(t, hub, quiet)
+	_ = a.Set("k", []byte("v"))
+	_ = b.Set("k", []byte("v"))
+	hub.Restart()
+	for _, c := range []*core.Cache{a, b} {
+		eventually(t, "flush after restart", func() bool { return c.Health().LastFlushCause == "reconnect" && !c.Health().Degraded })
+		if _, ok := c.Get("k"); ok {
+			t.Fatal("entry survived a broker restart")
+		}
+	}
+}
+
+func TestSequenceGapFlushes(t *testing.T) {
+	hub := memtransport.NewHub()
+	a, _ := open(t, hub, quiet)
+	b, tb := open(t, hub, quiet)
+	ctx := context.Background()
+	_ = b.Set("unrelated", []byte("v"))
+	if err := a.Invalidate(ctx, "first"); err != nil { // introduces a to b
+		t.Fatal(err)
+	}
+	eventually(t, "b hears a", func() bool { return b.Stats().Received == 1 })
+	tb.DropIncoming(1)
+	if err := a.Invalidate(ctx, "lost"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Invalidate(ctx, "after"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "gap detected", func() bool { return b.Stats().Gaps == 1 })
+	if _, ok := b.Get("unrelated"); ok {
+		t.Fatal("no flush after a gap")
+	}
+	if h := b.Health(); h.LastFlushCause != "gap" {
+		t.Fatalf("flush cause %q", h.LastFlushCause)
+	}
+}
+
+func TestGapPolicyKeep(t *testing.T) {
+	hub := memtransport.NewHub()
+	a, _ := open(t, hub, quiet)
+	b, tb := open(t, hub, quiet, core.WithPolicies(core.PolicyFlush, core.PolicyFlush, core.PolicyKeep))
+	ctx := context.Background()
+	_ = b.Set("unrelated", []byte("v"))
+	_ = a.Invalidate(ctx, "first")
+	eventually(t, "b hears a", func() bool { return b.Stats().Received == 1 })
+	tb.DropIncoming(1)
+	_ = a.Invalidate(ctx, "lost")
+	_ = a.Invalidate(ctx, "after")
+	eventually(t, "gap detected", func() bool { return b.Stats().Gaps == 1 })
+	mustGet(t, b, "unrelated", "v")
+}
+
+// A lost last message is noticed through the next heartbeat.
+func TestHeartbeatRevealsLostTail(t *testing.T) {
+	hub := memtransport.NewHub()
+	hb := core.WithHeartbeat(10*time.Millisecond, time.Second)
+	a, _ := open(t, hub, hb)
+	b, tb := open(t, hub, hb)
+	ctx := context.Background()
+	eventually(t, "b knows a", func() bool { return b.Health().Peers == 1 })
+	_ = b.Set("unrelated", []byte("v"))
+	tb.DropIncoming(1)
+	if err := a.Invalidate(ctx, "lost"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "lost tail detected", func() bool { return b.Stats().Gaps >= 1 })
+	if _, ok := b.Get("unrelated"); ok {
+		t.Fatal("no flush after a lost tail")
+	}
+}
+
+// When the instance's own heartbeats stop coming back, the link is silent:
+// flush and stop caching; when traffic resumes, flush again and cache.
+func TestSilentLinkDetected(t *testing.T) {
+	hub := memtransport.NewHub()
+	c, tr := open(t, hub, core.WithHeartbeat(10*time.Millisecond, 50*time.Millisecond))
+	eventually(t, "own heartbeats flowing", func() bool { return c.Stats().IgnoredOwn > 0 })
+	_ = c.Set("k", []byte("v"))
+	tr.DropIncoming(1 << 30) // a one-way blackhole: the connection looks fine
+	eventually(t, "silence detected", func() bool { return c.Health().Silent })
+	if h := c.Health(); !h.Degraded || h.Healthy() || h.LastFlushCause != "silence" {
+		t.Fatalf("health while silent: %+v", h)
+	}
+	if _, ok := c.Get("k"); ok {
+		t.Fatal("entry survived silence")
+	}
+	tr.DropIncoming(0)
+	eventually(t, "link resumes", func() bool { h := c.Health(); return !h.Silent && !h.Degraded })
+	if h := c.Health(); h.LastFlushCause != "resumed" || !h.Healthy() {
+		t.Fatalf("health after resume: %+v", h)
+	}
+}
+
+// A peer first heard of with a high sequence number, after the peer table
+// should be complete, had messages that were lost; a peer first heard of at
+// its first message had none.
+func TestUnknownPeerWithHistory(t *testing.T) {
+	for _, drop := range []int{0, 1} {
+		t.Run(fmt.Sprintf("dropped=%d", drop), func(t *testing.T) {
+			hub := memtransport.NewHub()
+			now := time.Unix(1_000_000, 0)
+			var mu sync.Mutex
+			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			// Heartbeats every hour: none happen during the test, but the
+			// peer table counts as complete after the 3-hour timeout.
+			b, tb := open(t, hub, core.WithHeartbeat(time.Hour, 0), core.WithClock(clock))
+			mu.Lock()
+			now = now.Add(4 * time.Hour)
+			mu.Unlock()
+			a, _ := open(t, hub, quiet)
+			_ = b.Set("unrelated", []byte("v"))
+			tb.DropIncoming(drop)
+			ctx := context.Background()
+			_ = a.Invalidate(ctx, "one")
+			_ = a.Invalidate(ctx, "two")
+			eventually(t, "b hears a", func() bool { return b.Stats().Received == uint64(2-drop) })
+			if got := b.Stats().Gaps; got != uint64(drop) {
+				t.Fatalf("gaps = %d, want %d", got, drop)
+			}
+			_, kept := b.Get("unrelated")
+			if kept != (drop == 0) {
+				t.Fatalf("unrelated entry kept = %v with %d lost messages", kept, drop)
+			}
+		})
+	}
+}
+
+func TestTransportLossEventFlushes(t *testing.T) {
+	hub := memtransport.NewHub()
+	c, _ := open(t, hub, quiet)
+	_ = c.Set("k", []byte("v"))
+	// A harness Backplane that reports a loss.
+	lossy := &eventBackplane{Backplane: hub.New(ns)}
+	l, err := core.Open(context.Background(), newStore(t), lossy, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_ = l.Set("k", []byte("v"))
+	lossy.emit(core.Event{Kind: core.EventLoss, Err: errors.New("slow consumer")})
+	if h := l.Health(); h.LastFlushCause != "loss" {
+		t.Fatalf("flush cause %q", h.LastFlushCause)
+	}
+	if _, ok := l.Get("k"); ok {
+		t.Fatal("entry survived a loss event")
+	}
+	mustGet(t, c, "k", "v")
+}
+
+// eventBackplane records its handler so a test can inject events.
+type eventBackplane struct {
+	core.Backplane
+	h core.Handler
+}
+
+func (e *eventBackplane) Subscribe(ctx context.Context, h core.Handler) error {
+	e.h = h
+	return e.Backplane.Subscribe(ctx, h)
+}
+
+func (e *eventBackplane) emit(ev core.Event) { e.h.HandleEvent(ev) }
+
+func TestTTLEnforcedByEngine(t *testing.T) {
+	hub := memtransport.NewHub()
+	var mu = make(chan struct{}, 1)
+	now := time.Unix(1_000_000, 0)
+	clock := func() time.Time { mu <- struct{}{}; defer func() { <-mu }(); return now }
+	advance := func(d time.Duration) { mu <- struct{}{}; now = now.Add(d); <-mu }
+	c, _ := open(t, hub, quiet, core.WithTTL(100*time.Second, 0.5), core.WithClock(clock))
+	for i := range 100 {
+		_ = c.Set(string(rune('a'+i%26))+string(rune('0'+i/26)), []byte("v"))
+	}
+	_ = c.SetWithTTL("forever", []byte("v"), 0)
+	_ = c.SetWithTTL("short", []byte("v"), time.Second)
+	count := func() int {
+		n := 0
+		for i := range 100 {
+			if _, ok := c.Get(string(rune('a'+i%26)) + string(rune('0'+i/26))); ok {
+				n++
+			}
+		}
+		return n
+	}
+	advance(49 * time.Second) // below TTL*(1-jitter)
+	if n := count(); n != 100 {
+		t.Fatalf("%d of 100 entries left before the jittered TTL could expire any", n)
+	}
+	if _, ok := c.Get("short"); ok {
+		t.Fatal("an entry outlived its own TTL")
+	}
+	advance(102 * time.Second) // beyond TTL*(1+jitter)
+	if n := count(); n != 0 {
+		t.Fatalf("%d entries outlived TTL*(1+jitter)", n)
+	}
+	mustGet(t, c, "forever", "v")
+}
+
+func TestTTLJitterSpreads(t *testing.T) {
+	hub := memtransport.NewHub()
+	now := time.Unix(1_000_000, 0)
+	var mu = make(chan struct{}, 1)
+	clock := func() time.Time { mu <- struct{}{}; defer func() { <-mu }(); return now }
+	c, _ := open(t, hub, quiet, core.WithTTL(100*time.Second, 0.5), core.WithClock(clock))
+	for i := range 200 {
+		_ = c.Set("k"+string(rune(i+'0')), []byte("v"))
+	}
+	mu <- struct{}{}
+	now = now.Add(100 * time.Second)
+	<-mu
+	n := 0
+	for i := range 200 {
+		if _, ok := c.Get("k" + string(rune(i+'0'))); ok {
+			n++
+		}
+	}
+	// Expiries are uniform in [50s, 150s): at 100s about half are left.
+	if n == 0 || n == 200 {
+		t.Fatalf("%d of 200 entries left at TTL: jitter does not spread expiries", n)
+	}
+}
