@@ -1,0 +1,57 @@
+// Package memtransport is an in-process backplane: a Hub broadcasts what
+// any of its Transports publishes to every Transport subscribed to the same
+// namespace. It serves tests, demos and single-process applications, and
+// injects faults on demand (a cut connection, a broker restart, silent
+// loss), so that the engine's safety paths can be exercised without a
+// broker.
+//
+//	hub := memtransport.NewHub()
+//	defer hub.Close()
+//	bp := hub.New("orders") // a core.Backplane for one instance
+//
+// # Message Delivery Semantics
+//
+// Everything happens in the process's memory; nothing survives it.
+//
+// While a transport is connected, every message published on its namespace
+// after its Subscribe returned is delivered to its handler exactly once, the
+// publisher's own messages included. Messages of one publishing transport
+// arrive in publish order at every subscriber (its Publish calls are
+// serialised); messages of different publishers interleave in some order.
+// Namespaces never see each other's messages.
+//
+// Publish copies each payload and returns once it is queued for every
+// subscriber, which is this broker's "accepted". Each subscriber has a
+// bounded queue (WithQueueSize) and one delivery goroutine that calls its
+// handler one message or event at a time. A full queue is never dropped
+// from: Publish waits for room, until its context ends, so a slow handler
+// holds up publishers (and through them other subscribers) only once its
+// queue is full. A handler that publishes to its own transport's full queue
+// does not wait for itself: that queue grows beyond the bound instead. Two
+// handlers publishing to each other's full queues wait until a context
+// ends.
+//
+// The handler gets EventConnected first. A panicking handler is recovered
+// and logged (WithLogger) and delivery goes on. The payload passed to
+// HandleMessage is a per-subscriber buffer reused by the next call, so a
+// handler that keeps it past the call sees it change, as the contract
+// warns.
+//
+// Close waits for a handler call in progress (unless called from within it)
+// and no handler call follows it.
+//
+// # Fault Injection
+//
+// Transport.Disconnect cuts one instance: its handler gets
+// EventDisconnected with the given cause, the messages queued for it are
+// discarded, messages published to it while cut are lost, and its Publish
+// fails with ErrDisconnected. Transport.Reconnect delivers EventReconnected
+// and resumes delivery; what was lost stays lost.
+//
+// Hub.Restart does the same to every connected transport at once, as a
+// broker restart: all are cut (queued messages lost), then all reconnect.
+//
+// Transport.DropIncoming silently drops the next n messages addressed to a
+// transport, with no event: the undetected loss the engine's sequence
+// numbers and heartbeats exist for.
+package memtransport

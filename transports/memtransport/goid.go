@@ -1,0 +1,21 @@
+package memtransport
+
+import (
+	"bytes"
+	"runtime"
+	"strconv"
+)
+
+// goid returns the current goroutine's id, parsed from the first line of
+// its stack trace ("goroutine 42 [running]:"). It is used only on slow
+// paths, to recognise calls made from a transport's own delivery goroutine.
+func goid() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	id, _ := strconv.ParseUint(string(b), 10, 64)
+	return id
+}
