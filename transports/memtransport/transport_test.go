@@ -679,4 +679,3 @@ func TestGoid(t *testing.T) {
 		t.Fatalf("goid: %d and %d", a, other)
 	}
 }
-
