@@ -302,6 +302,16 @@ func (t *Transport) natsOptions(ctx context.Context) (nats.Options, error) {
 			prevDownOld(nc)
 		}
 	}
+	if o.AsyncErrorCB == nil {
+		log := t.opts.Logger
+		o.AsyncErrorCB = func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("natstransport: asynchronous error", "subject", subject, "err", err)
+		}
+	}
 	o.ReconnectedCB = func(nc *nats.Conn) {
 		t.notify(note{kind: noteUp})
 		if prevUp != nil {
