@@ -12,7 +12,8 @@
 // the cleanup goroutine every CleanWindow, or, with CleanWindow 0, when a
 // later Set in the same shard finds it oldest. Until then Get still returns
 // it: bigcache does not check the life window on read. Its clock has a
-// resolution of one second.
+// resolution of one second. Choose a LifeWindow no shorter than the
+// engine's longest TTL, or entries vanish early: misses, never stale data.
 //
 // Copies. Set copies the value into bigcache's ring buffer and Get returns a
 // fresh copy, so callers may reuse and modify their slices freely.

@@ -54,4 +54,14 @@
 // Transport.DropIncoming silently drops the next n messages addressed to a
 // transport, with no event: the undetected loss the engine's sequence
 // numbers and heartbeats exist for.
+//
+// # Performance
+//
+// BenchmarkPublish (one publisher, 64 byte payloads, until every subscriber
+// handled every message; 2-core AMD EPYC, Go 1.26), per payload:
+//
+//	subs=1 batch=1    509 ns   1 alloc
+//	subs=1 batch=16   221 ns   1 alloc
+//	subs=4 batch=1    831 ns   1 alloc
+//	subs=4 batch=16   421 ns   1 alloc
 package memtransport
