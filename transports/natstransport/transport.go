@@ -333,6 +333,21 @@ func (t *Transport) notify(n note) {
 	}
 }
 
+// Connect dials the connection of a Transport made by Open now rather than
+// on first use, so that a wrong URL or credentials fail early and Limits
+// reports the server's max_payload from the start. ctx's deadline bounds
+// the dial. For a Transport made by New, and once connected, Connect does
+// nothing.
+func (t *Transport) Connect(ctx context.Context) error {
+	if t.closed.Load() {
+		return core.ErrClosed
+	}
+	if _, err := t.conn(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
 // withTimeout gives ctx a deadline if it has none: nats.go's flush needs
 // one.
 func (t *Transport) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -370,6 +385,9 @@ func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 	defer t.mu.Unlock()
 	if t.sub != nil {
 		return core.ErrAlreadySubscribed
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("natstransport: subscribe: %w", err)
 	}
 	ctx, cancel := t.withTimeout(ctx)
 	defer cancel()
@@ -530,6 +548,9 @@ func (t *Transport) confirmUp(nc *nats.Conn) bool {
 func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
 	if t.closed.Load() {
 		return core.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("natstransport: publish: %w", err)
 	}
 	ctx, cancel := t.withTimeout(ctx)
 	defer cancel()
