@@ -42,6 +42,20 @@ type CacheHarness struct {
 	// NewStore returns a fresh, empty LocalStore. The suite closes it
 	// through the Cache.
 	NewStore func(t testing.TB) core.LocalStore
+	// Options are applied to every Cache after the suite's own (which set
+	// a 100 ms heartbeat with a 500 ms timeout).
+	Options []core.Option
+	// StaleBound is how long after an Invalidate returns an instance may
+	// still serve the old value: the propagation bound the consistency
+	// check enforces, faults included. Zero means 2 seconds.
+	StaleBound time.Duration
+}
+
+func (h CacheHarness) staleBound() time.Duration {
+	if h.StaleBound > 0 {
+		return h.StaleBound
+	}
+	return 2 * time.Second
 }
 
 func (h BackplaneHarness) bound() time.Duration {

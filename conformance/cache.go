@@ -1,0 +1,408 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/backplane-go/backplane/core"
+)
+
+// RunCache runs the engine end to end over the harness's store and
+// transport: invalidation reaches every instance, clear-all, the
+// fill/invalidate race, flush on reconnect (with h.Backplane.Disconnect) and
+// a randomized multi-instance consistency check, with injected disconnects
+// and broker restarts where the harness offers them.
+//
+// The consistency check: writers update a shared source of truth and then
+// call Invalidate on a random instance; readers call GetOrLoad on every
+// instance. Once an Invalidate has returned and h.StaleBound has passed, no
+// instance may return a value older than that write. A violation fails the
+// test and prints the history of the key that shows it.
+func RunCache(t *testing.T, h CacheHarness) {
+	t.Helper()
+	if h.Backplane.New == nil || h.NewStore == nil {
+		t.Fatal("conformance: CacheHarness needs Backplane.New and NewStore")
+	}
+	s := &cacheSuite{h: h}
+	t.Run("InvalidateReachesEveryInstance", s.caseReachesEveryInstance)
+	t.Run("ClearAll", s.caseClearAll)
+	t.Run("FillInvalidateRace", s.caseFillRace)
+	t.Run("OwnMessagesIgnored", s.caseOwnIgnored)
+	t.Run("FlushOnReconnect", s.caseFlushOnReconnect)
+	t.Run("Consistency", func(t *testing.T) { s.caseConsistency(t, false, false) })
+	t.Run("ConsistencyAcrossDisconnects", func(t *testing.T) { s.caseConsistency(t, true, false) })
+	t.Run("ConsistencyAcrossBrokerRestart", func(t *testing.T) { s.caseConsistency(t, false, true) })
+}
+
+type cacheSuite struct{ h CacheHarness }
+
+// open starts n Caches on a fresh namespace; they are closed at the end of
+// the test. It returns the caches and their backplanes.
+func (s *cacheSuite) open(t *testing.T, n int) ([]*core.Cache, []core.Backplane) {
+	t.Helper()
+	ns := newNamespace(t)
+	caches := make([]*core.Cache, n)
+	bps := make([]core.Backplane, n)
+	for i := range n {
+		bps[i] = s.h.Backplane.New(t, ns)
+		opts := append([]core.Option{
+			core.WithHeartbeat(100*time.Millisecond, 500*time.Millisecond),
+			core.WithPublishTimeout(2 * time.Second),
+			core.WithLogger(slog.New(slog.DiscardHandler)),
+		}, s.h.Options...)
+		ctx, cancel := context.WithTimeout(context.Background(), s.h.Backplane.bound())
+		c, err := core.Open(ctx, s.h.NewStore(t), bps[i], opts...)
+		cancel()
+		if err != nil {
+			t.Fatalf("conformance: open cache %d: %v", i, err)
+		}
+		caches[i] = c
+		t.Cleanup(func() {
+			if err := closeWithin(c, 10*time.Second); err != nil {
+				t.Errorf("conformance: close cache %d: %v", i, err)
+			}
+		})
+	}
+	return caches, bps
+}
+
+func (s *cacheSuite) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	if !eventually(s.h.Backplane.bound(), cond) {
+		t.Fatalf("conformance: timed out after %v waiting for %s", s.h.Backplane.bound(), what)
+	}
+}
+
+func constLoader(v string) func(context.Context) ([]byte, error) {
+	return func(context.Context) ([]byte, error) { return []byte(v), nil }
+}
+
+func (s *cacheSuite) fill(t *testing.T, c *core.Cache, key, v string) {
+	t.Helper()
+	got, err := c.GetOrLoad(context.Background(), key, constLoader(v))
+	if err != nil || string(got) != v {
+		t.Fatalf("GetOrLoad(%q) = %q, %v; want %q", key, got, err, v)
+	}
+	if cached, ok := c.Get(key); !ok || string(cached) != v {
+		t.Fatalf("after GetOrLoad, Get(%q) = %q, %v; want %q cached", key, cached, ok, v)
+	}
+}
+
+func absent(c *core.Cache, key string) bool { _, ok := c.Get(key); return !ok }
+
+func (s *cacheSuite) caseReachesEveryInstance(t *testing.T) {
+	t.Parallel()
+	caches, _ := s.open(t, 3)
+	for _, c := range caches {
+		s.fill(t, c, "k", "v1")
+		s.fill(t, c, "other", "o")
+	}
+	if err := caches[0].Invalidate(context.Background(), "k"); err != nil {
+		t.Fatalf("Invalidate: %v", err)
+	}
+	if !absent(caches[0], "k") {
+		t.Fatal("the invalidating instance still has the key when Invalidate returns")
+	}
+	for i, c := range caches[1:] {
+		s.waitFor(t, fmt.Sprintf("instance %d to evict k", i+1), func() bool { return absent(c, "k") })
+		if v, ok := c.Get("other"); !ok || string(v) != "o" {
+			t.Fatalf("instance %d lost an unrelated key: %q, %v", i+1, v, ok)
+		}
+	}
+}
+
+func (s *cacheSuite) caseClearAll(t *testing.T) {
+	t.Parallel()
+	caches, _ := s.open(t, 3)
+	for _, c := range caches {
+		for i := range 20 {
+			s.fill(t, c, "k"+strconv.Itoa(i), "v")
+		}
+	}
+	if err := caches[1].Clear(context.Background()); err != nil {
+		t.Fatalf("Clear: %v", err)
+	}
+	for i, c := range caches {
+		s.waitFor(t, fmt.Sprintf("instance %d to clear", i), func() bool {
+			for k := range 20 {
+				if !absent(c, "k"+strconv.Itoa(k)) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+}
+
+func (s *cacheSuite) caseFillRace(t *testing.T) {
+	t.Parallel()
+	caches, _ := s.open(t, 2)
+	a, b := caches[0], caches[1]
+	started, release := make(chan struct{}), make(chan struct{})
+	got := make(chan string, 1)
+	go func() {
+		v, _ := b.GetOrLoad(context.Background(), "k", func(context.Context) ([]byte, error) {
+			close(started)
+			<-release
+			return []byte("old"), nil
+		})
+		got <- string(v)
+	}()
+	<-started
+	before := b.Stats().KeysEvicted
+	if err := a.Invalidate(context.Background(), "k"); err != nil {
+		t.Fatalf("Invalidate: %v", err)
+	}
+	s.waitFor(t, "b to receive the invalidation", func() bool { return b.Stats().KeysEvicted > before })
+	close(release)
+	if v := <-got; v != "old" {
+		t.Fatalf("the overlapping load should still be returned to its caller, got %q", v)
+	}
+	if v, ok := b.Get("k"); ok {
+		t.Fatalf("a load that overlapped a remote invalidation was cached: %q", v)
+	}
+}
+
+func (s *cacheSuite) caseOwnIgnored(t *testing.T) {
+	t.Parallel()
+	caches, _ := s.open(t, 2)
+	a, b := caches[0], caches[1]
+	s.fill(t, a, "mine", "v")
+	if err := a.Invalidate(context.Background(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitFor(t, "a to hear its own message back", func() bool { return a.Stats().IgnoredOwn > 0 })
+	s.waitFor(t, "b to hear it", func() bool { return b.Stats().KeysEvicted > 0 })
+	if a.Stats().KeysEvicted != 0 {
+		t.Fatal("an instance evicted keys on behalf of its own message")
+	}
+}
+
+func (s *cacheSuite) caseFlushOnReconnect(t *testing.T) {
+	if s.h.Backplane.Disconnect == nil {
+		t.Skip("harness cannot disconnect an instance (BackplaneHarness.Disconnect is nil)")
+	}
+	t.Parallel()
+	caches, bps := s.open(t, 2)
+	a, b := caches[0], caches[1]
+	s.fill(t, b, "k", "v")
+	flushes := b.Stats().Flushes
+	s.h.Backplane.Disconnect(t, bps[1])
+	s.waitFor(t, "b to flush after its connection was cut", func() bool { return b.Stats().Flushes > flushes })
+	if !absent(b, "k") {
+		t.Fatal("entry survived the disconnect")
+	}
+	s.waitFor(t, "b to be healthy again", func() bool { h := b.Health(); return h.Healthy() && !h.Degraded })
+	// Delivery works again: an invalidation from a reaches b.
+	s.waitFor(t, "invalidation to reach b after reconnect", func() bool {
+		s.fill(t, b, "k2", "v")
+		_ = a.Invalidate(context.Background(), "k2")
+		return eventually(200*time.Millisecond, func() bool { return absent(b, "k2") })
+	})
+}
+
+// history records what the consistency check saw, per key.
+type history struct {
+	mu     sync.Mutex
+	start  time.Time
+	events map[string][]string
+	// done[key] are completed writes: version and when Invalidate returned.
+	done map[string][]write
+}
+
+type write struct {
+	version  int64
+	returned time.Time
+}
+
+func (h *history) log(key, format string, args ...any) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.events[key] = append(h.events[key], fmt.Sprintf("%9.3fms ", float64(time.Since(h.start).Microseconds())/1000)+fmt.Sprintf(format, args...))
+}
+
+// mustHave returns the newest version whose Invalidate returned before t.
+func (h *history) mustHave(key string, t time.Time) (int64, time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var v int64
+	var at time.Time
+	for _, w := range h.done[key] {
+		if w.returned.Before(t) && w.version > v {
+			v, at = w.version, w.returned
+		}
+	}
+	return v, at
+}
+
+func (h *history) dump(key string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ev := h.events[key]
+	if len(ev) > 60 {
+		ev = append([]string{fmt.Sprintf("... %d earlier events", len(ev)-60)}, ev[len(ev)-60:]...)
+	}
+	return strings.Join(ev, "\n")
+}
+
+func (s *cacheSuite) caseConsistency(t *testing.T, disconnects, restarts bool) {
+	switch {
+	case disconnects && s.h.Backplane.Disconnect == nil:
+		t.Skip("harness cannot disconnect an instance (BackplaneHarness.Disconnect is nil)")
+	case restarts && s.h.Backplane.RestartBroker == nil:
+		t.Skip("harness cannot restart the broker (BackplaneHarness.RestartBroker is nil)")
+	}
+	if !restarts {
+		t.Parallel()
+	}
+	const nInstances, nKeys = 3, 16
+	duration := 3 * time.Second
+	if testing.Short() {
+		duration = time.Second
+	}
+	bound := s.h.staleBound()
+	caches, bps := s.open(t, nInstances)
+
+	var srcMu sync.Mutex
+	source := make(map[string]int64) // the source of truth
+	hist := &history{start: time.Now(), events: map[string][]string{}, done: map[string][]write{}}
+	key := func(r *rand.Rand) string { return "item:" + strconv.Itoa(r.IntN(nKeys)) }
+
+	ctx, cancel := context.WithTimeout(context.Background(), duration)
+	defer cancel()
+	var violations atomic.Int64
+	var reads, writes atomic.Int64
+	var wg sync.WaitGroup
+	// Writers: update the source of truth, then invalidate through a random
+	// instance, retrying until it returns nil.
+	for w := range 2 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+			for ctx.Err() == nil {
+				k := key(r)
+				srcMu.Lock()
+				source[k]++
+				v := source[k]
+				srcMu.Unlock()
+				hist.log(k, "write v%d", v)
+				for {
+					i := r.IntN(nInstances)
+					err := caches[i].Invalidate(context.Background(), k)
+					if err == nil {
+						now := time.Now()
+						hist.mu.Lock()
+						hist.done[k] = append(hist.done[k], write{version: v, returned: now})
+						hist.mu.Unlock()
+						hist.log(k, "invalidate v%d returned on instance %d", v, i)
+						writes.Add(1)
+						break
+					}
+					hist.log(k, "invalidate v%d on instance %d failed: %v", v, i, err)
+					if errors.Is(err, core.ErrClosed) {
+						return
+					}
+					time.Sleep(10 * time.Millisecond) // retry pacing, not synchronisation
+				}
+				time.Sleep(time.Duration(r.IntN(3)) * time.Millisecond)
+			}
+		})
+	}
+	// Readers: GetOrLoad on every instance; the loader reads the source.
+	for i, c := range caches {
+		for rdr := range 2 {
+			wg.Go(func() {
+				r := rand.New(rand.NewPCG(uint64(100+i*10+rdr), uint64(time.Now().UnixNano())))
+				for ctx.Err() == nil {
+					k := key(r)
+					start := time.Now()
+					b, err := c.GetOrLoad(context.Background(), k, func(context.Context) ([]byte, error) {
+						srcMu.Lock()
+						defer srcMu.Unlock()
+						return []byte(strconv.FormatInt(source[k], 10)), nil
+					})
+					if err != nil {
+						t.Errorf("GetOrLoad on instance %d: %v", i, err)
+						return
+					}
+					reads.Add(1)
+					if reads.Load()%64 == 0 {
+						time.Sleep(100 * time.Microsecond) // pacing: leave the writers CPU
+					}
+					got, _ := strconv.ParseInt(string(b), 10, 64)
+					want, at := hist.mustHave(k, start.Add(-bound))
+					if got < want {
+						hist.log(k, "STALE read on instance %d: v%d, but v%d was invalidated at %.3fms (bound %v)",
+							i, got, want, float64(at.Sub(hist.start).Microseconds())/1000, bound)
+						if violations.Add(1) == 1 {
+							t.Errorf("stale read on instance %d of %s: got v%d, want >= v%d\nhistory of %s:\n%s\nhealth: %+v",
+								i, k, got, want, k, hist.dump(k), c.Health())
+						}
+					}
+				}
+			})
+		}
+	}
+	// Faults.
+	if disconnects || restarts {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))
+			tick := time.NewTicker(duration / 4)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				if restarts {
+					for k := range nKeys {
+						hist.log("item:"+strconv.Itoa(k), "BROKER RESTART")
+					}
+					s.h.Backplane.RestartBroker(t)
+					continue
+				}
+				i := r.IntN(nInstances)
+				for k := range nKeys {
+					hist.log("item:"+strconv.Itoa(k), "DISCONNECT instance %d", i)
+				}
+				s.h.Backplane.Disconnect(t, bps[i])
+			}
+		})
+	}
+	wg.Wait()
+	var flushes uint64
+	for _, c := range caches {
+		flushes += c.Stats().Flushes
+	}
+	t.Logf("consistency: %d reads, %d writes, %d flushes, %d stale reads past %v", reads.Load(), writes.Load(), flushes, violations.Load(), bound)
+	if violations.Load() > 0 {
+		t.Fatalf("%d stale reads", violations.Load())
+	}
+	if reads.Load() == 0 || writes.Load() == 0 {
+		t.Fatalf("the check did nothing: %d reads, %d writes", reads.Load(), writes.Load())
+	}
+	// After the run, every instance converges on the latest values.
+	for k := range nKeys {
+		k := "item:" + strconv.Itoa(k)
+		srcMu.Lock()
+		want := source[k]
+		srcMu.Unlock()
+		for i, c := range caches {
+			s.waitFor(t, fmt.Sprintf("instance %d to converge on %s", i, k), func() bool {
+				b, err := c.GetOrLoad(context.Background(), k, func(context.Context) ([]byte, error) {
+					return []byte(strconv.FormatInt(want, 10)), nil
+				})
+				return err == nil && string(b) == strconv.FormatInt(want, 10)
+			})
+		}
+	}
+}
