@@ -9,8 +9,11 @@
 // Use New with a *nats.Conn you already have (the Transport neither closes it
 // nor replaces its callbacks), or Open with server URLs to let the Transport
 // make and own the connection. Neither does I/O: Open's connection is dialled
-// by the first Subscribe or Publish, which fits frameworks whose constructors
-// must not block (fx: construct, then Subscribe in OnStart).
+// by Connect, or else by the first Subscribe or Publish, which fits
+// frameworks whose constructors must not block (fx: construct, then Connect
+// and Subscribe in OnStart). Until it has connected, a Transport made by Open
+// reports DefaultMaxPayload in Limits, since the server's value is unknown;
+// call Connect first where the exact limit matters from the start.
 //
 // # Message Delivery Semantics
 //

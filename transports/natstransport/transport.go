@@ -312,6 +312,16 @@ func (t *Transport) natsOptions(ctx context.Context) (nats.Options, error) {
 			log.Warn("natstransport: asynchronous error", "subject", subject, "err", err)
 		}
 	}
+	prevClosed := o.ClosedCB
+	o.ClosedCB = func(nc *nats.Conn) {
+		// nats.go gives up only on errors it deems permanent (for
+		// example credentials rejected on every server); Close also ends
+		// here, after the watcher has stopped.
+		t.notify(note{kind: noteDown, err: nats.ErrConnectionClosed})
+		if prevClosed != nil {
+			prevClosed(nc)
+		}
+	}
 	o.ReconnectedCB = func(nc *nats.Conn) {
 		t.notify(note{kind: noteUp})
 		if prevUp != nil {
