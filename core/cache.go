@@ -788,7 +788,7 @@ func (c *Cache) event(ev Event) {
 	defer c.recvMu.Unlock()
 	switch ev.Kind {
 	case EventConnected:
-		c.log.Info("backplane: connected")
+		c.log.Debug("backplane: connected")
 	case EventDisconnected:
 		c.log.Warn("backplane: disconnected", "err", ev.Err)
 		if c.linkUp {

@@ -29,6 +29,7 @@ func newStore(t testing.TB) core.LocalStore {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = s.Close() }) // the Cache closes it too; Close is idempotent
 	return s
 }
 

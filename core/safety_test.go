@@ -151,7 +151,7 @@ func TestSilentLinkDetected(t *testing.T) {
 	if _, ok := c.Get("k"); ok {
 		t.Fatal("entry survived silence")
 	}
-	tr.DropIncoming(0)
+	tr.StopDropping()
 	eventually(t, "link resumes", func() bool { h := c.Health(); return !h.Silent && !h.Degraded })
 	if h := c.Health(); h.LastFlushCause != "resumed" || !h.Healthy() {
 		t.Fatalf("health after resume: %+v", h)

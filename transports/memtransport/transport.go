@@ -407,6 +407,14 @@ func (t *Transport) DropIncoming(n int) {
 	t.mu.Unlock()
 }
 
+// StopDropping cancels the drops DropIncoming asked for that have not
+// happened yet: delivery resumes with the next message.
+func (t *Transport) StopDropping() {
+	t.mu.Lock()
+	t.drop = 0
+	t.mu.Unlock()
+}
+
 // Close detaches the transport from its hub and stops delivery. It is
 // idempotent and returns nil. After it returns no handler call starts and
 // Publish fails with core.ErrClosed. Close waits for a handler call in

@@ -563,6 +563,11 @@ func TestDropIncoming(t *testing.T) {
 	publish(t, a, "4") // a's own echo counts too, after the drops
 	ra.waitItems(t, "<connected>", "3", "4")
 	rb.waitItems(t, "<connected>", "1", "2", "3", "4")
+
+	a.DropIncoming(100)
+	a.StopDropping()
+	publish(t, b, "5")
+	ra.waitItems(t, "<connected>", "3", "4", "5")
 }
 
 func TestRestart(t *testing.T) {
