@@ -20,7 +20,10 @@ import (
 // reports the server's value from the start.
 func connected(t testing.TB, servers, ns string, opts ...natstransport.Option) *natstransport.Transport {
 	t.Helper()
-	opts = append([]natstransport.Option{natstransport.WithReconnectWait(50 * time.Millisecond)}, opts...)
+	opts = append([]natstransport.Option{
+		natstransport.WithReconnectWait(50 * time.Millisecond),
+		natstransport.WithLogger(quiet),
+	}, opts...)
 	tr, err := natstransport.Open(servers, ns, opts...)
 	if err != nil {
 		t.Fatalf("Open: %v", err)

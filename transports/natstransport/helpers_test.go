@@ -3,6 +3,7 @@ package natstransport_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -19,6 +20,10 @@ import (
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
+
+// quiet discards the log of the Transports in tests: handler panics and
+// slow consumers are provoked on purpose.
+var quiet = slog.New(slog.DiscardHandler)
 
 // waitTimeout bounds every poll in these tests.
 const waitTimeout = 10 * time.Second
@@ -122,7 +127,10 @@ func ctxT(t testing.TB) context.Context {
 // open makes a Transport with Open, closed when t ends.
 func open(t testing.TB, url, ns string, opts ...natstransport.Option) *natstransport.Transport {
 	t.Helper()
-	opts = append([]natstransport.Option{natstransport.WithReconnectWait(50 * time.Millisecond)}, opts...)
+	opts = append([]natstransport.Option{
+		natstransport.WithReconnectWait(50 * time.Millisecond),
+		natstransport.WithLogger(quiet),
+	}, opts...)
 	tr, err := natstransport.Open(url, ns, opts...)
 	if err != nil {
 		t.Fatalf("Open: %v", err)

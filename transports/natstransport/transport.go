@@ -16,8 +16,10 @@ import (
 )
 
 // ErrNotConnected is returned (wrapped) by Publish while the connection to
-// the server is down and being re-established. Nothing of the call was
-// sent; the caller may retry.
+// the server is down and being re-established; the caller may retry. When
+// the connection was down as the call began, nothing of the call was sent.
+// When it dropped during the call, some payloads may have reached the
+// server, or may be sent by nats.go after the reconnect.
 var ErrNotConnected = errors.New("natstransport: not connected")
 
 // Transport is a core.Backplane over a core NATS subject.
@@ -51,8 +53,9 @@ type Transport struct {
 	notes    chan note // connection changes from nats.go callbacks
 	wg       sync.WaitGroup
 
-	hmu     sync.Mutex // serialises handler calls
+	hmu     sync.Mutex // serialises handler calls; guards h, active, hclosed
 	h       core.Handler
+	active  *nats.Subscription // the subscription whose messages go to h
 	hclosed bool
 }
 
@@ -383,7 +386,10 @@ func (t *Transport) flush(ctx context.Context, nc *nats.Conn) error {
 // SUB). In a cluster, the interest reaches the other nodes over routes
 // shortly after; see the package documentation.
 //
-// Subscribe emits EventConnected before it returns, before any message.
+// EventConnected is delivered from the Transport's goroutine, as the first
+// handler call, right after Subscribe succeeded; never from within
+// Subscribe, so a caller may hold a lock around Subscribe that its handler
+// also takes.
 func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 	if h == nil {
 		return fmt.Errorf("%w: natstransport: nil handler", core.ErrInvalidOption)
@@ -407,13 +413,19 @@ func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 	}
 
 	// Hold the handler lock until EventConnected went out, so that it
-	// precedes every message.
+	// precedes every message. On success the watcher goroutine delivers
+	// EventConnected and unlocks (a sync.Mutex may be unlocked by another
+	// goroutine than the one that locked it).
 	t.hmu.Lock()
-	defer t.hmu.Unlock()
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			t.hmu.Unlock()
+		}
+	}()
 	if t.closed.Load() {
 		return core.ErrClosed
 	}
-	t.h = h
 	sub, err := nc.Subscribe(t.subject, t.onMsg)
 	if err != nil {
 		return fmt.Errorf("natstransport: subscribe %s: %w", t.subject, err)
@@ -443,17 +455,19 @@ func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 	}
 	t.sub = sub
 	t.connStatus = connStatus
+	t.h, t.active = h, sub
 	t.watching.Store(true)
 	t.wg.Add(1)
+	handedOver = true
 	go t.watch(nc, sub, connStatus, subStatus)
-	t.call(func() { h.HandleEvent(core.Event{Kind: core.EventConnected, Time: time.Now()}) })
 	return nil
 }
 
 func (t *Transport) onMsg(m *nats.Msg) {
 	t.hmu.Lock()
 	defer t.hmu.Unlock()
-	if t.hclosed {
+	// A message of a subscription whose Subscribe failed is dropped.
+	if t.hclosed || m.Sub != t.active {
 		return
 	}
 	t.call(func() { t.h.HandleMessage(m.Data) })
@@ -483,6 +497,11 @@ func (t *Transport) call(f func()) {
 // from Subscribe until Close.
 func (t *Transport) watch(nc *nats.Conn, sub *nats.Subscription, connStatus chan nats.Status, subStatus <-chan nats.SubStatus) {
 	defer t.wg.Done()
+	// Subscribe handed hmu over.
+	if !t.hclosed {
+		t.call(func() { t.h.HandleEvent(core.Event{Kind: core.EventConnected, Time: time.Now()}) })
+	}
+	t.hmu.Unlock()
 	up := true
 	for {
 		var n note
@@ -585,16 +604,30 @@ func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
 	}
 	for _, p := range payloads {
 		if err := nc.Publish(t.subject, p); err != nil {
-			if t.closed.Load() {
-				return core.ErrClosed
-			}
-			return fmt.Errorf("natstransport: publish: %w", err)
+			return t.publishErr(nc, err)
 		}
 	}
 	if err := t.flush(ctx, nc); err != nil {
-		return fmt.Errorf("natstransport: publish: flush: %w", err)
+		return t.publishErr(nc, err)
 	}
 	return nil
+}
+
+// publishErr classifies an error of nats.go's Publish or Flush.
+func (t *Transport) publishErr(nc *nats.Conn, err error) error {
+	switch {
+	case t.closed.Load():
+		return core.ErrClosed
+	case errors.Is(err, nats.ErrMaxPayload):
+		// The server's limit changed under the call (a reconnect to a
+		// server with a smaller max_payload).
+		return fmt.Errorf("natstransport: publish: %w: %w", core.ErrPayloadTooLarge, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("natstransport: publish: %w", err)
+	case nc.Status() != nats.CONNECTED:
+		return fmt.Errorf("natstransport: publish: connection %s during the call (%w): %w", nc.Status(), err, ErrNotConnected)
+	}
+	return fmt.Errorf("natstransport: publish: %w", err)
 }
 
 // Close unsubscribes, stops the Transport's goroutine and, for a Transport

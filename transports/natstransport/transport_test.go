@@ -1,6 +1,7 @@
 package natstransport_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -238,7 +239,7 @@ func TestPayloadLimit(t *testing.T) {
 func TestHandlerPanicRecovered(t *testing.T) {
 	srv := testenv.StartNATS(t)
 	ns := namespace(t)
-	tr := open(t, srv.URL(), ns, natstransport.WithLogger(slog.New(slog.DiscardHandler)))
+	tr := open(t, srv.URL(), ns)
 	rec := &recorder{onMsg: func(p []byte) {
 		if string(p) == "boom" {
 			panic("handler failure")
@@ -282,10 +283,8 @@ func TestSlowConsumerReportsLoss(t *testing.T) {
 	if !errors.Is(ev.Err, nats.ErrSlowConsumer) {
 		t.Fatalf("loss event error = %v, want nats.ErrSlowConsumer", ev.Err)
 	}
-	if err := pub.Publish(ctxT(t), []byte("later")); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "delivery after the loss", func() bool { return rec.has("later") })
+	// The pending buffer may still be full for a moment.
+	publishUntil(t, pub, rec, "later")
 }
 
 func TestSharedServer(t *testing.T) {
@@ -305,4 +304,75 @@ func TestSharedServer(t *testing.T) {
 	if a.Limits().MaxPayload <= 0 {
 		t.Fatalf("MaxPayload = %d", a.Limits().MaxPayload)
 	}
+}
+
+// TestSubscribeDoesNotCallHandler checks that EventConnected comes from the
+// Transport's goroutine: a caller may hold a lock around Subscribe that its
+// handler takes too.
+func TestSubscribeDoesNotCallHandler(t *testing.T) {
+	srv := testenv.StartNATS(t)
+	tr := open(t, srv.URL(), namespace(t))
+	var mu sync.Mutex
+	connected := make(chan struct{})
+	h := core.HandlerFuncs{Event: func(ev core.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.Kind == core.EventConnected {
+			close(connected)
+		}
+	}}
+	mu.Lock()
+	done := make(chan error, 1)
+	go func() { done <- tr.Subscribe(ctxT(t), h) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-connected:
+		t.Fatal("handler ran while the caller held its lock")
+	case <-ctxT(t).Done():
+		t.Fatal("Subscribe blocked on the handler (called it synchronously)")
+	}
+	mu.Unlock()
+	waitFor(t, "EventConnected", func() bool {
+		select {
+		case <-connected:
+			return true
+		default:
+			return false
+		}
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestHandlerPanicLogged(t *testing.T) {
+	srv := testenv.StartNATS(t)
+	var logs syncBuffer
+	tr := open(t, srv.URL(), namespace(t), natstransport.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	rec := &recorder{onMsg: func([]byte) { panic("handler failure") }}
+	if err := tr.Subscribe(ctxT(t), rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Publish(ctxT(t), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "panic logged", func() bool { return strings.Contains(logs.String(), "handler failure") })
 }
