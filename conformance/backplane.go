@@ -24,6 +24,9 @@ const (
 	// maxOversizePayload is the largest MaxPayload for which the suite
 	// builds a MaxPayload+1 payload.
 	maxOversizePayload = 64 << 20
+	// publishInterval paces the background publishers of the close and
+	// restart cases, so that they do not spin while a broker is down.
+	publishInterval = 2 * time.Millisecond
 )
 
 // RunBackplane runs the Backplane conformance suite against the transport
@@ -867,15 +870,17 @@ func (e *env) caseNoHandlerAfterClose() {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
+		tick := time.NewTicker(publishInterval)
+		defer tick.Stop()
 		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
 			ctx, cancel := ctxFor(e.bound)
 			_ = pub.Publish(ctx, []byte(e.msg("run", i)))
 			cancel()
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
 		}
 	})
 	defer func() {
@@ -1111,12 +1116,9 @@ func (e *env) caseBrokerRestart() {
 	var wg sync.WaitGroup
 	for i, bp := range []core.Backplane{a, b} {
 		wg.Go(func() {
+			tick := time.NewTicker(publishInterval)
+			defer tick.Stop()
 			for j := 0; ; j++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
 				ctx, cancel := ctxFor(e.bound)
 				if err := bp.Publish(ctx, []byte(e.msg("during"+strconv.Itoa(i), j))); err != nil {
 					failed.Add(1)
@@ -1124,6 +1126,11 @@ func (e *env) caseBrokerRestart() {
 					ok.Add(1)
 				}
 				cancel()
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
 			}
 		})
 	}

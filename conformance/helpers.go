@@ -114,6 +114,10 @@ type recorder struct {
 func newRecorder(t testing.TB, name, marker string) *recorder {
 	r := &recorder{name: name, marker: marker, counts: make(map[string]int)}
 	t.Cleanup(func() {
+		if s := r.strayReport(); s != "" {
+			t.Errorf("%s received %s: nothing else publishes on this case's namespaces, "+
+				"so they leaked in from another namespace or were corrupted", r.name, s)
+		}
 		if n := r.overlaps.Load(); n > 0 {
 			t.Errorf("%s: %d handler calls overlapped another call on the same handler; "+
 				"the Handler contract requires one call at a time", r.name, n)
