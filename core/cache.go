@@ -121,8 +121,12 @@ func New(store LocalStore, bp Backplane, opts ...Option) (*Cache, error) {
 	if o.MaxPayload > 0 && (max <= 0 || o.MaxPayload < max) {
 		max = o.MaxPayload
 	}
-	if max < minPayload {
-		return nil, fmt.Errorf("%w: transport payload limit %d is below the minimum %d", ErrInvalidOption, max, minPayload)
+	trailer := 0
+	if o.Keyring != nil {
+		trailer = o.Keyring.trailerLen()
+	}
+	if max < minPayload+trailer {
+		return nil, fmt.Errorf("%w: transport payload limit %d is below the minimum %d", ErrInvalidOption, max, minPayload+trailer)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -139,7 +143,7 @@ func New(store LocalStore, bp Backplane, opts ...Option) (*Cache, error) {
 		now:        o.now,
 		seed:       maphash.MakeSeed(),
 		flights:    make(map[string]*flight),
-		maxPayload: max,
+		maxPayload: max - trailer,
 		reqs:       make(chan *pubReq, o.QueueSize),
 		stop:       make(chan struct{}),
 		peers:      make(map[SourceID]*peer),
@@ -666,7 +670,13 @@ func (c *Cache) publish(envs []Envelope, op Op) error {
 		if envs[i].Sent.IsZero() {
 			envs[i].Sent = c.now()
 		}
-		p, err := envs[i].MarshalBinary()
+		var p []byte
+		var err error
+		if kr := c.opts.Keyring; kr != nil {
+			p, err = kr.AppendSigned(make([]byte, 0, envs[i].EncodedLen()+kr.trailerLen()), &envs[i])
+		} else {
+			p, err = envs[i].MarshalBinary()
+		}
 		if err != nil { // keys were validated on entry: this is a bug
 			return fmt.Errorf("backplane: encode: %w", err)
 		}
@@ -710,6 +720,14 @@ func (c *Cache) receive(p []byte) {
 		c.inst.decodeErrors.Add(bg, 1)
 		c.log.Debug("backplane: dropped undecodable payload", "bytes", len(p), "err", err)
 		return
+	}
+	if kr := c.opts.Keyring; kr != nil {
+		if err := kr.Verify(p, &env); err != nil && !(errors.Is(err, ErrUnsigned) && c.opts.AcceptUnsigned) {
+			c.ctr.rejected.Add(1)
+			c.inst.rejected.Add(bg, 1)
+			c.log.Debug("backplane: dropped a message that failed verification", "err", err)
+			return
+		}
 	}
 	now := c.now()
 	c.recvMu.Lock()

@@ -8,7 +8,7 @@
 // when the message arrives.
 //
 //	store, _ := bigcachestore.New(bigcachestore.DefaultConfig())
-//	bp, _ := redistransport.NewFromURL("redis://localhost:6379/0", "catalog")
+//	bp, _ := redistransport.Open("redis://localhost:6379/0", "catalog")
 //	cache, err := core.Open(ctx, store, bp)
 //	...
 //	p, err := core.NewTyped[Product](cache).GetOrLoad(ctx, "product:42", loadProduct)

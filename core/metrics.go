@@ -22,6 +22,7 @@ type Stats struct {
 	Received      uint64 // messages received from other instances
 	IgnoredOwn    uint64 // own messages received back and ignored
 	DecodeErrors  uint64 // payloads that did not decode, dropped
+	Rejected      uint64 // messages dropped as unsigned or forged (Options.Keyring)
 	KeysEvicted   uint64 // keys evicted on behalf of other instances
 	Gaps          uint64 // sequence gaps and lost tails detected
 	Flushes       uint64 // local store flushes for safety (any cause)
@@ -29,7 +30,7 @@ type Stats struct {
 
 type counters struct {
 	hits, misses, loads, loadsNotKept, keysPublished, published, publishErrors,
-	received, ignoredOwn, decodeErrors, keysEvicted, gaps, flushes atomic.Uint64
+	received, ignoredOwn, decodeErrors, rejected, keysEvicted, gaps, flushes atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -38,7 +39,7 @@ func (c *counters) snapshot() Stats {
 		LoadsNotKept: c.loadsNotKept.Load(), KeysPublished: c.keysPublished.Load(),
 		Published: c.published.Load(), PublishErrors: c.publishErrors.Load(),
 		Received: c.received.Load(), IgnoredOwn: c.ignoredOwn.Load(),
-		DecodeErrors: c.decodeErrors.Load(), KeysEvicted: c.keysEvicted.Load(),
+		DecodeErrors: c.decodeErrors.Load(), Rejected: c.rejected.Load(), KeysEvicted: c.keysEvicted.Load(),
 		Gaps: c.gaps.Load(), Flushes: c.flushes.Load(),
 	}
 }
@@ -46,8 +47,8 @@ func (c *counters) snapshot() Stats {
 // instruments are the OpenTelemetry instruments; no-op unless a
 // MeterProvider is given.
 type instruments struct {
-	hits, misses, published, received, ignoredOwn, decodeErrors, flushes, publishErrors metric.Int64Counter
-	publishDuration, propagationLag                                                     metric.Float64Histogram
+	hits, misses, published, received, ignoredOwn, decodeErrors, rejected, flushes, publishErrors metric.Int64Counter
+	publishDuration, propagationLag                                                               metric.Float64Histogram
 }
 
 const meterName = "github.com/backplane-go/backplane/core"
@@ -78,6 +79,7 @@ func newInstruments(mp metric.MeterProvider) *instruments {
 	in.received = counter("backplane.messages.received", "Messages received from other instances, by op.")
 	in.ignoredOwn = counter("backplane.messages.ignored_own", "Own messages received back and ignored.")
 	in.decodeErrors = counter("backplane.messages.decode_errors", "Payloads that did not decode and were dropped.")
+	in.rejected = counter("backplane.messages.rejected", "Messages dropped as unsigned or forged.")
 	in.flushes = counter("backplane.flushes", "Local store flushes for safety, by cause.")
 	in.publishErrors = counter("backplane.publish.errors", "Failed publish rounds.")
 	in.publishDuration = hist("backplane.publish.duration", "Time of one publish round trip.")

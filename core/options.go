@@ -84,6 +84,14 @@ type Options struct {
 	// Default 5 seconds.
 	CloseTimeout time.Duration
 
+	// Keyring, when set, signs every published message with HMAC-SHA256
+	// and drops received messages that are unsigned or do not verify
+	// (counted in Stats.Rejected). Every instance needs the same keys.
+	Keyring *Keyring
+	// AcceptUnsigned keeps accepting unsigned messages while Keyring is set:
+	// for turning signing on in a running fleet, one instance at a time.
+	AcceptUnsigned bool
+
 	// Codec encodes values for the typed helpers. Default JSON.
 	Codec Codec
 	// Logger receives connection events, flushes and errors. Default
@@ -147,6 +155,9 @@ func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Logger = l 
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(o *Options) { o.MeterProvider = mp }
 }
+
+// WithKeyring sets Options.Keyring: sign and verify every message.
+func WithKeyring(k *Keyring) Option { return func(o *Options) { o.Keyring = k } }
 
 // WithQueueSize sets Options.QueueSize.
 func WithQueueSize(n int) Option { return func(o *Options) { o.QueueSize = n } }

@@ -14,11 +14,15 @@ import (
 //	0      2     magic "BP"
 //	2      1     version (1)
 //	3      1     op
-//	4      1     flags (must be 0 in version 1)
+//	4      1     flags: bit 0 = signed; other bits must be 0
 //	5      16    source instance ID
 //	21     8     sequence number of the source
 //	29     8     publish time, Unix nanoseconds
 //	37     var   key count (uvarint), then per key: length (uvarint), bytes
+//
+// A signed message (flag bit 0) ends with a trailer: the key ID, its length
+// (one byte, 1..MaxKeyIDLen), and 32 bytes of HMAC-SHA256 over every byte
+// before the MAC. See Keyring.
 //
 // Heartbeat and clear messages carry no keys. Nothing may follow the last
 // key. Varints must be minimal, so every message has one encoding. Decoding checks every declared length against the bytes that are
@@ -30,6 +34,8 @@ const (
 	wireVersion  = 1
 	headerLen    = 37
 	maxUvarint32 = 5
+	flagSigned   = 0x01
+	macLen       = 32
 )
 
 // MaxKeyLen is the longest key, in bytes, that the engine accepts and the
@@ -93,6 +99,12 @@ type Envelope struct {
 	Sent time.Time
 	// Keys are the keys to evict (OpInvalidate only).
 	Keys []string
+	// KeyID names the signing key of a signed message, as decoded; empty
+	// for an unsigned message. Encoding ignores it (see AppendSigned).
+	KeyID string
+
+	mac       [macLen]byte // the decoded MAC of a signed message
+	signedLen int          // the bytes the MAC covers
 }
 
 // EncodedLen returns the length of the envelope's encoding.
@@ -194,8 +206,24 @@ func DecodeEnvelope(p []byte) (Envelope, error) {
 	if e.Op < OpInvalidate || e.Op > OpHeartbeat {
 		return e, fmt.Errorf("%w: unknown op %d", ErrDecode, p[3])
 	}
-	if p[4] != 0 {
+	if p[4]&^flagSigned != 0 {
 		return e, fmt.Errorf("%w: unknown flags %#x", ErrDecode, p[4])
+	}
+	if p[4]&flagSigned != 0 {
+		// The trailer is at the end: find the MAC and key ID first, then
+		// decode the body before them.
+		if len(p) < headerLen+1+2+macLen {
+			return e, fmt.Errorf("%w: signed message of %d bytes is too short for its trailer", ErrDecode, len(p))
+		}
+		copy(e.mac[:], p[len(p)-macLen:])
+		e.signedLen = len(p) - macLen
+		body := p[:e.signedLen]
+		l := int(body[len(body)-1])
+		if l < 1 || l > MaxKeyIDLen || l+2 > len(body)-headerLen {
+			return e, fmt.Errorf("%w: signed message with a bad key ID length %d", ErrDecode, l)
+		}
+		e.KeyID = string(body[len(body)-1-l : len(body)-1])
+		p = body[:len(body)-1-l]
 	}
 	copy(e.Source[:], p[5:21])
 	e.Seq = binary.BigEndian.Uint64(p[21:29])

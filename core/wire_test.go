@@ -113,6 +113,11 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("BP"))
+	kr, _ := NewKeyring(SigningKey{ID: "k1", Secret: []byte("0123456789abcdef")})
+	for _, e := range sampleEnvelopes() {
+		b, _ := kr.AppendSigned(nil, &e)
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, p []byte) {
 		e, err := DecodeEnvelope(p)
 		if err != nil {
@@ -121,8 +126,27 @@ func FuzzDecodeEnvelope(f *testing.F) {
 			}
 			return
 		}
-		// Whatever decodes must encode back to the same bytes.
-		b, err := e.MarshalBinary()
+		// Whatever decodes must encode back to the same bytes (for a
+		// signed message: all but the MAC, under a key of the same ID).
+		var b []byte
+		if e.KeyID != "" {
+			kr, err := NewKeyring(SigningKey{ID: e.KeyID, Secret: make([]byte, MinSecretLen)})
+			if err != nil {
+				t.Fatalf("decoded key ID %q is not a valid ID: %v", e.KeyID, err)
+			}
+			b, err = kr.AppendSigned(nil, &e)
+			if err != nil {
+				t.Fatalf("decoded envelope does not encode: %v", err)
+			}
+			if len(b) != len(p) || !bytes.Equal(b[:len(b)-macLen], p[:len(p)-macLen]) {
+				t.Fatalf("re-encoding differs:\n in %x\nout %x", p, b)
+			}
+			if err := kr.Verify(p, &e); err == nil && !bytes.Equal(b, p) {
+				t.Fatal("a MAC verified that the key did not make")
+			}
+			return
+		}
+		b, err = e.MarshalBinary()
 		if err != nil {
 			t.Fatalf("decoded envelope does not encode: %v", err)
 		}
@@ -148,4 +172,86 @@ func BenchmarkEnvelope(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestSignedRoundTrip(t *testing.T) {
+	k1 := SigningKey{ID: "k1", Secret: []byte("0123456789abcdef")}
+	k2 := SigningKey{ID: "k2-rotated", Secret: []byte("fedcba9876543210fedcba")}
+	old, _ := NewKeyring(k1)
+	rotating, _ := NewKeyring(k2, k1)
+	other, _ := NewKeyring(SigningKey{ID: "k1", Secret: []byte("not-the-same-secret")})
+	for _, e := range sampleEnvelopes() {
+		p, err := old.AppendSigned(nil, &e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := DecodeEnvelope(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.KeyID != "k1" || d.Seq != e.Seq || len(d.Keys) != len(e.Keys) {
+			t.Fatalf("decoded %+v", d)
+		}
+		if err := old.Verify(p, &d); err != nil {
+			t.Fatalf("own signature: %v", err)
+		}
+		if err := rotating.Verify(p, &d); err != nil {
+			t.Fatalf("rotation keyring rejects the old key: %v", err)
+		}
+		if err := other.Verify(p, &d); !errors.Is(err, ErrBadSignature) {
+			t.Fatalf("a different secret under the same ID: %v", err)
+		}
+		// Flip any byte before the MAC: it no longer verifies (or decodes).
+		for i := 0; i < len(p)-macLen; i++ {
+			q := append([]byte(nil), p...)
+			q[i] ^= 0x20
+			if d2, err := DecodeEnvelope(q); err == nil {
+				if d2.KeyID == "" {
+					continue // the signed flag itself was flipped off
+				}
+				if err := rotating.Verify(q, &d2); err == nil {
+					t.Fatalf("tampered byte %d still verifies", i)
+				}
+			}
+		}
+		unsigned, _ := e.MarshalBinary()
+		du, _ := DecodeEnvelope(unsigned)
+		if err := old.Verify(unsigned, &du); !errors.Is(err, ErrUnsigned) {
+			t.Fatalf("unsigned: %v", err)
+		}
+	}
+	q, _ := rotating.AppendSigned(nil, &Envelope{Op: OpClear, Seq: 1})
+	dq, _ := DecodeEnvelope(q)
+	if err := old.Verify(q, &dq); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("unknown key ID: %v", err)
+	}
+}
+
+func TestKeyringValidation(t *testing.T) {
+	for name, keys := range map[string][]SigningKey{
+		"none":         nil,
+		"empty ID":     {{ID: "", Secret: make([]byte, 16)}},
+		"long ID":      {{ID: strings.Repeat("i", MaxKeyIDLen+1), Secret: make([]byte, 16)}},
+		"short secret": {{ID: "a", Secret: make([]byte, 15)}},
+		"duplicate":    {{ID: "a", Secret: make([]byte, 16)}, {ID: "a", Secret: make([]byte, 16)}},
+	} {
+		if _, err := NewKeyring(keys...); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestDecodeRejectsBadTrailer(t *testing.T) {
+	kr, _ := NewKeyring(SigningKey{ID: "k", Secret: make([]byte, 16)})
+	p, _ := kr.AppendSigned(nil, &Envelope{Op: OpInvalidate, Keys: []string{"a"}})
+	short := p[:headerLen+10]
+	zeroLen := append([]byte(nil), p...)
+	zeroLen[len(p)-macLen-1] = 0
+	hugeLen := append([]byte(nil), p...)
+	hugeLen[len(p)-macLen-1] = 200
+	for name, q := range map[string][]byte{"short": short, "zero key ID length": zeroLen, "key ID length beyond body": hugeLen} {
+		if _, err := DecodeEnvelope(q); !errors.Is(err, ErrDecode) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }
