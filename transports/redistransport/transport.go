@@ -1,0 +1,542 @@
+package redistransport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/backplane-go/backplane/core"
+)
+
+// Errors reported as the cause of EventDisconnected.
+var (
+	// ErrResubscribed is the cause of a disconnect that the transport
+	// noticed only because Redis confirmed the subscription again: the
+	// client replaced a broken connection by itself.
+	ErrResubscribed = errors.New("redistransport: subscription renewed on a new connection")
+	// ErrUnsubscribed is the cause of a disconnect when Redis ended the
+	// subscription by itself (for example when a cluster slot moved).
+	ErrUnsubscribed = errors.New("redistransport: subscription ended by the server")
+	// ErrHealthCheck is the cause of a disconnect when the subscriber
+	// connection did not answer a PING in time.
+	ErrHealthCheck = errors.New("redistransport: no reply to health-check PING")
+)
+
+// Transport is a core.Backplane over Redis pub/sub. Messages of a namespace
+// travel on one channel, ChannelPrefix + "{" + namespace + "}".
+//
+// A Transport is safe for concurrent use. Publish may be called from any
+// number of goroutines. The handler given to Subscribe is called from one
+// goroutine owned by the Transport, one call at a time. Close must not be
+// called from inside the handler.
+//
+// The subscription uses its own connection. When that connection breaks,
+// go-redis dials again and renews the subscription by itself; the Transport
+// notices (a failed read, a second subscription confirmation, or an
+// unanswered health-check PING) and reports EventDisconnected, then
+// EventReconnected once Redis confirmed the subscription again.
+type Transport struct {
+	client  redis.UniversalClient
+	owned   bool
+	channel string
+	sharded bool
+	opts    Options
+	log     *slog.Logger
+
+	closed atomic.Bool
+	life   context.Context // cancelled by Close
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu         sync.Mutex
+	subscribed bool
+	ps         *redis.PubSub
+
+	loopID   atomic.Uint64         // goroutine id of the receive loop
+	lastRead atomic.Int64          // unix nanos of the last reply on ps
+	cause    atomic.Pointer[error] // why the health check replaced ps
+}
+
+var _ core.Backplane = (*Transport)(nil)
+
+// New returns a Transport that publishes and subscribes through client on
+// the channel of namespace. The Transport does not own client: Close leaves
+// it open. New does no I/O.
+func New(client redis.UniversalClient, namespace string, opts ...Option) (*Transport, error) {
+	if client == nil {
+		return nil, invalid("nil client")
+	}
+	o, err := buildOptions(namespace, opts)
+	if err != nil {
+		return nil, err
+	}
+	return newTransport(client, false, namespace, o), nil
+}
+
+// Open creates a client from a URL and returns a Transport that owns it
+// (Close closes the client). Open does no I/O. See the package
+// documentation for the URL forms.
+func Open(rawURL, namespace string, opts ...Option) (*Transport, error) {
+	o, err := buildOptions(namespace, opts)
+	if err != nil {
+		return nil, err
+	}
+	client, err := newClient(rawURL, o)
+	if err != nil {
+		return nil, err
+	}
+	return newTransport(client, true, namespace, o), nil
+}
+
+func buildOptions(namespace string, opts []Option) (Options, error) {
+	if namespace == "" {
+		return Options{}, invalid("empty namespace")
+	}
+	o := DefaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o.withDefaults()
+}
+
+// newClient parses rawURL: redis:// or rediss:// with the query parameters
+// of redis.ParseURL; with one or more addr parameters or cluster=true, a
+// cluster client from redis.ParseClusterURL.
+func newClient(rawURL string, o Options) (redis.UniversalClient, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Error repeats the URL, password included: keep only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, invalid("bad URL: %v", err)
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return nil, invalid("URL scheme %q is not redis or rediss", u.Scheme)
+	}
+	q := u.Query()
+	cluster := q.Has("addr")
+	if v := q.Get("cluster"); v != "" {
+		if cluster, err = strconv.ParseBool(v); err != nil {
+			return nil, invalid("bad cluster parameter %q", v)
+		}
+		q.Del("cluster")
+		u.RawQuery = q.Encode()
+	}
+	if cluster {
+		co, err := redis.ParseClusterURL(u.String())
+		if err != nil {
+			return nil, invalid("URL: %v", err)
+		}
+		co.TLSConfig = mergeTLS(co.TLSConfig, o.TLSConfig)
+		co.ClientName = o.ClientName
+		return redis.NewClusterClient(co), nil
+	}
+	ro, err := redis.ParseURL(u.String())
+	if err != nil {
+		return nil, invalid("URL: %v", err)
+	}
+	ro.TLSConfig = mergeTLS(ro.TLSConfig, o.TLSConfig)
+	ro.ClientName = o.ClientName
+	return redis.NewClient(ro), nil
+}
+
+// mergeTLS returns the configuration the user gave, keeping the server name
+// the URL implied when the user's configuration names none.
+func mergeTLS(fromURL, given *tls.Config) *tls.Config {
+	if given == nil {
+		return fromURL
+	}
+	c := given.Clone()
+	if c.ServerName == "" && fromURL != nil {
+		c.ServerName = fromURL.ServerName
+	}
+	return c
+}
+
+func newTransport(client redis.UniversalClient, owned bool, namespace string, o Options) *Transport {
+	sharded := o.Mode == PubSubSharded
+	if o.Mode == PubSubAuto {
+		_, sharded = client.(*redis.ClusterClient)
+	}
+	life, stop := context.WithCancel(context.Background())
+	return &Transport{
+		life:    life,
+		stop:    stop,
+		client:  client,
+		owned:   owned,
+		channel: o.ChannelPrefix + "{" + namespace + "}",
+		sharded: sharded,
+		opts:    o,
+		log:     o.Logger.With("channel", o.ChannelPrefix+"{"+namespace+"}"),
+	}
+}
+
+// Channel returns the Redis channel the Transport uses.
+func (t *Transport) Channel() string { return t.channel }
+
+// Sharded reports whether the Transport uses sharded pub/sub.
+func (t *Transport) Sharded() bool { return t.sharded }
+
+// Client returns the client the Transport publishes and subscribes with.
+func (t *Transport) Client() redis.UniversalClient { return t.client }
+
+// Limits reports the largest payload Publish accepts.
+func (t *Transport) Limits() core.Limits { return core.Limits{MaxPayload: t.opts.MaxPayload} }
+
+// Publish sends each payload as one message on the namespace's channel, in
+// order, in one pipeline (one round trip to a standalone server or to the
+// cluster node owning the channel). It returns once Redis replied to every
+// command. A payload over Limits().MaxPayload fails with
+// core.ErrPayloadTooLarge before anything is sent.
+func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
+	if t.closed.Load() {
+		return core.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redistransport: publish: %w", err)
+	}
+	for i, p := range payloads {
+		if len(p) > t.opts.MaxPayload {
+			return fmt.Errorf("redistransport: payload %d of %d bytes exceeds %d: %w",
+				i, len(p), t.opts.MaxPayload, core.ErrPayloadTooLarge)
+		}
+	}
+	var err error
+	switch len(payloads) {
+	case 0:
+		return nil
+	case 1:
+		err = t.publishCmd(ctx, t.client, payloads[0]).Err()
+	default:
+		_, err = t.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			for _, p := range payloads {
+				t.publishCmd(ctx, pipe, p)
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		if t.closed.Load() {
+			return fmt.Errorf("redistransport: publish: %w (%v)", core.ErrClosed, err)
+		}
+		return fmt.Errorf("redistransport: publish to %s: %w", t.channel, err)
+	}
+	return nil
+}
+
+func (t *Transport) publishCmd(ctx context.Context, c redis.Cmdable, p []byte) *redis.IntCmd {
+	if t.sharded {
+		return c.SPublish(ctx, t.channel, p)
+	}
+	return c.Publish(ctx, t.channel, p)
+}
+
+// Subscribe starts delivery to h. It returns once Redis confirmed the
+// subscription, so that any Publish that starts afterwards reaches h; ctx
+// bounds that wait. The first event h sees is EventConnected.
+func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
+	if h == nil {
+		return invalid("nil handler")
+	}
+	if t.closed.Load() {
+		return core.ErrClosed
+	}
+	t.mu.Lock()
+	if t.subscribed {
+		t.mu.Unlock()
+		return core.ErrAlreadySubscribed
+	}
+	t.subscribed = true
+	t.mu.Unlock()
+
+	ps := t.newPubSub(ctx)
+	if err := t.awaitConfirmation(ctx, ps); err != nil {
+		_ = ps.Close()
+		t.mu.Lock()
+		t.subscribed = false
+		t.mu.Unlock()
+		if t.closed.Load() {
+			return core.ErrClosed
+		}
+		return fmt.Errorf("redistransport: subscribe to %s: %w", t.channel, err)
+	}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed.Load() {
+		_ = ps.Close()
+		return core.ErrClosed
+	}
+	t.ps = ps
+	t.lastRead.Store(time.Now().UnixNano())
+	t.wg.Add(2)
+	go t.receive(h, ps)
+	go t.healthCheck()
+	return nil
+}
+
+func (t *Transport) newPubSub(ctx context.Context) *redis.PubSub {
+	if t.sharded {
+		return t.client.SSubscribe(ctx, t.channel)
+	}
+	return t.client.Subscribe(ctx, t.channel)
+}
+
+// awaitConfirmation reads from ps until Redis confirmed the subscription.
+func (t *Transport) awaitConfirmation(ctx context.Context, ps *redis.PubSub) error {
+	// Receive honours a deadline of ctx but not a cancellation: closing ps
+	// unblocks it.
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer stop()
+	stopOnClose := context.AfterFunc(t.life, func() { _ = ps.Close() })
+	defer stopOnClose()
+	for {
+		m, err := ps.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w (%v)", ctx.Err(), err)
+			}
+			return err
+		}
+		if s, ok := m.(*redis.Subscription); ok && s.Channel == t.channel && isSubscribe(s.Kind) {
+			return nil
+		}
+	}
+}
+
+func isSubscribe(kind string) bool   { return kind == "subscribe" || kind == "ssubscribe" }
+func isUnsubscribe(kind string) bool { return kind == "unsubscribe" || kind == "sunsubscribe" }
+
+// receive is the delivery loop. It reads with Receive rather than
+// PubSub.Channel, which drops messages after a send timeout: here a slow
+// handler slows the reading, and Redis itself closes a subscriber that
+// falls too far behind (client-output-buffer-limit pubsub), which the loop
+// reports as a disconnect.
+func (t *Transport) receive(h core.Handler, ps *redis.PubSub) {
+	defer t.wg.Done()
+	t.loopID.Store(goid())
+	t.event(h, core.EventConnected, nil)
+	up := true
+	backoff := time.Duration(0)
+	for {
+		m, err := ps.Receive(t.life)
+		if t.closed.Load() {
+			return
+		}
+		if err != nil {
+			if c := t.cause.Swap(nil); c != nil {
+				err = fmt.Errorf("%w: %w", *c, err)
+			}
+			if up {
+				up = false
+				t.event(h, core.EventDisconnected, err)
+			}
+			var rerr redis.Error
+			replace := errors.Is(err, redis.ErrClosed) || errors.As(err, &rerr)
+			if cur := t.current(); cur != ps {
+				// The health check replaced the connection already.
+				ps = cur
+				continue
+			}
+			if backoff == 0 {
+				backoff = t.opts.ReconnectBackoff
+			} else {
+				backoff = min(2*backoff, t.opts.MaxReconnectBackoff)
+			}
+			t.log.Debug("redistransport: receive failed", "err", err, "retry_in", backoff)
+			if !t.sleep(backoff) {
+				return
+			}
+			if replace {
+				// A server error (for example MOVED after a slot
+				// migration) does not make go-redis reconnect: start over.
+				if ps = t.replace(ps, nil); ps == nil {
+					return
+				}
+			}
+			continue
+		}
+		t.lastRead.Store(time.Now().UnixNano())
+		switch m := m.(type) {
+		case *redis.Message:
+			if m.Channel == t.channel {
+				t.message(h, m.Payload)
+			}
+		case *redis.Subscription:
+			if m.Channel != t.channel {
+				continue
+			}
+			switch {
+			case isSubscribe(m.Kind):
+				backoff = 0
+				if up {
+					// The connection was replaced without a read error
+					// reaching this loop (for example a failed PING).
+					t.event(h, core.EventDisconnected, ErrResubscribed)
+				}
+				up = true
+				t.event(h, core.EventReconnected, nil)
+			case isUnsubscribe(m.Kind):
+				if up {
+					up = false
+					t.event(h, core.EventDisconnected, ErrUnsubscribed)
+				}
+				if ps = t.replace(ps, nil); ps == nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+// current returns the PubSub in use.
+func (t *Transport) current() *redis.PubSub {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ps
+}
+
+// replace closes old (if it is still current) and installs a fresh
+// subscription. It returns the PubSub now in use, or nil after Close.
+// cause, when set, is reported by the receive loop as the disconnect cause.
+func (t *Transport) replace(old *redis.PubSub, cause error) *redis.PubSub {
+	if cc, ok := t.client.(*redis.ClusterClient); ok {
+		// Slots may have moved: refresh the routing table first.
+		cc.ReloadState(context.Background())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), t.opts.MaxReconnectBackoff+5*time.Second)
+	np := t.newPubSub(ctx)
+	cancel()
+	t.mu.Lock()
+	if t.closed.Load() || t.ps != old {
+		cur := t.ps
+		t.mu.Unlock()
+		_ = np.Close()
+		if t.closed.Load() {
+			return nil
+		}
+		return cur
+	}
+	t.ps = np
+	if cause != nil {
+		t.cause.Store(&cause)
+	}
+	t.lastRead.Store(time.Now().UnixNano())
+	t.mu.Unlock()
+	_ = old.Close()
+	return np
+}
+
+// healthCheck PINGs the subscriber connection when it has been silent for
+// HealthCheckInterval and replaces it when the PING gets no reply within
+// HealthCheckTimeout (a half-open TCP connection never fails a read).
+func (t *Transport) healthCheck() {
+	defer t.wg.Done()
+	interval := t.opts.HealthCheckInterval
+	if interval <= 0 {
+		return
+	}
+	tick := time.NewTicker(min(interval, t.opts.HealthCheckTimeout) / 2)
+	defer tick.Stop()
+	var pingedAt time.Time
+	for {
+		select {
+		case <-t.life.Done():
+			return
+		case now := <-tick.C:
+			last := time.Unix(0, t.lastRead.Load())
+			switch {
+			case !pingedAt.IsZero() && last.After(pingedAt):
+				pingedAt = time.Time{} // answered
+			case !pingedAt.IsZero() && now.Sub(pingedAt) > t.opts.HealthCheckTimeout:
+				t.log.Warn("redistransport: subscriber connection silent, replacing it", "since", last)
+				pingedAt = time.Time{}
+				if t.replace(t.current(), ErrHealthCheck) == nil {
+					return
+				}
+			case pingedAt.IsZero() && now.Sub(last) >= interval:
+				ps := t.current()
+				ctx, cancel := context.WithTimeout(context.Background(), t.opts.HealthCheckTimeout)
+				err := ps.Ping(ctx)
+				cancel()
+				if err != nil {
+					// go-redis replaces the connection on a failed write;
+					// the receive loop reports it.
+					t.log.Debug("redistransport: health-check PING failed", "err", err)
+				}
+				pingedAt = now
+			}
+		}
+	}
+}
+
+// sleep waits d or until Close; it reports false after Close.
+func (t *Transport) sleep(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-t.life.Done():
+		return false
+	}
+}
+
+func (t *Transport) message(h core.Handler, payload string) {
+	defer t.recoverHandler("HandleMessage")
+	h.HandleMessage([]byte(payload))
+}
+
+func (t *Transport) event(h core.Handler, kind core.EventKind, err error) {
+	defer t.recoverHandler("HandleEvent")
+	if kind == core.EventDisconnected {
+		t.log.Warn("redistransport: subscriber disconnected", "err", err)
+	} else {
+		t.log.Info("redistransport: subscriber " + kind.String())
+	}
+	h.HandleEvent(core.Event{Kind: kind, Err: err, Time: time.Now()})
+}
+
+func (t *Transport) recoverHandler(method string) {
+	if r := recover(); r != nil {
+		t.log.Error("redistransport: handler panicked", "method", method, "panic", r)
+	}
+}
+
+// Close stops delivery and waits until the handler has returned for the last
+// time; afterwards Publish returns core.ErrClosed. It closes the client only
+// when Open created it. Close is idempotent. Called from inside the handler,
+// Close does not wait for the handler (that would deadlock): the delivery
+// goroutine stops as soon as the handler returns.
+func (t *Transport) Close() error {
+	if !t.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	t.stop()
+	t.mu.Lock()
+	ps := t.ps
+	t.mu.Unlock()
+	if ps != nil {
+		_ = ps.Close()
+	}
+	if id := t.loopID.Load(); id == 0 || id != goid() {
+		t.wg.Wait()
+	}
+	if t.owned {
+		if err := t.client.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+			return fmt.Errorf("redistransport: close client: %w", err)
+		}
+	}
+	return nil
+}

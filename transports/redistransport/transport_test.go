@@ -1,0 +1,568 @@
+package redistransport_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/testenv"
+	"github.com/backplane-go/backplane/transports/redistransport"
+)
+
+func TestNewValidation(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
+	defer client.Close()
+	cases := []struct {
+		name   string
+		client redis.UniversalClient
+		ns     string
+		opts   []redistransport.Option
+		ok     bool
+	}{
+		{"ok", client, "ns", nil, true},
+		{"empty namespace", client, "", nil, false},
+		{"nil client", nil, "ns", nil, false},
+		{"negative max payload", client, "ns", []redistransport.Option{redistransport.WithMaxPayload(-1)}, false},
+		{"huge max payload", client, "ns", []redistransport.Option{redistransport.WithMaxPayload(1 << 30)}, false},
+		{"bad mode", client, "ns", []redistransport.Option{redistransport.WithPubSubMode(42)}, false},
+		{"bad backoff", client, "ns", []redistransport.Option{redistransport.WithReconnectBackoff(time.Second, time.Millisecond)}, false},
+		{"health check off", client, "ns", []redistransport.Option{redistransport.WithHealthCheck(-1, 0)}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tr, err := redistransport.New(c.client, c.ns, c.opts...)
+			if c.ok {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				_ = tr.Close()
+				return
+			}
+			if !errors.Is(err, core.ErrInvalidOption) {
+				t.Fatalf("New: error %v; want one wrapping core.ErrInvalidOption", err)
+			}
+		})
+	}
+}
+
+func TestOpenURL(t *testing.T) {
+	cases := []struct {
+		url     string
+		cluster bool
+		tls     bool
+		sharded bool
+		err     bool
+	}{
+		{url: "redis://127.0.0.1:1/0"},
+		{url: "redis://user:secret@127.0.0.1:1/3?dial_timeout=1s"},
+		{url: "rediss://127.0.0.1:1", tls: true},
+		{url: "redis://127.0.0.1:1?addr=127.0.0.1:2&addr=127.0.0.1:3", cluster: true, sharded: true},
+		{url: "redis://127.0.0.1:1?cluster=true", cluster: true, sharded: true},
+		{url: "redis://127.0.0.1:1?cluster=false"},
+		{url: "http://127.0.0.1:1", err: true},
+		{url: "redis://127.0.0.1:1?no_such_option=1", err: true},
+		{url: "redis://user:secret@127.0.0.1:1/%zz", err: true},
+	}
+	for _, c := range cases {
+		t.Run(c.url, func(t *testing.T) {
+			tr, err := redistransport.Open(c.url, "ns")
+			if c.err {
+				if !errors.Is(err, core.ErrInvalidOption) {
+					t.Fatalf("Open: error %v; want one wrapping core.ErrInvalidOption", err)
+				}
+				if strings.Contains(err.Error(), "secret") {
+					t.Fatalf("Open error reveals the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			defer tr.Close()
+			var tlsConf *tls.Config
+			switch cl := tr.Client().(type) {
+			case *redis.ClusterClient:
+				if !c.cluster {
+					t.Fatalf("got a cluster client")
+				}
+				tlsConf = cl.Options().TLSConfig
+			case *redis.Client:
+				if c.cluster {
+					t.Fatalf("got a standalone client")
+				}
+				tlsConf = cl.Options().TLSConfig
+				if cl.Options().ClientName != "backplane" {
+					t.Errorf("client name %q; want backplane", cl.Options().ClientName)
+				}
+			}
+			if (tlsConf != nil) != c.tls {
+				t.Errorf("TLS config %v; want TLS %v", tlsConf, c.tls)
+			}
+			if tr.Sharded() != c.sharded {
+				t.Errorf("Sharded() = %v; want %v", tr.Sharded(), c.sharded)
+			}
+			if want := "backplane:{ns}"; tr.Channel() != want {
+				t.Errorf("Channel() = %q; want %q", tr.Channel(), want)
+			}
+		})
+	}
+}
+
+func TestOpenTLSConfigKeepsServerName(t *testing.T) {
+	tr, err := redistransport.Open("rediss://localhost:1", "ns", redistransport.WithTLSConfig(&tls.Config{MinVersion: tls.VersionTLS13}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	c := tr.Client().(*redis.Client).Options().TLSConfig
+	if c.ServerName != "localhost" || c.MinVersion != tls.VersionTLS13 {
+		t.Fatalf("TLS config ServerName %q MinVersion %x; want localhost and TLS 1.3", c.ServerName, c.MinVersion)
+	}
+}
+
+func TestPublishSubscribe(t *testing.T) {
+	ns := uniq("pubsub")
+	a := newTransport(t, sharedClient(t, uniq("a")), ns)
+	b := newTransport(t, sharedClient(t, uniq("b")), ns)
+	ra, rb := subscribe(t, a), subscribe(t, b)
+	want := []string{"one", "two", "", "\x00\xff binary", "five"}
+	payloads := make([][]byte, len(want))
+	for i, w := range want {
+		payloads[i] = []byte(w)
+	}
+	if err := a.Publish(context.Background(), payloads...); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	for name, r := range map[string]*recorder{"publisher (echo)": ra, "peer": rb} {
+		waitFor(t, name+" receives all", func() bool { return len(r.messages()) >= len(want) })
+		if got := r.messages(); !slices.Equal(got, want) {
+			t.Errorf("%s received %q; want %q in order", name, got, want)
+		}
+		if k := r.kinds(); !slices.Equal(k, []core.EventKind{core.EventConnected}) {
+			t.Errorf("%s events %v; want [connected]", name, k)
+		}
+	}
+	// Other namespaces stay apart.
+	c := newTransport(t, sharedClient(t, uniq("c")), ns+"-other")
+	rc := subscribe(t, c)
+	if err := a.Publish(context.Background(), []byte("not for c")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(context.Background(), []byte("for c")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "c receives its own message", func() bool { return rc.has("for c") })
+	waitFor(t, "b receives", func() bool { return rb.has("not for c") })
+	if rc.has("not for c") || rb.has("for c") {
+		t.Errorf("namespaces crossed: c %q, b %q", rc.messages(), rb.messages())
+	}
+}
+
+func TestPublishPipelinesOneRoundTrip(t *testing.T) {
+	client := sharedClient(t, uniq("pipe"))
+	hook := &countHook{}
+	client.AddHook(hook)
+	tr := newTransport(t, client, uniq("pipe"))
+	r := subscribe(t, tr)
+	hook.reset()
+	const n = 200
+	payloads := make([][]byte, n)
+	for i := range payloads {
+		payloads[i] = fmt.Appendf(nil, "m%03d", i)
+	}
+	if err := tr.Publish(context.Background(), payloads...); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if p, c, s := hook.pipelines.Load(), hook.cmds.Load(), hook.single.Load(); p != 1 || c != n || s != 0 {
+		t.Errorf("Publish of %d payloads: %d pipelines with %d commands and %d single commands; want 1 pipeline of %d", n, p, c, s, n)
+	}
+	waitFor(t, "all pipelined messages", func() bool { return len(r.messages()) == n })
+	for i, m := range r.messages() {
+		if m != string(payloads[i]) {
+			t.Fatalf("message %d is %q; want %q (order)", i, m, payloads[i])
+		}
+	}
+}
+
+// countHook counts PUBLISH commands that reach the network, and the
+// pipelines that carry them (connection handshakes are pipelines too; they
+// are not counted).
+type countHook struct {
+	pipelines, cmds, single atomic.Int64
+}
+
+func (h *countHook) reset() { h.pipelines.Store(0); h.cmds.Store(0); h.single.Store(0) }
+
+func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if isPublish(cmd) {
+			h.single.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		n := 0
+		for _, c := range cmds {
+			if isPublish(c) {
+				n++
+			}
+		}
+		if n > 0 {
+			h.pipelines.Add(1)
+			h.cmds.Add(int64(n))
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func isPublish(c redis.Cmder) bool { return c.Name() == "publish" || c.Name() == "spublish" }
+
+func TestPublishErrors(t *testing.T) {
+	tr := newTransport(t, sharedClient(t, uniq("err")), uniq("err"), redistransport.WithMaxPayload(8))
+	if got := tr.Limits().MaxPayload; got != 8 {
+		t.Fatalf("Limits().MaxPayload = %d; want 8", got)
+	}
+	r := subscribe(t, tr)
+	err := tr.Publish(context.Background(), []byte("ok"), []byte("123456789"))
+	if !errors.Is(err, core.ErrPayloadTooLarge) {
+		t.Fatalf("Publish of an oversize payload: %v; want core.ErrPayloadTooLarge", err)
+	}
+	if err := tr.Publish(context.Background(), []byte("12345678")); err != nil {
+		t.Fatalf("Publish of a payload of exactly MaxPayload: %v", err)
+	}
+	waitFor(t, "exact-size payload", func() bool { return r.has("12345678") })
+	if r.has("ok") {
+		t.Errorf("a Publish that failed the size check sent its other payload")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := tr.Publish(ctx, []byte("x")); !errors.Is(err, context.Canceled) {
+		t.Errorf("Publish with a cancelled context: %v; want context.Canceled", err)
+	}
+	if err := tr.Subscribe(context.Background(), &recorder{}); !errors.Is(err, core.ErrAlreadySubscribed) {
+		t.Errorf("second Subscribe: %v; want core.ErrAlreadySubscribed", err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := tr.Publish(context.Background(), []byte("x")); !errors.Is(err, core.ErrClosed) {
+		t.Errorf("Publish after Close: %v; want core.ErrClosed", err)
+	}
+	if err := tr.Subscribe(context.Background(), &recorder{}); !errors.Is(err, core.ErrClosed) {
+		t.Errorf("Subscribe after Close: %v; want core.ErrClosed", err)
+	}
+}
+
+func TestSubscribeFailsWithoutServer(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	tr := newTransport(t, newClient(t, addr, "none"), "ns")
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	err := tr.Subscribe(ctx, &recorder{})
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("Subscribe without a server: %v; want a connection refused error", err)
+	}
+	// A failed Subscribe may be retried.
+	if err := tr.Subscribe(ctx, &recorder{}); err == nil || errors.Is(err, core.ErrAlreadySubscribed) {
+		t.Fatalf("second Subscribe after a failure: %v; want the connection error again", err)
+	}
+}
+
+func TestHandlerPanicRecovered(t *testing.T) {
+	ns := uniq("panic")
+	tr := newTransport(t, sharedClient(t, uniq("panic")), ns)
+	r := &recorder{}
+	h := core.HandlerFuncs{
+		Message: func(p []byte) {
+			if string(p) == "boom" {
+				panic("boom")
+			}
+			r.HandleMessage(p)
+		},
+		Event: func(ev core.Event) { panic("event") },
+	}
+	if err := tr.Subscribe(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Publish(context.Background(), []byte("boom"), []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivery after a panic", func() bool { return r.has("after") })
+}
+
+func TestCloseFromHandler(t *testing.T) {
+	tr := newTransport(t, sharedClient(t, uniq("closeh")), uniq("closeh"))
+	closed := make(chan error, 1)
+	h := core.HandlerFuncs{Message: func([]byte) { closed <- tr.Close() }}
+	if err := tr.Subscribe(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Publish(context.Background(), []byte("close")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close from the handler: %v", err)
+		}
+	case <-time.After(bound):
+		t.Fatal("Close from the handler did not return")
+	}
+}
+
+func TestNoHandlerCallAfterClose(t *testing.T) {
+	ns := uniq("afterclose")
+	pub := newTransport(t, sharedClient(t, uniq("pub")), ns)
+	sub, err := redistransport.New(sharedClient(t, uniq("sub")), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := subscribe(t, sub)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = pub.Publish(context.Background(), []byte("flood"), []byte("flood"), []byte("flood"))
+		}
+	}()
+	waitFor(t, "flood arrives", func() bool { return len(r.messages()) > 10 })
+	if err := sub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	calls := r.calls.Load()
+	// Keep publishing a little more: no call may follow.
+	waitFor(t, "more publishes", func() bool {
+		ok := pub.Publish(context.Background(), []byte("late")) == nil
+		return ok
+	})
+	close(stop)
+	<-done
+	if c := r.calls.Load(); c != calls {
+		t.Fatalf("%d handler calls after Close returned", c-calls)
+	}
+}
+
+func TestClientKillSubscriber(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	ns := uniq("kill")
+	subName := uniq("sub")
+	sub := newTransport(t, newClient(t, srv.Addr(), subName), ns, fastRecovery...)
+	pub := newTransport(t, newClient(t, srv.Addr(), uniq("pub")), ns, fastRecovery...)
+	r := subscribe(t, sub)
+	for round := range 3 {
+		from := len(r.kinds())
+		if n := testenv.RedisKillNamedSubscribers(t, srv.Addr(), nil, subName); n != 1 {
+			t.Fatalf("round %d: killed %d subscriber connections; want 1", round, n)
+		}
+		d := expectRecovery(t, r, from)
+		if d.Err == nil || d.Time.IsZero() {
+			t.Errorf("round %d: EventDisconnected without cause or time: %+v", round, d)
+		}
+		publishUntil(t, pub, fmt.Sprint("after-kill-", round), r)
+	}
+	k := r.kinds()
+	if k[0] != core.EventConnected || slices.Index(k[1:], core.EventConnected) >= 0 {
+		t.Errorf("events %v; want connected once, first", k)
+	}
+}
+
+func TestServerRestartWhilePublishing(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	ns := uniq("restart")
+	a := newTransport(t, newClient(t, srv.Addr(), uniq("a")), ns, fastRecovery...)
+	b := newTransport(t, newClient(t, srv.Addr(), uniq("b")), ns, fastRecovery...)
+	ra, rb := subscribe(t, a), subscribe(t, b)
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var published, failed atomic.Int64
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			if err := a.Publish(ctx, fmt.Appendf(nil, "during-%d", i)); err != nil {
+				failed.Add(1)
+			} else {
+				published.Add(1)
+			}
+			cancel()
+		}
+	}()
+	waitFor(t, "publisher running", func() bool { return published.Load() > 10 })
+	srv.Restart()
+	expectRecovery(t, ra, 1)
+	expectRecovery(t, rb, 1)
+	publishUntil(t, a, "after-restart-a", ra, rb)
+	publishUntil(t, b, "after-restart-b", ra, rb)
+	close(stop)
+	<-done
+	t.Logf("publishes during the restart: %d ok, %d failed", published.Load(), failed.Load())
+	for name, r := range map[string]*recorder{"a": ra, "b": rb} {
+		if k := r.kinds(); slices.Index(k[1:], core.EventConnected) >= 0 {
+			t.Errorf("%s: events %v; want connected once", name, k)
+		}
+	}
+}
+
+func TestHealthCheckReplacesSilentConnection(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	ns := uniq("silent")
+	sub := newTransport(t, newClient(t, srv.Addr(), uniq("sub")), ns,
+		redistransport.WithHealthCheck(100*time.Millisecond, 300*time.Millisecond),
+		redistransport.WithReconnectBackoff(10*time.Millisecond, 100*time.Millisecond))
+	pub := newTransport(t, newClient(t, srv.Addr(), uniq("pub")), ns)
+	r := subscribe(t, sub)
+	// A paused server answers nothing, like a half-open connection.
+	if _, err := srv.Do("CLIENT", "PAUSE", "1500", "ALL"); err != nil {
+		t.Fatal(err)
+	}
+	d := expectRecovery(t, r, 1)
+	if !errors.Is(d.Err, redistransport.ErrHealthCheck) {
+		t.Errorf("disconnect cause %v; want redistransport.ErrHealthCheck", d.Err)
+	}
+	publishUntil(t, pub, "after-pause", r)
+}
+
+func TestCluster(t *testing.T) {
+	cl := testenv.StartRedisCluster(t, 3)
+	cases := []struct {
+		name    string
+		opts    []redistransport.Option
+		sharded bool
+	}{
+		{"sharded", nil, true},
+		{"classic", []redistransport.Option{redistransport.WithPubSubMode(redistransport.PubSubClassic)}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ns := uniq("cluster-" + c.name)
+			var trs []*redistransport.Transport
+			var recs []*recorder
+			for i := range 3 {
+				cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), ClientName: uniq(fmt.Sprint("n", i))})
+				t.Cleanup(func() { _ = cc.Close() })
+				tr := newTransport(t, cc, ns, append(fastRecovery, c.opts...)...)
+				if tr.Sharded() != c.sharded {
+					t.Fatalf("Sharded() = %v; want %v", tr.Sharded(), c.sharded)
+				}
+				trs = append(trs, tr)
+				recs = append(recs, subscribe(t, tr))
+			}
+			for i, tr := range trs {
+				p := fmt.Sprintf("from-%d", i)
+				if err := tr.Publish(context.Background(), []byte(p+"a"), []byte(p+"b")); err != nil {
+					t.Fatalf("Publish: %v", err)
+				}
+				for j, r := range recs {
+					waitFor(t, fmt.Sprintf("%s at %d", p, j), func() bool { return r.has(p+"a") && r.has(p+"b") })
+				}
+			}
+			// Sharded channels live on one shard and are listed by
+			// PUBSUB SHARDCHANNELS there; classic ones by PUBSUB CHANNELS.
+			ch := trs[0].Channel()
+			owners := 0
+			for _, n := range cl.Nodes {
+				nc := redis.NewClient(&redis.Options{Addr: n.Addr()})
+				subs, err := nc.PubSubShardNumSub(context.Background(), ch).Result()
+				_ = nc.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if subs[ch] > 0 {
+					owners++
+					if subs[ch] != 3 {
+						t.Errorf("%s: %d shard subscribers; want 3", n.Addr(), subs[ch])
+					}
+				}
+			}
+			if want := map[bool]int{true: 1, false: 0}[c.sharded]; owners != want {
+				t.Errorf("%d nodes have sharded subscribers; want %d", owners, want)
+			}
+		})
+	}
+}
+
+func TestClusterDisconnectAndRestart(t *testing.T) {
+	cl := testenv.StartRedisCluster(t, 3)
+	ns := uniq("cluster-fault")
+	name := uniq("sub")
+	mk := func(n string) (*redistransport.Transport, *recorder) {
+		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), ClientName: n})
+		t.Cleanup(func() { _ = cc.Close() })
+		tr := newTransport(t, cc, ns, fastRecovery...)
+		return tr, subscribe(t, tr)
+	}
+	a, ra := mk(name)
+	b, rb := mk(uniq("peer"))
+	if n := cl.KillNamedSubscribers(t, name); n != 1 {
+		t.Fatalf("killed %d subscriber connections; want 1", n)
+	}
+	expectRecovery(t, ra, 1)
+	publishUntil(t, b, "after-kill", ra)
+	cl.Restart()
+	expectRecovery(t, ra, 3)
+	expectRecovery(t, rb, 1)
+	publishUntil(t, a, "after-restart-a", ra, rb)
+	publishUntil(t, b, "after-restart-b", ra, rb)
+}
+
+func TestTLS(t *testing.T) {
+	srv := testenv.StartRedisTLS(t)
+	ns := uniq("tls")
+	open := func(conf *tls.Config) *redistransport.Transport {
+		tr, err := redistransport.Open(srv.URL(), ns, redistransport.WithTLSConfig(conf))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() { _ = tr.Close() })
+		return tr
+	}
+	a, b := open(srv.ClientTLSConfig()), open(srv.ClientTLSConfig())
+	ra, rb := subscribe(t, a), subscribe(t, b)
+	if err := a.Publish(context.Background(), []byte("over tls")); err != nil {
+		t.Fatalf("Publish over TLS: %v", err)
+	}
+	waitFor(t, "TLS delivery", func() bool { return ra.has("over tls") && rb.has("over tls") })
+
+	// A client that trusts another CA is refused, with the reason.
+	other := testenv.StartRedisTLS(t)
+	wrong := open(other.ClientTLSConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	err := wrong.Subscribe(ctx, &recorder{})
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("Subscribe with the wrong CA: %v; want a certificate verification error", err)
+	}
+	if err := wrong.Publish(ctx, []byte("x")); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("Publish with the wrong CA: %v; want a certificate verification error", err)
+	}
+	t.Logf("wrong CA: %v", err)
+}
