@@ -94,6 +94,17 @@ var brokenAdapters = map[string]brokenAdapter{
 		run:      brokenStoreRun(mapStoreConfig{aliasOnSet: true}),
 		wantFail: []string{"LocalStore/no-aliasing/set"},
 	},
+	// A store that declares TTL but never expires anything.
+	"store-ignores-ttl": {
+		run:      brokenStoreRun(mapStoreConfig{ttl: true, neverExpire: true}),
+		wantFail: []string{"LocalStore/ttl"},
+	},
+	// A store that rejects oversize values with an error that does not
+	// wrap core.ErrValueTooLarge.
+	"store-unwrapped-size-error": {
+		run:      brokenStoreRun(mapStoreConfig{maxValueLen: 1024, plainSizeError: true}),
+		wantFail: []string{"LocalStore/value-too-large"},
+	},
 	// A store that returns its own slice instead of a copy.
 	"store-aliases-on-get": {
 		run:      brokenStoreRun(mapStoreConfig{aliasOnGet: true}),

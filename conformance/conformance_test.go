@@ -37,8 +37,10 @@ type mapStoreConfig struct {
 	maxValueLen int // > 0: reject longer values
 	ttl         bool
 
-	aliasOnSet bool // broken: keep the caller's slice
-	aliasOnGet bool // broken: return the stored slice
+	aliasOnSet     bool // broken: keep the caller's slice
+	aliasOnGet     bool // broken: return the stored slice
+	neverExpire    bool // broken: declare TTL, ignore it
+	plainSizeError bool // broken: reject oversize values with an unwrapped error
 }
 
 type mapEntry struct {
@@ -81,13 +83,16 @@ func (s *mapStore) Set(key string, value []byte, ttl time.Duration) error {
 		return fmt.Errorf("mapstore: set: %w", core.ErrClosed)
 	}
 	if s.cfg.maxValueLen > 0 && len(value) > s.cfg.maxValueLen {
+		if s.cfg.plainSizeError {
+			return errors.New("mapstore: value too large")
+		}
 		return fmt.Errorf("mapstore: %d bytes: %w", len(value), core.ErrValueTooLarge)
 	}
 	e := mapEntry{v: value}
 	if !s.cfg.aliasOnSet {
 		e.v = bytes.Clone(value)
 	}
-	if s.cfg.ttl && ttl > 0 {
+	if s.cfg.ttl && ttl > 0 && !s.cfg.neverExpire {
 		e.expires = time.Now().Add(ttl)
 	}
 	if _, ok := s.m[key]; !ok && s.cfg.maxEntries > 0 {
