@@ -20,7 +20,6 @@
 //	package mytransport_test
 //
 //	import (
-//		"context"
 //		"testing"
 //
 //		"github.com/backplane-go/backplane/conformance"
@@ -31,8 +30,8 @@
 //		"example.com/mytransport/testbroker"
 //	)
 //
-//	// A store with a capacity of a few MiB, so that the eviction case
-//	// fills it quickly.
+//	// newStore returns a store with a capacity of a few MiB, so that the
+//	// eviction case fills it quickly.
 //	func newStore(t testing.TB) core.LocalStore {
 //		s, err := mystore.New(mystore.Config{MaxBytes: 4 << 20})
 //		if err != nil {
@@ -41,17 +40,11 @@
 //		return s
 //	}
 //
-//	func TestStoreConformance(t *testing.T) {
-//		conformance.RunStore(t, newStore, core.StoreCaps{
-//			Eviction:    true,
-//			MaxValueLen: 64 << 10,
-//		})
-//	}
-//
-//	func TestBackplaneConformance(t *testing.T) {
-//		// A broker private to this test, since the harness restarts it.
-//		broker := testbroker.Start(t)
-//		conformance.RunBackplane(t, conformance.BackplaneHarness{
+//	// harness makes transport instances on a broker private to the test
+//	// (the suite restarts it) and injects faults.
+//	func harness(t *testing.T) conformance.BackplaneHarness {
+//		broker := testbroker.Start(t) // stopped by t.Cleanup
+//		return conformance.BackplaneHarness{
 //			New: func(t testing.TB, ns string) core.Backplane {
 //				bp, err := mytransport.New(broker.Addr(), ns)
 //				if err != nil {
@@ -66,12 +59,32 @@
 //				broker.KickClient(t, bp.(*mytransport.Transport).ClientID())
 //			},
 //			RestartBroker: func(t testing.TB) { broker.Restart(t) },
+//		}
+//	}
+//
+//	func TestStoreConformance(t *testing.T) {
+//		conformance.RunStore(t, newStore, core.StoreCaps{
+//			Eviction:    true,
+//			MaxValueLen: 64 << 10,
+//		})
+//	}
+//
+//	func TestBackplaneConformance(t *testing.T) {
+//		conformance.RunBackplane(t, harness(t))
+//	}
+//
+//	// The engine end to end over this store and this transport.
+//	func TestCacheConformance(t *testing.T) {
+//		conformance.RunCache(t, conformance.CacheHarness{
+//			Backplane: harness(t),
+//			NewStore:  newStore,
 //		})
 //	}
 //
 // RunCache runs the engine (core.Cache) end to end over a store and a
-// transport, with several instances and a randomized consistency check, and
-// is called the same way with a CacheHarness.
+// transport, with several instances and a randomized multi-instance
+// consistency check across injected disconnects and broker restarts; see
+// RunCache and CacheHarness.
 //
 // Run the tests with -race: several cases are concurrency checks. With
 // -short the suites send fewer messages and do fewer operations.
