@@ -1,0 +1,318 @@
+package fxmodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/allegro/bigcache/v3"
+
+	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/stores/bigcachestore"
+)
+
+// Config chooses and configures a Cache's transport, store and engine. It
+// suits configuration files (yaml and json tags) and the environment
+// (LoadEnv). Start from DefaultConfig, which LoadEnv and LoadYAML do: like
+// core.Options, the zero value is not valid.
+//
+// Each field's documentation names its YAML key, its environment variable
+// (with the default prefix BACKPLANE_) and its default.
+type Config struct {
+	// Namespace separates applications on one broker: instances share
+	// invalidations only within a namespace. Required, unless the
+	// transport URL carries a namespace parameter, which overrides it.
+	// YAML namespace, env BACKPLANE_NAMESPACE.
+	Namespace string `yaml:"namespace" json:"namespace"`
+	// TransportURL picks the transport by scheme: mem://[name],
+	// redis://, rediss://, nats://, tls:// or a registered scheme (see the
+	// package documentation for each scheme's parameters).
+	// YAML transport_url, env BACKPLANE_TRANSPORT_URL. Default "mem://".
+	TransportURL string `yaml:"transport_url" json:"transport_url"`
+	// Store picks and sizes the local store. YAML store.
+	Store StoreConfig `yaml:"store" json:"store"`
+
+	// TTL is the lifetime of a cached entry (core.Options.TTL); 0 means
+	// no expiry. YAML ttl, env BACKPLANE_TTL. Default 10m.
+	TTL time.Duration `yaml:"ttl" json:"ttl"`
+	// TTLJitter spreads expiries by up to this fraction of TTL, in [0, 1)
+	// (core.Options.TTLJitter). YAML ttl_jitter, env BACKPLANE_TTL_JITTER.
+	// Default 0.1.
+	TTLJitter float64 `yaml:"ttl_jitter" json:"ttl_jitter"`
+
+	// OnDisconnect is what happens to the local store when the link goes
+	// down or silent: "flush" (stop caching until it is back) or "keep"
+	// (core.Options.OnDisconnect). YAML on_disconnect, env
+	// BACKPLANE_ON_DISCONNECT. Default "flush".
+	OnDisconnect string `yaml:"on_disconnect" json:"on_disconnect"`
+	// OnReconnect is what happens when the link is back and messages may
+	// have been lost: "flush" or "keep" (core.Options.OnReconnect). YAML
+	// on_reconnect, env BACKPLANE_ON_RECONNECT. Default "flush".
+	OnReconnect string `yaml:"on_reconnect" json:"on_reconnect"`
+	// OnGap is what happens when a peer's sequence numbers show lost
+	// messages: "flush" or "keep" (core.Options.OnGap). YAML on_gap, env
+	// BACKPLANE_ON_GAP. Default "flush".
+	OnGap string `yaml:"on_gap" json:"on_gap"`
+
+	// HeartbeatInterval is how often the instance publishes a heartbeat;
+	// 0 disables heartbeats and silence detection
+	// (core.Options.HeartbeatInterval). YAML heartbeat_interval, env
+	// BACKPLANE_HEARTBEAT_INTERVAL. Default 1s.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval" json:"heartbeat_interval"`
+	// HeartbeatTimeout is how long the link may stay silent before it
+	// counts as down; 0 means 3 * HeartbeatInterval
+	// (core.Options.HeartbeatTimeout). YAML heartbeat_timeout, env
+	// BACKPLANE_HEARTBEAT_TIMEOUT. Default 0.
+	HeartbeatTimeout time.Duration `yaml:"heartbeat_timeout" json:"heartbeat_timeout"`
+
+	// MaxKeysPerCall bounds the keys of one Invalidate call
+	// (core.Options.MaxKeysPerCall). YAML max_keys_per_call, env
+	// BACKPLANE_MAX_KEYS_PER_CALL. Default 10000.
+	MaxKeysPerCall int `yaml:"max_keys_per_call" json:"max_keys_per_call"`
+	// MaxBatchKeys bounds the keys coalesced into one publish round
+	// (core.Options.MaxBatchKeys). YAML max_batch_keys, env
+	// BACKPLANE_MAX_BATCH_KEYS. Default 16384.
+	MaxBatchKeys int `yaml:"max_batch_keys" json:"max_batch_keys"`
+	// MaxPayload caps the bytes of one published message below the
+	// transport's limit; 0 means the transport's limit
+	// (core.Options.MaxPayload). YAML max_payload, env
+	// BACKPLANE_MAX_PAYLOAD. Default 0.
+	MaxPayload int `yaml:"max_payload" json:"max_payload"`
+	// QueueSize bounds the Invalidate and Clear calls waiting to be
+	// published (core.Options.QueueSize). YAML queue_size, env
+	// BACKPLANE_QUEUE_SIZE. Default 1024.
+	QueueSize int `yaml:"queue_size" json:"queue_size"`
+	// PublishTimeout bounds one publish round trip
+	// (core.Options.PublishTimeout). YAML publish_timeout, env
+	// BACKPLANE_PUBLISH_TIMEOUT. Default 5s.
+	PublishTimeout time.Duration `yaml:"publish_timeout" json:"publish_timeout"`
+
+	// StartTimeout bounds the start of the Cache (dial, subscribe, wait
+	// until delivery is active) on top of the fx start context. YAML
+	// start_timeout, env BACKPLANE_START_TIMEOUT. Default 10s.
+	StartTimeout time.Duration `yaml:"start_timeout" json:"start_timeout"`
+	// CloseTimeout bounds how long Close drains pending publishes when no
+	// context bounds it (core.Options.CloseTimeout); the fx stop context
+	// bounds it too. YAML close_timeout, env BACKPLANE_CLOSE_TIMEOUT.
+	// Default 5s.
+	CloseTimeout time.Duration `yaml:"close_timeout" json:"close_timeout"`
+}
+
+// StoreConfig picks and configures the local store.
+type StoreConfig struct {
+	// Name is the registered store: "bigcache" or one added with
+	// RegisterStore. YAML store.name, env BACKPLANE_STORE_NAME. Default
+	// "bigcache".
+	Name string `yaml:"name" json:"name"`
+	// BigCache sizes the "bigcache" store. YAML store.bigcache.
+	BigCache BigCacheConfig `yaml:"bigcache" json:"bigcache"`
+	// Params configures other stores: free-form settings their opener
+	// reads. YAML store.params.<key>, env BACKPLANE_STORE_PARAMS_<KEY>
+	// (the key lower-cased). Default empty.
+	Params map[string]string `yaml:"params" json:"params"`
+}
+
+// BigCacheConfig sizes the bigcache store (see bigcache.Config and
+// bigcachestore.DefaultConfig).
+type BigCacheConfig struct {
+	// Shards is the number of shards, a power of two. YAML
+	// store.bigcache.shards, env BACKPLANE_STORE_BIGCACHE_SHARDS. Default
+	// 256.
+	Shards int `yaml:"shards" json:"shards"`
+	// MaxSizeMB bounds the memory of the cache in MiB (bigcache's
+	// HardMaxCacheSize); 0 means no bound. It also bounds the largest value
+	// (about MaxSizeMB/Shards). YAML store.bigcache.max_size_mb, env
+	// BACKPLANE_STORE_BIGCACHE_MAX_SIZE_MB. Default 256.
+	MaxSizeMB int `yaml:"max_size_mb" json:"max_size_mb"`
+	// LifeWindow is when bigcache itself evicts an entry; keep it at least
+	// as long as TTL*(1+TTLJitter), the engine expires entries by TTL. YAML
+	// store.bigcache.life_window, env BACKPLANE_STORE_BIGCACHE_LIFE_WINDOW.
+	// Default 10m.
+	LifeWindow time.Duration `yaml:"life_window" json:"life_window"`
+	// CleanWindow is how often expired entries are removed; 0 disables
+	// the cleanup goroutine. YAML store.bigcache.clean_window, env
+	// BACKPLANE_STORE_BIGCACHE_CLEAN_WINDOW. Default 1m.
+	CleanWindow time.Duration `yaml:"clean_window" json:"clean_window"`
+	// MaxEntriesInWindow and MaxEntrySize size the initial allocation
+	// (entries expected within LifeWindow, and their average size in
+	// bytes). YAML store.bigcache.max_entries_in_window and
+	// store.bigcache.max_entry_size, env
+	// BACKPLANE_STORE_BIGCACHE_MAX_ENTRIES_IN_WINDOW and
+	// BACKPLANE_STORE_BIGCACHE_MAX_ENTRY_SIZE. Defaults 10000 and 512.
+	MaxEntriesInWindow int `yaml:"max_entries_in_window" json:"max_entries_in_window"`
+	MaxEntrySize       int `yaml:"max_entry_size" json:"max_entry_size"`
+}
+
+// Default values of Config fields that core.DefaultOptions does not set.
+const (
+	DefaultTransportURL = "mem://"
+	DefaultStore        = "bigcache"
+	DefaultStartTimeout = 10 * time.Second
+)
+
+// DefaultConfig returns the defaults documented on each field. Namespace is
+// empty: set it.
+func DefaultConfig() Config {
+	o := core.DefaultOptions()
+	bc := bigcachestore.DefaultConfig()
+	return Config{
+		TransportURL: DefaultTransportURL,
+		Store: StoreConfig{
+			Name: DefaultStore,
+			BigCache: BigCacheConfig{
+				Shards:             bc.Shards,
+				MaxSizeMB:          bc.HardMaxCacheSize,
+				LifeWindow:         bc.LifeWindow,
+				CleanWindow:        bc.CleanWindow,
+				MaxEntriesInWindow: bc.MaxEntriesInWindow,
+				MaxEntrySize:       bc.MaxEntrySize,
+			},
+		},
+		TTL:               o.TTL,
+		TTLJitter:         o.TTLJitter,
+		OnDisconnect:      o.OnDisconnect.String(),
+		OnReconnect:       o.OnReconnect.String(),
+		OnGap:             o.OnGap.String(),
+		HeartbeatInterval: o.HeartbeatInterval,
+		HeartbeatTimeout:  o.HeartbeatTimeout,
+		MaxKeysPerCall:    o.MaxKeysPerCall,
+		MaxBatchKeys:      o.MaxBatchKeys,
+		MaxPayload:        o.MaxPayload,
+		QueueSize:         o.QueueSize,
+		PublishTimeout:    o.PublishTimeout,
+		StartTimeout:      DefaultStartTimeout,
+		CloseTimeout:      o.CloseTimeout,
+	}
+}
+
+// ParsePolicy parses "flush" or "keep".
+func ParsePolicy(s string) (core.Policy, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "flush":
+		return core.PolicyFlush, nil
+	case "keep":
+		return core.PolicyKeep, nil
+	}
+	return 0, fmt.Errorf("policy %q is not flush or keep", s)
+}
+
+// Validate reports every invalid field, naming it by its YAML key. Errors
+// wrap core.ErrInvalidOption. It does no I/O: an unknown transport scheme
+// or query parameter is reported when the Module opens the transport.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: "+format, append([]any{core.ErrInvalidOption, field}, args...)...))
+	}
+	if c.TransportURL == "" {
+		bad("transport_url", "empty")
+	} else if u, err := parseURL(c.TransportURL); err != nil {
+		errs = append(errs, fmt.Errorf("transport_url: %w", err))
+	} else if c.Namespace == "" && !u.Query().Has("namespace") {
+		bad("namespace", "empty (set it, or a namespace parameter in transport_url)")
+	}
+	if c.Store.Name == "" {
+		bad("store.name", "empty (registered: %s)", strings.Join(Stores(), ", "))
+	}
+	for field, p := range map[string]string{"on_disconnect": c.OnDisconnect, "on_reconnect": c.OnReconnect, "on_gap": c.OnGap} {
+		if _, err := ParsePolicy(p); err != nil {
+			bad(field, "%v", err)
+		}
+	}
+	if c.StartTimeout <= 0 {
+		bad("start_timeout", "%v must be positive", c.StartTimeout)
+	}
+	if strings.EqualFold(c.Store.Name, "bigcache") {
+		if err := c.Store.BigCache.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		o := c.CoreOptions()
+		if err := o.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%w (%s)", err, "see the Config field of the same name"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (b BigCacheConfig) validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: store.bigcache.%s: "+format, append([]any{core.ErrInvalidOption, field}, args...)...)
+	}
+	switch {
+	case b.Shards <= 0 || b.Shards&(b.Shards-1) != 0:
+		return bad("shards", "%d is not a positive power of two", b.Shards)
+	case b.MaxSizeMB < 0:
+		return bad("max_size_mb", "%d is negative", b.MaxSizeMB)
+	case b.LifeWindow <= 0:
+		return bad("life_window", "%v must be positive", b.LifeWindow)
+	case b.CleanWindow < 0:
+		return bad("clean_window", "%v is negative", b.CleanWindow)
+	case b.MaxEntriesInWindow <= 0:
+		return bad("max_entries_in_window", "%d must be positive", b.MaxEntriesInWindow)
+	case b.MaxEntrySize <= 0:
+		return bad("max_entry_size", "%d must be positive", b.MaxEntrySize)
+	}
+	return nil
+}
+
+// CoreOptions returns the engine options: core.DefaultOptions with every
+// engine field of c applied. An unparsable policy keeps its default
+// (Validate reports it).
+func (c Config) CoreOptions() core.Options {
+	o := core.DefaultOptions()
+	o.TTL, o.TTLJitter = c.TTL, c.TTLJitter
+	o.HeartbeatInterval, o.HeartbeatTimeout = c.HeartbeatInterval, c.HeartbeatTimeout
+	if p, err := ParsePolicy(c.OnDisconnect); err == nil {
+		o.OnDisconnect = p
+	}
+	if p, err := ParsePolicy(c.OnReconnect); err == nil {
+		o.OnReconnect = p
+	}
+	if p, err := ParsePolicy(c.OnGap); err == nil {
+		o.OnGap = p
+	}
+	o.MaxKeysPerCall, o.MaxBatchKeys = c.MaxKeysPerCall, c.MaxBatchKeys
+	o.MaxPayload, o.QueueSize = c.MaxPayload, c.QueueSize
+	o.PublishTimeout, o.CloseTimeout = c.PublishTimeout, c.CloseTimeout
+	return o
+}
+
+// BigCache returns the bigcache configuration of the "bigcache" store:
+// bigcachestore.DefaultConfig with the fields of b applied.
+func (b BigCacheConfig) BigCache() bigcache.Config {
+	cfg := bigcachestore.DefaultConfig()
+	cfg.Shards = b.Shards
+	cfg.HardMaxCacheSize = b.MaxSizeMB
+	cfg.LifeWindow = b.LifeWindow
+	cfg.CleanWindow = b.CleanWindow
+	cfg.MaxEntriesInWindow = b.MaxEntriesInWindow
+	cfg.MaxEntrySize = b.MaxEntrySize
+	return cfg
+}
+
+// RedactedTransportURL returns TransportURL with any password replaced by
+// "xxxxx", for logs and error messages.
+func (c Config) RedactedTransportURL() string {
+	u, err := url.Parse(c.TransportURL)
+	if err != nil {
+		return redactRaw(c.TransportURL)
+	}
+	return u.Redacted()
+}
+
+func init() {
+	RegisterStore("bigcache", func(_ context.Context, cfg StoreConfig) (core.LocalStore, error) {
+		if len(cfg.Params) > 0 {
+			return nil, fmt.Errorf("%w: bigcache takes store.bigcache settings, not store.params", ErrUnknownParameter)
+		}
+		if err := cfg.BigCache.validate(); err != nil {
+			return nil, err
+		}
+		return bigcachestore.New(cfg.BigCache.BigCache())
+	})
+}

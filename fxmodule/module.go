@@ -1,0 +1,174 @@
+package fxmodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/fx"
+
+	"github.com/backplane-go/backplane/core"
+)
+
+// Module provides a *core.Cache built from the Config in the graph, and for
+// advanced users the core.Backplane and core.LocalStore under it, and a
+// HealthCheck for readiness probes.
+//
+// The graph must supply a Config (fx.Supply, or ConfigFromEnv or
+// ConfigFromYAML). It may supply a redis.UniversalClient or a *nats.Conn:
+// a redis://, rediss://, nats:// or tls:// transport then uses that client
+// instead of dialling one, and never closes it. It may also supply a
+// *slog.Logger and a metric.MeterProvider, which the engine uses.
+//
+// The constructor does no I/O. OnStart starts the cache: it dials,
+// subscribes and waits until delivery is active, bounded by the start
+// context and Config.StartTimeout; a failure fails the application's start
+// with the cause. OnStop drains pending publishes (bounded by the stop
+// context) and closes the cache, its transport and its store.
+var Module = fx.Module("backplane",
+	fx.Provide(New),
+)
+
+// ConfigFromEnv provides the Config from LoadEnv(prefix).
+func ConfigFromEnv(prefix string) fx.Option {
+	return fx.Provide(func() (Config, error) { return LoadEnv(prefix) })
+}
+
+// ConfigFromYAML provides the Config from LoadYAMLFile(path).
+func ConfigFromYAML(path string) fx.Option {
+	return fx.Provide(func() (Config, error) { return LoadYAMLFile(path) })
+}
+
+// Params are the inputs of New.
+type Params struct {
+	fx.In
+
+	Config    Config
+	Lifecycle fx.Lifecycle
+
+	// Redis, when present, serves redis:// and rediss:// transports.
+	Redis redis.UniversalClient `optional:"true"`
+	// NATS, when present, serves nats:// and tls:// transports.
+	NATS *nats.Conn `optional:"true"`
+	// Logger, when present, receives the engine's and the transport's
+	// logs. Default slog.Default().
+	Logger *slog.Logger `optional:"true"`
+	// MeterProvider, when present, receives the engine's metrics.
+	MeterProvider metric.MeterProvider `optional:"true"`
+}
+
+// Result are the outputs of New.
+type Result struct {
+	fx.Out
+
+	Cache     *core.Cache
+	Backplane core.Backplane
+	Store     core.LocalStore
+	Health    HealthCheck
+}
+
+// New builds the cache, its transport and its store from p.Config and
+// appends their start and stop to p.Lifecycle. It validates the
+// configuration and opens the transport and store without I/O. Module
+// provides it; call it directly to compose differently.
+func New(p Params) (Result, error) {
+	cfg := p.Config
+	if err := cfg.Validate(); err != nil {
+		return Result{}, fmt.Errorf("backplane config: %w", err)
+	}
+	log := p.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx := context.Background()
+	store, err := OpenStore(ctx, cfg.Store)
+	if err != nil {
+		return Result{}, err
+	}
+	bp, err := OpenBackplane(ctx, cfg.TransportURL, cfg.Namespace,
+		WithRedisClient(p.Redis), WithNATSConn(p.NATS), WithTransportLogger(log))
+	if err != nil {
+		_ = store.Close()
+		return Result{}, err
+	}
+	opts := []core.Option{core.WithOptions(cfg.CoreOptions()), core.WithLogger(log)}
+	if p.MeterProvider != nil {
+		opts = append(opts, core.WithMeterProvider(p.MeterProvider))
+	}
+	c, err := core.New(store, bp, opts...)
+	if err != nil {
+		_ = bp.Close()
+		_ = store.Close()
+		return Result{}, fmt.Errorf("backplane: %w", err)
+	}
+	where := cfg.RedactedTransportURL()
+	p.Lifecycle.Append(fx.Hook{
+		OnStart: func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
+			defer cancel()
+			if err := c.Start(ctx); err != nil {
+				// fx does not run the OnStop of a hook whose OnStart failed.
+				_ = c.Close()
+				return fmt.Errorf("backplane: start over %s (namespace %q): %w", where, cfg.Namespace, err)
+			}
+			return nil
+		},
+		OnStop: func(ctx context.Context) error {
+			return c.Shutdown(ctx)
+		},
+	})
+	return Result{Cache: c, Backplane: bp, Store: store, Health: Check(c)}, nil
+}
+
+// Errors of a HealthCheck, besides core.ErrNotStarted. Match them with
+// errors.Is.
+var (
+	// ErrDisconnected: the transport reported the link down.
+	ErrDisconnected = errors.New("backplane: disconnected")
+	// ErrSilent: the instance's own heartbeats stopped coming back, so
+	// invalidations may not be flowing.
+	ErrSilent = errors.New("backplane: link silent")
+)
+
+// HealthCheck reports whether invalidations are flowing: nil when the
+// cache is started, connected and not silent; otherwise an error wrapping
+// core.ErrNotStarted, ErrDisconnected or ErrSilent, whose message also
+// gives the last heartbeat seen and the last flush and its cause. Use it
+// as (part of) a readiness probe. The context is not used yet; it is there
+// so that checks can be composed with ones that do I/O.
+type HealthCheck func(ctx context.Context) error
+
+// Check returns the HealthCheck of c.
+func Check(c *core.Cache) HealthCheck {
+	return func(context.Context) error { return healthError(c.Health()) }
+}
+
+func healthError(h core.Health) error {
+	var cause error
+	switch {
+	case !h.Started:
+		return core.ErrNotStarted
+	case !h.Connected:
+		cause = ErrDisconnected
+	case h.Silent:
+		cause = ErrSilent
+	default:
+		return nil
+	}
+	detail := ""
+	if !h.LastReceived.IsZero() {
+		detail += fmt.Sprintf("; last message %s ago", time.Since(h.LastReceived).Round(time.Millisecond))
+	}
+	if !h.LastFlush.IsZero() {
+		detail += fmt.Sprintf("; last flush %s ago (%s)", time.Since(h.LastFlush).Round(time.Millisecond), h.LastFlushCause)
+	}
+	if h.Degraded {
+		detail += "; not caching until the link is back"
+	}
+	return fmt.Errorf("%w%s", cause, detail)
+}
