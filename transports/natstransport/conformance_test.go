@@ -13,6 +13,7 @@ import (
 	"github.com/backplane-go/backplane/conformance"
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/internal/testenv"
+	"github.com/backplane-go/backplane/stores/bigcachestore"
 	"github.com/backplane-go/backplane/transports/natstransport"
 )
 
@@ -36,48 +37,69 @@ func connected(t testing.TB, servers, ns string, opts ...natstransport.Option) *
 	return tr
 }
 
-// TestConformanceShared runs the suite against the machine's NATS server
-// (BACKPLANE_NATS_URL or 127.0.0.1:4222), which must not be restarted.
-func TestConformanceShared(t *testing.T) {
+// kick has the server that nc is connected to close nc's connection, as a
+// server closes a misbehaving client. If nc is still reconnecting from an
+// earlier fault, kick waits until it is connected.
+func kick(t testing.TB, nc *nats.Conn, node func(serverID string) *testenv.NATSServer) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		if nc.IsConnected() {
+			srv := node(nc.ConnectedServerId())
+			cid, err := nc.GetClientID()
+			switch {
+			case srv == nil:
+				lastErr = fmt.Errorf("no node with ID %q", nc.ConnectedServerId())
+			case err != nil:
+				lastErr = err
+			default:
+				if lastErr = srv.DisconnectClient(cid); lastErr == nil {
+					return
+				}
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("cannot disconnect the client within %v: %v", waitTimeout, lastErr)
+}
+
+// sharedHarness uses the machine's NATS server (BACKPLANE_NATS_URL or
+// 127.0.0.1:4222), which must not be restarted.
+func sharedHarness(t *testing.T) conformance.BackplaneHarness {
 	url := testenv.NATSURL(t)
-	conformance.RunBackplane(t, conformance.BackplaneHarness{
+	return conformance.BackplaneHarness{
 		New: func(t testing.TB, ns string) core.Backplane {
 			return connected(t, url, ns)
 		},
 		Ordered: true,
-	})
+	}
 }
 
-// TestConformanceEmbedded runs the suite against an embedded server that
-// the harness restarts and that kicks clients out.
-func TestConformanceEmbedded(t *testing.T) {
+// embeddedHarness uses an embedded server that the harness restarts and
+// that kicks clients out.
+func embeddedHarness(t *testing.T) conformance.BackplaneHarness {
 	srv := testenv.StartNATS(t)
-	conformance.RunBackplane(t, conformance.BackplaneHarness{
+	return conformance.BackplaneHarness{
 		New: func(t testing.TB, ns string) core.Backplane {
 			return connected(t, srv.URL(), ns)
 		},
 		Ordered: true,
 		Disconnect: func(t testing.TB, bp core.Backplane) {
-			t.Helper()
-			cid, err := bp.(*natstransport.Transport).Conn().GetClientID()
-			if err != nil {
-				t.Fatalf("client ID: %v", err)
-			}
-			if err := srv.DisconnectClient(cid); err != nil {
-				t.Fatalf("disconnect client %d: %v", cid, err)
-			}
+			kick(t, bp.(*natstransport.Transport).Conn(), func(string) *testenv.NATSServer { return srv })
 		},
 		RestartBroker: func(testing.TB) { srv.Restart() },
-	})
+	}
 }
 
-// TestConformanceCluster runs the suite against a 3-node cluster, with
-// instances spread over the nodes (each knows all nodes, its own first).
-func TestConformanceCluster(t *testing.T) {
+// clusterHarness uses a 3-node cluster, with instances spread over the
+// nodes (each knows all nodes, its own first). RestartBroker restarts
+// every node.
+func clusterHarness(t *testing.T) conformance.BackplaneHarness {
 	cl := testenv.StartNATSCluster(t, 3)
 	urls := cl.URLs()
 	var next atomic.Int64
-	conformance.RunBackplane(t, conformance.BackplaneHarness{
+	return conformance.BackplaneHarness{
 		New: func(t testing.TB, ns string) core.Backplane {
 			i := int(next.Add(1)) % len(urls)
 			servers := strings.Join(append(append([]string(nil), urls[i:]...), urls[:i]...), ",")
@@ -86,16 +108,7 @@ func TestConformanceCluster(t *testing.T) {
 		},
 		Ordered: true,
 		Disconnect: func(t testing.TB, bp core.Backplane) {
-			t.Helper()
-			nc := bp.(*clusterInstance).Conn()
-			node := cl.Node(nc.ConnectedServerId())
-			cid, err := nc.GetClientID()
-			if node == nil || err != nil {
-				t.Fatalf("client's node %q, ID: %v", nc.ConnectedServerId(), err)
-			}
-			if err := node.DisconnectClient(cid); err != nil {
-				t.Fatalf("disconnect client %d: %v", cid, err)
-			}
+			kick(t, bp.(*clusterInstance).Conn(), cl.Node)
 		},
 		RestartBroker: func(t testing.TB) {
 			for _, n := range cl.Nodes {
@@ -108,7 +121,42 @@ func TestConformanceCluster(t *testing.T) {
 		},
 		// Recoveries in a cluster include route reconnection.
 		Bound: 10 * time.Second,
-	})
+	}
+}
+
+var harnesses = []struct {
+	name string
+	make func(t *testing.T) conformance.BackplaneHarness
+}{
+	{"shared", sharedHarness},
+	{"embedded", embeddedHarness},
+	{"cluster", clusterHarness},
+}
+
+// TestConformance runs the Backplane suite on every harness.
+func TestConformance(t *testing.T) {
+	for _, h := range harnesses {
+		t.Run(h.name, func(t *testing.T) { conformance.RunBackplane(t, h.make(t)) })
+	}
+}
+
+// TestCacheConformance runs the engine end to end over this transport and
+// bigcachestore, on every harness.
+func TestCacheConformance(t *testing.T) {
+	for _, h := range harnesses {
+		t.Run(h.name, func(t *testing.T) {
+			conformance.RunCache(t, conformance.CacheHarness{
+				Backplane: h.make(t),
+				NewStore: func(t testing.TB) core.LocalStore {
+					s, err := bigcachestore.New(bigcachestore.DefaultConfig())
+					if err != nil {
+						t.Fatal(err)
+					}
+					return s
+				},
+			})
+		})
+	}
 }
 
 // clusterInstance waits in Subscribe until every node of the cluster has
