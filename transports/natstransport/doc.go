@@ -51,6 +51,17 @@
 // before may still be sent after the reconnect; duplicates of invalidations
 // are harmless.) Messages of one publisher arrive in publish order.
 //
+// # Handler Calls
+//
+// The handler is called one call at a time: messages from nats.go's delivery
+// goroutine of the subscription, events from the Transport's own goroutine,
+// never from within Subscribe or Publish. EventConnected is the first call
+// after Subscribe succeeded. Messages that arrive right after a reconnect may
+// reach the handler shortly before EventReconnected (which waits for a round
+// trip proving the subscription is active again); both orders are safe for
+// the engine. A panicking handler is recovered and logged. A handler must not
+// call Close, which waits for running handler calls.
+//
 // Limits reports the server's max_payload (from the server's INFO), lowered
 // to Options.MaxPayload if that is smaller. Payloads are published without
 // NATS headers, so the whole limit is available to the payload.
