@@ -140,7 +140,7 @@ func (s *bpSuite) env(t *testing.T) *env {
 		t:      t,
 		h:      s.h,
 		ns:     newNamespace(t),
-		marker: "cf." + randHex(10) + ".",
+		marker: newMarker(t),
 		bound:  s.h.bound(),
 	}
 }
@@ -1004,7 +1004,7 @@ func (e *env) casePanickingHandler() {
 // sub returns an environment for subtest t of e's case, on a namespace of
 // its own.
 func (e *env) sub(t *testing.T) *env {
-	return &env{t: t, h: e.h, ns: newNamespace(t), marker: "cf." + randHex(10) + ".", bound: e.bound}
+	return &env{t: t, h: e.h, ns: newNamespace(t), marker: newMarker(t), bound: e.bound}
 }
 
 // caseSlowHandler: a handler that blocks for a while does not end the

@@ -51,6 +51,18 @@ func newNamespace(t testing.TB) string {
 	return "cf-" + sanitize(name, 40) + "-" + randHex(12)
 }
 
+// newMarker returns the prefix of every payload a case publishes: the
+// case's name (so that a payload that strays elsewhere tells where it came
+// from) and a random part (so that no two markers are prefixes of each
+// other).
+func newMarker(t testing.TB) string {
+	name := t.Name()
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	return "cf." + sanitize(name, 24) + "." + randHex(8) + "."
+}
+
 // sanitize maps every byte outside [a-zA-Z0-9._-] to '_' and cuts the
 // result to at most max bytes.
 func sanitize(s string, max int) string {
