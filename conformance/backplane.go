@@ -149,8 +149,8 @@ func (s *bpSuite) env(t *testing.T) *env {
 // take.
 func (e *env) recoverBound() time.Duration { return 3 * e.bound }
 
-// n returns full normally and short under -short.
-func n(full, short int) int {
+// scaled returns full normally and short under -short.
+func scaled(full, short int) int {
 	if testing.Short() {
 		return short
 	}
@@ -381,7 +381,7 @@ func (e *env) caseDelivery() {
 
 // caseFanOut: every subscribed instance receives every message.
 func (e *env) caseFanOut() {
-	nsubs, nmsgs := n(4, 3), n(20, 10)
+	nsubs, nmsgs := scaled(4, 3), scaled(20, 10)
 	recs := make([]*recorder, nsubs)
 	for i := range recs {
 		_, recs[i] = e.subscribed(fmt.Sprintf("subscriber %d of %d", i+1, nsubs))
@@ -409,7 +409,7 @@ func (e *env) caseFanOut() {
 // Subscribe before its subscription is active loses the message only
 // sometimes.
 func (e *env) caseSubscribeThenPublish() {
-	rounds := n(10, 3)
+	rounds := scaled(10, 3)
 	for round := range rounds {
 		ns := e.ns + "-" + strconv.Itoa(round)
 		sub := e.instanceOn(ns)
@@ -481,7 +481,7 @@ func (e *env) caseIsolation() {
 func (e *env) casePayloadBinary() {
 	bp, rec := e.subscribed("subscriber")
 	pub := e.instance()
-	max := bp.Limits().MaxPayload
+	limit := bp.Limits().MaxPayload
 	all := []byte(e.marker + "bin:")
 	for i := range 256 {
 		all = append(all, byte(i))
@@ -492,7 +492,7 @@ func (e *env) casePayloadBinary() {
 	payloads := [][]byte{all}
 	r := rand.New(rand.NewPCG(rand.Uint64(), 1))
 	for i := range 5 {
-		size := r.IntN(min(max, 4096) + 1)
+		size := r.IntN(min(limit, 4096) + 1)
 		p := []byte(e.msg("rnd", i) + ":")
 		for range size {
 			p = append(p, byte(r.UintN(256)))
@@ -501,14 +501,14 @@ func (e *env) casePayloadBinary() {
 	}
 	var want []string
 	for _, p := range payloads {
-		if len(p) > max {
+		if len(p) > limit {
 			continue
 		}
 		want = append(want, string(p))
 		e.publishBytes(pub, p)
 	}
 	if len(want) == 0 {
-		e.t.Skipf("Limits().MaxPayload = %d is too small for this case", max)
+		e.t.Skipf("Limits().MaxPayload = %d is too small for this case", limit)
 	}
 	e.waitAll([]*recorder{rec}, want, "payloads are opaque bytes and must arrive unchanged (all 256 byte values)")
 }
@@ -563,13 +563,13 @@ func (e *env) filled(tag string, size int) []byte {
 // nothing of that call is delivered.
 func (e *env) casePayloadTooLarge() {
 	pub, rec := e.subscribed("subscriber")
-	max := pub.Limits().MaxPayload
-	if max > maxOversizePayload {
-		e.t.Skipf("Limits().MaxPayload = %d is too large to build a MaxPayload+1 payload in a test", max)
+	limit := pub.Limits().MaxPayload
+	if limit > maxOversizePayload {
+		e.t.Skipf("Limits().MaxPayload = %d is too large to build a MaxPayload+1 payload in a test", limit)
 	}
-	over := e.filled("over", max+1)
+	over := e.filled("over", limit+1)
 	if over == nil {
-		e.t.Skipf("Limits().MaxPayload = %d is too small for this case", max)
+		e.t.Skipf("Limits().MaxPayload = %d is too small for this case", limit)
 	}
 	before, after := e.msg("before", 0), e.msg("after", 0)
 	ctx, cancel := ctxFor(e.bound)
@@ -625,7 +625,7 @@ func (e *env) caseNoPayloads() {
 // nothing, and every subscriber gets every message (in per-publisher
 // order, when Ordered).
 func (e *env) caseConcurrentPublishers() {
-	npub, per := 4, n(200, 50)
+	npub, per := 4, scaled(200, 50)
 	_, rec1 := e.subscribed("subscriber 1")
 	_, rec2 := e.subscribed("subscriber 2")
 	pubs := make([]core.Backplane, npub)
@@ -693,7 +693,7 @@ func (e *env) casePerPublisherOrder() {
 	}
 	pub, selfRec := e.subscribed("publisher's own subscription")
 	_, rec := e.subscribed("subscriber")
-	total := n(200, 50)
+	total := scaled(200, 50)
 	var want []string
 	for i := 0; i < total; {
 		batch := min(1+i%5, total-i)
@@ -1035,7 +1035,7 @@ func (e *env) caseSlowHandler() {
 		e.t.Fatalf("no message reached the handler within %v", e.bound)
 	}
 	// While the handler is blocked, publish a burst.
-	burst := n(200, 50)
+	burst := scaled(200, 50)
 	ctx, cancel := ctxFor(e.bound)
 	var failed atomic.Int64
 	var wg sync.WaitGroup

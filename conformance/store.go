@@ -339,26 +339,26 @@ func (s *storeSuite) caseBinary(t *testing.T) {
 
 func (s *storeSuite) caseValueTooLarge(t *testing.T) {
 	st := s.open(t)
-	max := s.caps.MaxValueLen
-	if max <= 0 {
+	limit := s.caps.MaxValueLen
+	if limit <= 0 {
 		v := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 		mustSet(t, st, "big", v)
 		expect(t, st, "big", v)
 		return
 	}
-	exact := bytes.Repeat([]byte{'x'}, max)
+	exact := bytes.Repeat([]byte{'x'}, limit)
 	mustSet(t, st, "max", exact)
 	expect(t, st, "max", exact)
 
-	if err := st.Set("over1", make([]byte, max+1), 0); err != nil && !errors.Is(err, core.ErrValueTooLarge) {
+	if err := st.Set("over1", make([]byte, limit+1), 0); err != nil && !errors.Is(err, core.ErrValueTooLarge) {
 		t.Errorf("Set of MaxValueLen+1 bytes: %v; a value the store cannot hold fails with an error wrapping core.ErrValueTooLarge", err)
 	} else if err == nil {
-		t.Logf("Set of MaxValueLen+1 = %d bytes was accepted (allowed when MaxValueLen is a conservative bound)", max+1)
+		t.Logf("Set of MaxValueLen+1 = %d bytes was accepted (allowed when MaxValueLen is a conservative bound)", limit+1)
 	}
 
-	over := 2*max + 1024
+	over := 2*limit + 1024
 	if err := st.Set("over", make([]byte, over), 0); !errors.Is(err, core.ErrValueTooLarge) {
-		t.Errorf("Set of %d bytes (MaxValueLen %d): error %v; want an error wrapping core.ErrValueTooLarge", over, max, err)
+		t.Errorf("Set of %d bytes (MaxValueLen %d): error %v; want an error wrapping core.ErrValueTooLarge", over, limit, err)
 	}
 	expectMiss(t, st, "over")
 	// A rejected overwrite may keep or drop the old value, but must not
