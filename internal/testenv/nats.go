@@ -58,6 +58,8 @@ type NATSOption func(*natsConfig)
 type natsConfig struct {
 	tls        bool
 	user, pass string
+	token      string
+	nkey       string
 	maxPayload int32
 }
 
@@ -69,6 +71,13 @@ func WithNATSTLS() NATSOption { return func(c *natsConfig) { c.tls = true } }
 func WithNATSUser(user, password string) NATSOption {
 	return func(c *natsConfig) { c.user, c.pass = user, password }
 }
+
+// WithNATSToken makes the server require the given authentication token.
+func WithNATSToken(token string) NATSOption { return func(c *natsConfig) { c.token = token } }
+
+// WithNATSNKey makes the server accept the NKey user with the given public
+// key (a "U..." string) as its only user.
+func WithNATSNKey(publicKey string) NATSOption { return func(c *natsConfig) { c.nkey = publicKey } }
 
 // WithNATSMaxPayload sets the server's max_payload.
 func WithNATSMaxPayload(n int32) NATSOption { return func(c *natsConfig) { c.maxPayload = n } }
@@ -105,8 +114,12 @@ func StartNATS(t testing.TB, opts ...NATSOption) *NATSServer {
 		DisableShortFirstPing: true,
 		Username:              cfg.user,
 		Password:              cfg.pass,
+		Authorization:         cfg.token,
 		MaxPayload:            cfg.maxPayload,
 		ServerName:            fmt.Sprintf("test-%d", s.port),
+	}
+	if cfg.nkey != "" {
+		s.opts.Nkeys = []*server.NkeyUser{{Nkey: cfg.nkey}}
 	}
 	if cfg.tls {
 		s.setupTLS(t)

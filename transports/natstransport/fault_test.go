@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/internal/testenv"
@@ -313,5 +316,55 @@ func TestConnectFailuresAreClear(t *testing.T) {
 				t.Fatalf("Publish = %v, want the cause", err)
 			}
 		})
+	}
+}
+
+func TestTokenAuth(t *testing.T) {
+	srv := testenv.StartNATS(t, testenv.WithNATSToken("t0ken"))
+	ns := namespace(t)
+	tr, rec := subscribed(t, srv.URL(), ns, natstransport.WithToken("t0ken"))
+	if err := tr.Publish(ctxT(t), []byte("with token")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivery", func() bool { return rec.has("with token") })
+
+	bad := open(t, srv.URL(), ns, natstransport.WithToken("wrong"))
+	if err := bad.Connect(ctxT(t)); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("Connect with a wrong token = %v, want nats.ErrAuthorization", err)
+	}
+}
+
+func TestNKeyAuth(t *testing.T) {
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := user.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := user.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedFile := filepath.Join(t.TempDir(), "user.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := testenv.StartNATS(t, testenv.WithNATSNKey(pub))
+	ns := namespace(t)
+	tr, rec := subscribed(t, srv.URL(), ns, natstransport.WithNKeySeedFile(seedFile))
+	if err := tr.Publish(ctxT(t), []byte("with nkey")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivery", func() bool { return rec.has("with nkey") })
+
+	missing := open(t, srv.URL(), ns, natstransport.WithNKeySeedFile(filepath.Join(t.TempDir(), "absent.nk")))
+	if err := missing.Connect(ctxT(t)); err == nil || !strings.Contains(err.Error(), "NKey seed file") {
+		t.Fatalf("Connect with a missing seed file = %v", err)
+	}
+	anonymous := open(t, srv.URL(), ns)
+	if err := anonymous.Connect(ctxT(t)); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("Connect without the NKey = %v, want nats.ErrAuthorization", err)
 	}
 }
