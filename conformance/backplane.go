@@ -90,34 +90,34 @@ type bpCase struct {
 
 // backplaneCases run in parallel with each other.
 var backplaneCases = []bpCase{
-	{"limits", (*env).caseLimits},
-	{"delivery", (*env).caseDelivery},
-	{"fan-out", (*env).caseFanOut},
-	{"publish-right-after-subscribe", (*env).caseSubscribeThenPublish},
-	{"echo", (*env).caseEcho},
-	{"namespace-isolation", (*env).caseIsolation},
-	{"payload-binary", (*env).casePayloadBinary},
-	{"payload-empty", (*env).casePayloadEmpty},
-	{"payload-max", (*env).casePayloadMax},
-	{"payload-too-large", (*env).casePayloadTooLarge},
-	{"multi-payload", (*env).caseMultiPayload},
-	{"publish-no-payloads", (*env).caseNoPayloads},
-	{"concurrent-publishers", (*env).caseConcurrentPublishers},
-	{"per-publisher-order", (*env).casePerPublisherOrder},
-	{"cancelled-context", (*env).caseCancelledContext},
-	{"subscribe-twice", (*env).caseSubscribeTwice},
-	{"connected-event", (*env).caseConnectedEvent},
-	{"close", (*env).caseClose},
-	{"no-handler-after-close", (*env).caseNoHandlerAfterClose},
-	{"close-during-handler", (*env).caseCloseDuringHandler},
-	{"panicking-handler", (*env).casePanickingHandler},
-	{"slow-handler", (*env).caseSlowHandler},
-	{"disconnect", (*env).caseDisconnect},
+	{"Limits", (*env).caseLimits},
+	{"Delivery", (*env).caseDelivery},
+	{"FanOut", (*env).caseFanOut},
+	{"PublishRightAfterSubscribe", (*env).caseSubscribeThenPublish},
+	{"Echo", (*env).caseEcho},
+	{"NamespaceIsolation", (*env).caseIsolation},
+	{"PayloadBinary", (*env).casePayloadBinary},
+	{"PayloadEmpty", (*env).casePayloadEmpty},
+	{"PayloadMax", (*env).casePayloadMax},
+	{"PayloadTooLarge", (*env).casePayloadTooLarge},
+	{"MultiPayload", (*env).caseMultiPayload},
+	{"PublishNoPayloads", (*env).caseNoPayloads},
+	{"ConcurrentPublishers", (*env).caseConcurrentPublishers},
+	{"PerPublisherOrder", (*env).casePerPublisherOrder},
+	{"CancelledContext", (*env).caseCancelledContext},
+	{"SubscribeTwice", (*env).caseSubscribeTwice},
+	{"ConnectedEvent", (*env).caseConnectedEvent},
+	{"Close", (*env).caseClose},
+	{"NoHandlerAfterClose", (*env).caseNoHandlerAfterClose},
+	{"CloseDuringHandler", (*env).caseCloseDuringHandler},
+	{"PanickingHandler", (*env).casePanickingHandler},
+	{"SlowHandler", (*env).caseSlowHandler},
+	{"Disconnect", (*env).caseDisconnect},
 }
 
 // backplaneSerialCases run one at a time, after backplaneCases.
 var backplaneSerialCases = []bpCase{
-	{"broker-restart", (*env).caseBrokerRestart},
+	{"BrokerRestart", (*env).caseBrokerRestart},
 }
 
 type bpSuite struct {
@@ -961,7 +961,7 @@ func (e *env) caseCloseDuringHandler() {
 // casePanickingHandler: a handler that panics (in HandleMessage or in
 // HandleEvent) does not end the subscription: later messages arrive.
 func (e *env) casePanickingHandler() {
-	e.t.Run("message", func(t *testing.T) {
+	e.t.Run("Message", func(t *testing.T) {
 		t.Parallel()
 		e := e.sub(t)
 		sub := e.instance()
@@ -982,7 +982,7 @@ func (e *env) casePanickingHandler() {
 		e.publish(pub, after...)
 		e.waitAll([]*recorder{rec}, after, "a transport recovers a panicking handler and keeps delivering")
 	})
-	e.t.Run("event", func(t *testing.T) {
+	e.t.Run("Event", func(t *testing.T) {
 		t.Parallel()
 		e := e.sub(t)
 		sub := e.instance()

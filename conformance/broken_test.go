@@ -61,54 +61,54 @@ var brokenAdapters = map[string]brokenAdapter{
 	// without reporting anything.
 	"drop-every-10th": {
 		run:      brokenTransportRun("drop-every-10th"),
-		wantFail: []string{"Backplane/fan-out", "Backplane/concurrent-publishers"},
+		wantFail: []string{"Backplane/FanOut", "Backplane/ConcurrentPublishers"},
 	},
 	// A transport that delivers each message to one subscriber of the
 	// namespace only (a queue group instead of a broadcast).
 	"competing-consumers": {
 		run:      brokenTransportRun("competing-consumers"),
-		wantFail: []string{"Backplane/fan-out"},
+		wantFail: []string{"Backplane/FanOut"},
 	},
 	// A transport that does not deliver a publisher's own messages to it.
 	"no-echo": {
 		run:      brokenTransportRun("no-echo"),
-		wantFail: []string{"Backplane/echo"},
+		wantFail: []string{"Backplane/Echo"},
 	},
 	// A transport whose Subscribe returns before delivery is active.
 	"late-subscribe": {
 		run:      brokenTransportRun("late-subscribe"),
-		wantFail: []string{"Backplane/publish-right-after-subscribe"},
+		wantFail: []string{"Backplane/PublishRightAfterSubscribe"},
 	},
 	// A transport that publishes with a cancelled context.
 	"ignores-context": {
 		run:      brokenTransportRun("ignores-context"),
-		wantFail: []string{"Backplane/cancelled-context"},
+		wantFail: []string{"Backplane/CancelledContext"},
 	},
 	// A transport whose Close returns without waiting for the handler.
 	"async-close": {
 		run:      brokenTransportRun("async-close"),
-		wantFail: []string{"Backplane/close-during-handler"},
+		wantFail: []string{"Backplane/CloseDuringHandler"},
 	},
 	// A store that keeps the caller's slice instead of a copy.
 	"store-aliases-on-set": {
 		run:      brokenStoreRun(mapStoreConfig{aliasOnSet: true}),
-		wantFail: []string{"LocalStore/no-aliasing/set"},
+		wantFail: []string{"LocalStore/NoAliasing/Set"},
 	},
 	// A store that declares TTL but never expires anything.
 	"store-ignores-ttl": {
 		run:      brokenStoreRun(mapStoreConfig{ttl: true, neverExpire: true}),
-		wantFail: []string{"LocalStore/ttl"},
+		wantFail: []string{"LocalStore/TTL"},
 	},
 	// A store that rejects oversize values with an error that does not
 	// wrap core.ErrValueTooLarge.
 	"store-unwrapped-size-error": {
 		run:      brokenStoreRun(mapStoreConfig{maxValueLen: 1024, plainSizeError: true}),
-		wantFail: []string{"LocalStore/value-too-large"},
+		wantFail: []string{"LocalStore/ValueTooLarge"},
 	},
 	// A store that returns its own slice instead of a copy.
 	"store-aliases-on-get": {
 		run:      brokenStoreRun(mapStoreConfig{aliasOnGet: true}),
-		wantFail: []string{"LocalStore/no-aliasing/get"},
+		wantFail: []string{"LocalStore/NoAliasing/Get"},
 	},
 }
 

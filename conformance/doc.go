@@ -121,68 +121,68 @@
 //
 // The cases:
 //
-//   - limits: Limits().MaxPayload > 0, and it does not change on Subscribe.
-//   - delivery: a peer that never subscribed publishes; the subscriber gets
+//   - Limits: Limits().MaxPayload > 0, and it does not change on Subscribe.
+//   - Delivery: a peer that never subscribed publishes; the subscriber gets
 //     it.
-//   - fan-out: several subscribers each receive every message. Fan-out is a
+//   - FanOut: several subscribers each receive every message. Fan-out is a
 //     broadcast, never competing consumers. Duplicates are tolerated (and
 //     logged).
-//   - publish-right-after-subscribe: a Publish, by a peer or by the
+//   - PublishRightAfterSubscribe: a Publish, by a peer or by the
 //     subscriber itself, that starts right after Subscribe returned is
 //     delivered; repeated with fresh instances.
-//   - echo: a subscribed publisher receives its own messages.
-//   - namespace-isolation: namespaces that extend or prefix each other
+//   - Echo: a subscribed publisher receives its own messages.
+//   - NamespaceIsolation: namespaces that extend or prefix each other
 //     (ns, ns.sub, ns-x, ns_x, a prefix of ns, xns) see only their own
 //     messages.
-//   - payload-binary, payload-empty, payload-max: all 256 byte values and
+//   - PayloadBinary, PayloadEmpty, PayloadMax: all 256 byte values and
 //     random binary payloads arrive unchanged; an empty (or nil) payload
 //     arrives as an empty payload; a payload of exactly MaxPayload bytes
 //     arrives (above 16 MiB, a 1 MiB payload is sent instead).
-//   - payload-too-large: MaxPayload+1 bytes fail with an error wrapping
+//   - PayloadTooLarge: MaxPayload+1 bytes fail with an error wrapping
 //     core.ErrPayloadTooLarge, also among valid payloads of one call, and
 //     nothing of that call is delivered (skipped above a 64 MiB limit).
-//   - multi-payload: one Publish call with ten payloads delivers all of
+//   - MultiPayload: one Publish call with ten payloads delivers all of
 //     them to every subscriber, in order when Ordered.
-//   - publish-no-payloads: Publish with no payloads returns nil and sends
+//   - PublishNoPayloads: Publish with no payloads returns nil and sends
 //     nothing.
-//   - concurrent-publishers: four publishers, 200 messages each (50 with
+//   - ConcurrentPublishers: four publishers, 200 messages each (50 with
 //     -short), lose nothing; in per-publisher order when Ordered.
-//   - per-publisher-order (Ordered): one publisher's messages, sent one or
+//   - PerPublisherOrder (needs Ordered): one publisher's messages, sent one or
 //     several per call, arrive in order, at a peer and at itself.
-//   - cancelled-context: Publish with an already cancelled, or already
+//   - CancelledContext: Publish with an already cancelled, or already
 //     expired, context returns an error wrapping context.Canceled
 //     (context.DeadlineExceeded) and delivers nothing. A transport can
 //     always keep this promise by checking the context before sending; a
 //     context that ends while a Publish is in flight promises nothing about
 //     delivery and is not checked.
-//   - subscribe-twice: the second Subscribe fails with an error wrapping
+//   - SubscribeTwice: the second Subscribe fails with an error wrapping
 //     core.ErrAlreadySubscribed, its handler is never called, and the first
 //     subscription keeps working.
-//   - connected-event: EventConnected arrives once after Subscribe, as the
+//   - ConnectedEvent: EventConnected arrives once after Subscribe, as the
 //     first event, with a non-zero Time; a healthy connection reports no
 //     other event.
-//   - close: Close of a fresh, a publishing and a subscribed instance
+//   - Close: Close of a fresh, a publishing and a subscribed instance
 //     returns nil; Close called again, or concurrently, returns nil or an
 //     error wrapping core.ErrClosed; afterwards Publish and Subscribe fail
 //     with an error wrapping core.ErrClosed.
-//   - no-handler-after-close: while a peer keeps publishing, the handler of
+//   - NoHandlerAfterClose: while a peer keeps publishing, the handler of
 //     a closed instance is not called once Close returned (checked while a
 //     second subscriber receives twenty more messages).
-//   - close-during-handler: Close called while a handler call is running
+//   - CloseDuringHandler: Close called while a handler call is running
 //     does not return before that call returns (observed for a short
 //     window, which can miss a violation but never invent one), and
 //     returns once it has. The case cannot hang the suite: Close runs in
 //     its own goroutine and the handler is always released.
-//   - panicking-handler: a handler that panics in HandleMessage, or in
+//   - PanickingHandler: a handler that panics in HandleMessage, or in
 //     HandleEvent, keeps receiving later messages.
-//   - slow-handler: a handler blocked while a burst is published keeps its
+//   - SlowHandler: a handler blocked while a burst is published keeps its
 //     subscription: once it returns, delivery resumes. Loss during the
 //     burst (with or without EventLoss) and Publish errors or waits are
 //     allowed, and logged; Publish must still honour its context.
-//   - disconnect (Disconnect): the cut instance reports EventDisconnected,
+//   - Disconnect (needs Disconnect): the cut instance reports EventDisconnected,
 //     then EventReconnected, and delivery to it and from it resumes; it
 //     does not report EventConnected again.
-//   - broker-restart (RestartBroker; runs alone): the same for two
+//   - BrokerRestart (needs RestartBroker; runs alone): the same for two
 //     subscribers across a broker restart, while both keep publishing;
 //     those publishes may fail or succeed, but must return within their
 //     context.

@@ -90,22 +90,22 @@ type storeCase struct {
 }
 
 var storeCases = []storeCase{
-	{"miss", (*storeSuite).caseMiss},
-	{"set-get-overwrite", (*storeSuite).caseSetGet},
-	{"delete", (*storeSuite).caseDelete},
-	{"delete-many", (*storeSuite).caseDeleteMany},
-	{"clear", (*storeSuite).caseClear},
-	{"len", (*storeSuite).caseLen},
-	{"no-aliasing", (*storeSuite).caseNoAliasing},
-	{"empty-value", (*storeSuite).caseEmptyValue},
-	{"binary", (*storeSuite).caseBinary},
-	{"value-too-large", (*storeSuite).caseValueTooLarge},
-	{"ttl-hint-accepted", (*storeSuite).caseTTLHint},
-	{"ttl", (*storeSuite).caseTTL},
-	{"eviction", (*storeSuite).caseEviction},
-	{"concurrent", (*storeSuite).caseConcurrent},
-	{"closed", (*storeSuite).caseClosed},
-	{"close-concurrent", (*storeSuite).caseCloseConcurrent},
+	{"Miss", (*storeSuite).caseMiss},
+	{"SetGetOverwrite", (*storeSuite).caseSetGet},
+	{"Delete", (*storeSuite).caseDelete},
+	{"DeleteMany", (*storeSuite).caseDeleteMany},
+	{"Clear", (*storeSuite).caseClear},
+	{"Len", (*storeSuite).caseLen},
+	{"NoAliasing", (*storeSuite).caseNoAliasing},
+	{"EmptyValue", (*storeSuite).caseEmptyValue},
+	{"Binary", (*storeSuite).caseBinary},
+	{"ValueTooLarge", (*storeSuite).caseValueTooLarge},
+	{"TTLHintAccepted", (*storeSuite).caseTTLHint},
+	{"TTL", (*storeSuite).caseTTL},
+	{"Eviction", (*storeSuite).caseEviction},
+	{"Concurrent", (*storeSuite).caseConcurrent},
+	{"Closed", (*storeSuite).caseClosed},
+	{"CloseConcurrent", (*storeSuite).caseCloseConcurrent},
 }
 
 // open returns a fresh store, closed when t ends.
@@ -259,7 +259,7 @@ func (s *storeSuite) caseLen(t *testing.T) {
 }
 
 func (s *storeSuite) caseNoAliasing(t *testing.T) {
-	t.Run("set", func(t *testing.T) {
+	t.Run("Set", func(t *testing.T) {
 		t.Parallel()
 		st := s.open(t)
 		v := make([]byte, 0, 64) // spare capacity, as a reused buffer has
@@ -269,7 +269,7 @@ func (s *storeSuite) caseNoAliasing(t *testing.T) {
 		_ = append(v, "more"...)
 		expect(t, st, "k", []byte("original"))
 	})
-	t.Run("get", func(t *testing.T) {
+	t.Run("Get", func(t *testing.T) {
 		t.Parallel()
 		st := s.open(t)
 		mustSet(t, st, "k", []byte("original"))
