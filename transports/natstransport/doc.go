@@ -12,8 +12,9 @@
 // by Connect, or else by the first Subscribe or Publish, which fits
 // frameworks whose constructors must not block (fx: construct, then Connect
 // and Subscribe in OnStart). Until it has connected, a Transport made by Open
-// reports DefaultMaxPayload in Limits, since the server's value is unknown;
-// call Connect first where the exact limit matters from the start.
+// reports DefaultMaxPayload (1 MiB, the NATS default) in Limits, since the
+// server's value is unknown, and never reports more afterwards; see
+// Transport.Limits for servers configured below that.
 //
 // # Message Delivery Semantics
 //
@@ -63,8 +64,9 @@
 // call Close, which waits for running handler calls.
 //
 // Limits reports the server's max_payload (from the server's INFO), lowered
-// to Options.MaxPayload if that is smaller. Payloads are published without
-// NATS headers, so the whole limit is available to the payload.
+// to Options.MaxPayload if that is smaller (and to DefaultMaxPayload if
+// Limits was read before the connection existed). Payloads are published
+// without NATS headers, so the whole limit is available to the payload.
 //
 // # URLs
 //

@@ -36,8 +36,9 @@ type Transport struct {
 	servers string
 	owned   bool
 
-	dialMu sync.Mutex
-	nc     atomic.Pointer[nats.Conn]
+	dialMu  sync.Mutex
+	nc      atomic.Pointer[nats.Conn]
+	ceiling atomic.Int64 // MaxPayload reported before connecting, or 0
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -199,12 +200,23 @@ func (t *Transport) Subject() string { return t.subject }
 // not connected yet.
 func (t *Transport) Conn() *nats.Conn { return t.nc.Load() }
 
-// Limits reports the largest payload: the server's max_payload (or
-// Options.MaxPayload if smaller). Before a Transport made by Open has
-// connected, the server's value is not known and DefaultMaxPayload (or
-// Options.MaxPayload) is reported.
+// Limits reports the largest payload: the server's max_payload, lowered to
+// Options.MaxPayload if that is smaller.
+//
+// Before a Transport made by Open has connected, the server's value is not
+// known, and Limits reports DefaultMaxPayload (or Options.MaxPayload). That
+// answer is kept as a ceiling: Limits never reports more later, so a caller
+// that read the limit early (core.New does) never builds payloads the
+// Transport refuses, unless the server's max_payload is below
+// DefaultMaxPayload. Against such a server, set WithMaxPayload or call
+// Connect before reading Limits.
 func (t *Transport) Limits() core.Limits {
-	return core.Limits{MaxPayload: t.maxPayload(t.nc.Load())}
+	nc := t.nc.Load()
+	n := t.maxPayload(nc)
+	if nc == nil {
+		t.ceiling.CompareAndSwap(0, int64(n))
+	}
+	return core.Limits{MaxPayload: n}
 }
 
 func (t *Transport) maxPayload(nc *nats.Conn) int {
@@ -212,6 +224,9 @@ func (t *Transport) maxPayload(nc *nats.Conn) int {
 	if nc != nil {
 		if m := nc.MaxPayload(); m > 0 {
 			n = int(m)
+		}
+		if c := int(t.ceiling.Load()); c > 0 && c < n {
+			n = c
 		}
 	}
 	if t.opts.MaxPayload > 0 && t.opts.MaxPayload < n {

@@ -376,3 +376,40 @@ func TestHandlerPanicLogged(t *testing.T) {
 	}
 	waitFor(t, "panic logged", func() bool { return strings.Contains(logs.String(), "handler failure") })
 }
+
+// TestLimitsCeiling checks that a limit read before connecting is never
+// exceeded later, and that a smaller server limit still wins.
+func TestLimitsCeiling(t *testing.T) {
+	big := testenv.StartNATS(t, testenv.WithNATSMaxPayload(4<<20))
+	small := testenv.StartNATS(t, testenv.WithNATSMaxPayload(4096))
+	tests := []struct {
+		name      string
+		url       string
+		readFirst bool
+		want      int
+	}{
+		{"big server, read early", big.URL(), true, natstransport.DefaultMaxPayload},
+		{"big server, read after connect", big.URL(), false, 4 << 20},
+		{"small server, read early", small.URL(), true, 4096},
+		{"small server, read after connect", small.URL(), false, 4096},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := open(t, tt.url, namespace(t))
+			if tt.readFirst {
+				if got := tr.Limits().MaxPayload; got != natstransport.DefaultMaxPayload {
+					t.Fatalf("Limits before connecting = %d", got)
+				}
+			}
+			if err := tr.Connect(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			if got := tr.Limits().MaxPayload; got != tt.want {
+				t.Fatalf("Limits = %d, want %d", got, tt.want)
+			}
+			if err := tr.Publish(ctxT(t), make([]byte, tt.want+1)); !errors.Is(err, core.ErrPayloadTooLarge) {
+				t.Fatalf("Publish over Limits = %v, want ErrPayloadTooLarge", err)
+			}
+		})
+	}
+}
