@@ -106,6 +106,7 @@ var backplaneCases = []bpCase{
 	{"PerPublisherOrder", (*env).casePerPublisherOrder},
 	{"CancelledContext", (*env).caseCancelledContext},
 	{"SubscribeTwice", (*env).caseSubscribeTwice},
+	{"SubscribeContextEnds", (*env).caseSubscribeContextEnds},
 	{"ConnectedEvent", (*env).caseConnectedEvent},
 	{"Close", (*env).caseClose},
 	{"NoHandlerAfterClose", (*env).caseNoHandlerAfterClose},
@@ -765,6 +766,27 @@ func (e *env) caseSubscribeTwice() {
 	if c := second.calls.Load(); c != 0 {
 		e.t.Errorf("the handler of the failed second Subscribe was called %d times", c)
 	}
+}
+
+// caseSubscribeContextEnds: the context given to Subscribe bounds the
+// setup only; delivery goes on after it is cancelled.
+func (e *env) caseSubscribeContextEnds() {
+	sub := e.instance()
+	rec := e.recorder("subscriber")
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := subscribeSafely(ctx, sub, rec); err != nil {
+		cancel()
+		e.t.Fatalf("Subscribe: %v", err)
+	}
+	cancel()
+	pub := e.instance()
+	ps := make([]string, 3)
+	for i := range ps {
+		ps[i] = e.msg("after-cancel", i)
+		e.publish(pub, ps[i])
+	}
+	e.waitAll([]*recorder{rec}, ps, "Subscribe's context bounds the subscription setup only: "+
+		"delivery goes on after it ends")
 }
 
 // caseConnectedEvent: EventConnected fires exactly once after Subscribe,

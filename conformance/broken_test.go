@@ -79,6 +79,11 @@ var brokenAdapters = map[string]brokenAdapter{
 		run:      brokenTransportRun("late-subscribe"),
 		wantFail: []string{"Backplane/PublishRightAfterSubscribe"},
 	},
+	// A transport that ends delivery when Subscribe's context ends.
+	"subscription-bound-to-context": {
+		run:      brokenTransportRun("subscription-bound-to-context"),
+		wantFail: []string{"Backplane/SubscribeContextEnds"},
+	},
 	// A transport that publishes with a cancelled context.
 	"ignores-context": {
 		run:      brokenTransportRun("ignores-context"),
@@ -233,6 +238,18 @@ func (b *brokenTransport) Subscribe(ctx context.Context, h core.Handler) error {
 		b.member = b.groups.join(b.ns, h)
 		h = b.member
 		b.mu.Unlock()
+	case "subscription-bound-to-context":
+		inner := h
+		var ended atomic.Bool
+		context.AfterFunc(ctx, func() { ended.Store(true) })
+		h = core.HandlerFuncs{
+			Message: func(p []byte) {
+				if !ended.Load() {
+					inner.HandleMessage(p)
+				}
+			},
+			Event: inner.HandleEvent,
+		}
 	case "late-subscribe":
 		if !b.subscribed.CompareAndSwap(false, true) {
 			return core.ErrAlreadySubscribed

@@ -158,6 +158,8 @@
 //   - SubscribeTwice: the second Subscribe fails with an error wrapping
 //     core.ErrAlreadySubscribed, its handler is never called, and the first
 //     subscription keeps working.
+//   - SubscribeContextEnds: cancelling the context given to Subscribe,
+//     once Subscribe returned, does not end delivery.
 //   - ConnectedEvent: EventConnected arrives once after Subscribe, as the
 //     first event, with a non-zero Time; a healthy connection reports no
 //     other event.
