@@ -3,7 +3,9 @@ package natstransport_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,14 +67,34 @@ func kick(t testing.TB, nc *nats.Conn, node func(serverID string) *testenv.NATSS
 }
 
 // sharedHarness uses the machine's NATS server (BACKPLANE_NATS_URL or
-// 127.0.0.1:4222), which must not be restarted.
+// 127.0.0.1:4222), which must not be restarted. Every instance connects
+// through a TCP proxy of its own, so that Disconnect can cut its connection.
 func sharedHarness(t *testing.T) conformance.BackplaneHarness {
-	url := testenv.NATSURL(t)
+	target := testenv.NATSURL(t)
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatalf("shared NATS URL: %v", err)
+	}
+	var mu sync.Mutex
+	proxies := make(map[core.Backplane]*tcpProxy)
 	return conformance.BackplaneHarness{
 		New: func(t testing.TB, ns string) core.Backplane {
-			return connected(t, url, ns)
+			p := startProxy(t, u.Host)
+			pu := *u
+			pu.Host = p.Addr()
+			tr := connected(t, pu.String(), ns, natstransport.WithNATSOptions(nats.IgnoreDiscoveredServers()))
+			mu.Lock()
+			proxies[tr] = p
+			mu.Unlock()
+			return tr
 		},
 		Ordered: true,
+		Disconnect: func(t testing.TB, bp core.Backplane) {
+			mu.Lock()
+			p := proxies[bp]
+			mu.Unlock()
+			p.Cut()
+		},
 	}
 }
 
@@ -83,6 +105,33 @@ func embeddedHarness(t *testing.T) conformance.BackplaneHarness {
 	return conformance.BackplaneHarness{
 		New: func(t testing.TB, ns string) core.Backplane {
 			return connected(t, srv.URL(), ns)
+		},
+		Ordered: true,
+		Disconnect: func(t testing.TB, bp core.Backplane) {
+			kick(t, bp.(*natstransport.Transport).Conn(), func(string) *testenv.NATSServer { return srv })
+		},
+		RestartBroker: func(testing.TB) { srv.Restart() },
+	}
+}
+
+// callerConnHarness is embeddedHarness with Transports made by New over
+// connections the harness dials and closes itself: the path where the
+// Transport follows a caller's connection through nc.StatusChanged.
+func callerConnHarness(t *testing.T) conformance.BackplaneHarness {
+	srv := testenv.StartNATS(t)
+	return conformance.BackplaneHarness{
+		New: func(t testing.TB, ns string) core.Backplane {
+			nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+				nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+			if err != nil {
+				t.Fatalf("connect: %v", err)
+			}
+			t.Cleanup(nc.Close)
+			tr, err := natstransport.New(nc, ns, natstransport.WithLogger(quiet))
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			return tr
 		},
 		Ordered: true,
 		Disconnect: func(t testing.TB, bp core.Backplane) {
@@ -130,6 +179,7 @@ var harnesses = []struct {
 }{
 	{"shared", sharedHarness},
 	{"embedded", embeddedHarness},
+	{"caller-conn", callerConnHarness},
 	{"cluster", clusterHarness},
 }
 
