@@ -62,6 +62,7 @@ type Transport struct {
 	ps         *redis.PubSub
 
 	loopID   atomic.Uint64         // goroutine id of the receive loop
+	busy     atomic.Bool           // a handler call is running
 	lastRead atomic.Int64          // unix nanos of the last reply on ps
 	cause    atomic.Pointer[error] // why the health check replaced ps
 }
@@ -455,6 +456,12 @@ func (t *Transport) healthCheck() {
 		case <-t.life.Done():
 			return
 		case now := <-tick.C:
+			if t.busy.Load() {
+				// The loop is in the handler, not reading: a PING reply
+				// would wait behind it.
+				pingedAt = time.Time{}
+				continue
+			}
 			last := time.Unix(0, t.lastRead.Load())
 			switch {
 			case !pingedAt.IsZero() && last.After(pingedAt):
@@ -494,11 +501,15 @@ func (t *Transport) sleep(d time.Duration) bool {
 }
 
 func (t *Transport) message(h core.Handler, payload string) {
+	t.busy.Store(true)
+	defer t.idle()
 	defer t.recoverHandler("HandleMessage")
 	h.HandleMessage([]byte(payload))
 }
 
 func (t *Transport) event(h core.Handler, kind core.EventKind, err error) {
+	t.busy.Store(true)
+	defer t.idle()
 	defer t.recoverHandler("HandleEvent")
 	if kind == core.EventDisconnected {
 		t.log.Warn("redistransport: subscriber disconnected", "err", err)
@@ -506,6 +517,14 @@ func (t *Transport) event(h core.Handler, kind core.EventKind, err error) {
 		t.log.Info("redistransport: subscriber " + kind.String())
 	}
 	h.HandleEvent(core.Event{Kind: kind, Err: err, Time: time.Now()})
+}
+
+// idle marks the end of a handler call. A slow handler delays the reading
+// of replies, so the health check counts the time spent in the handler as
+// activity rather than as silence of the connection.
+func (t *Transport) idle() {
+	t.lastRead.Store(time.Now().UnixNano())
+	t.busy.Store(false)
 }
 
 func (t *Transport) recoverHandler(method string) {

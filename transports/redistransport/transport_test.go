@@ -566,3 +566,41 @@ func TestTLS(t *testing.T) {
 	}
 	t.Logf("wrong CA: %v", err)
 }
+
+func TestSlowHandlerIsNotASilentConnection(t *testing.T) {
+	ns := uniq("slow")
+	sub := newTransport(t, sharedClient(t, uniq("sub")), ns,
+		redistransport.WithHealthCheck(50*time.Millisecond, 100*time.Millisecond))
+	pub := newTransport(t, sharedClient(t, uniq("pub")), ns)
+	r := &recorder{}
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	h := core.HandlerFuncs{
+		Message: func(p []byte) {
+			if string(p) == "block" {
+				close(entered)
+				<-release
+			}
+			r.HandleMessage(p)
+		},
+		Event: r.HandleEvent,
+	}
+	if err := sub.Subscribe(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(context.Background(), []byte("block")); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	// Block the handler for many health-check periods (the length of the
+	// fault, not a synchronisation).
+	time.Sleep(time.Second)
+	close(release)
+	if err := pub.Publish(context.Background(), []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivery after the slow call", func() bool { return r.has("after") })
+	if k := r.kinds(); !slices.Equal(k, []core.EventKind{core.EventConnected}) {
+		t.Fatalf("events %v; a slow handler must not look like a dead connection", k)
+	}
+}
