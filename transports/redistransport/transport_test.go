@@ -604,3 +604,46 @@ func TestSlowHandlerIsNotASilentConnection(t *testing.T) {
 		t.Fatalf("events %v; a slow handler must not look like a dead connection", k)
 	}
 }
+
+func TestACLUserFromURL(t *testing.T) {
+	// alice may only use the backplane channels.
+	srv := testenv.StartRedis(t, testenv.WithRedisArgs("--user", "alice", "on", ">s3cret", "resetchannels", "&backplane:*", "+@all"))
+	ns := uniq("acl")
+	url := "redis://alice:s3cret@" + srv.Addr() + "/2"
+	a, err := redistransport.Open(url, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	r := subscribe(t, a)
+	if err := a.Publish(context.Background(), []byte("acl ok")); err != nil {
+		t.Fatalf("Publish as alice: %v", err)
+	}
+	waitFor(t, "delivery as an ACL user", func() bool { return r.has("acl ok") })
+
+	cases := []struct {
+		name, url string
+		opts      []redistransport.Option
+		want      string
+	}{
+		{"wrong password", "redis://alice:wrong@" + srv.Addr(), nil, "WRONGPASS"},
+		{"channel not allowed", url, []redistransport.Option{redistransport.WithChannelPrefix("other:")}, "NOPERM"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tr, err := redistransport.Open(c.url, ns, c.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), bound)
+			defer cancel()
+			if err := tr.Subscribe(ctx, &recorder{}); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("Subscribe: %v; want an error with %s", err, c.want)
+			}
+			if err := tr.Publish(ctx, []byte("x")); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("Publish: %v; want an error with %s", err, c.want)
+			}
+		})
+	}
+}
