@@ -36,11 +36,13 @@
 // losing messages in the process; when it slows it too much, Redis
 // disconnects the subscriber, which is reported as above.
 //
-// The engine (core.Cache) turns this into safe caching: on
-// EventReconnected it flushes the instance's local store, because
-// invalidations may have been missed; per-source sequence numbers in every
-// message and periodic heartbeats let it detect gaps that no event
-// reveals, and flush then too. Per-entry TTLs bound staleness in any case.
+// The engine (core.Cache) turns this into safe caching. With its default
+// policies it clears the instance's local store on EventDisconnected and
+// stops caching until the subscription is back, then clears it again on
+// EventReconnected, because invalidations may have been missed meanwhile.
+// Per-source sequence numbers in every message reveal gaps that no event
+// reports, and heartbeats reveal a link that went silent; both make it
+// flush too. Per-entry TTLs bound staleness in any case.
 //
 // Publish sends the payloads of one call in one pipeline (one round trip)
 // and returns when Redis answered every PUBLISH; messages of one publisher

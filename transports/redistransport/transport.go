@@ -36,8 +36,8 @@ var (
 //
 // A Transport is safe for concurrent use. Publish may be called from any
 // number of goroutines. The handler given to Subscribe is called from one
-// goroutine owned by the Transport, one call at a time. Close must not be
-// called from inside the handler.
+// goroutine owned by the Transport, one call at a time, and may call Close
+// (which then does not wait for the handler it is called from).
 //
 // The subscription uses its own connection. When that connection breaks,
 // go-redis dials again and renews the subscription by itself; the Transport
