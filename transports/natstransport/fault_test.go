@@ -368,3 +368,74 @@ func TestNKeyAuth(t *testing.T) {
 		t.Fatalf("Connect without the NKey = %v, want nats.ErrAuthorization", err)
 	}
 }
+
+// TestMissedStatusNotifications checks that a Transport over a caller's
+// connection recovers its view of the connection when nats.go dropped status
+// notifications (it drops them while a listener's buffer is full, here
+// because the handler is stuck while the server restarts many times).
+func TestMissedStatusNotifications(t *testing.T) {
+	srv := testenv.StartNATS(t)
+	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ns := namespace(t)
+	tr, err := natstransport.New(nc, ns, natstransport.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	release := make(chan struct{})
+	var once sync.Once
+	defer once.Do(func() { close(release) })
+	var mu sync.Mutex
+	var kinds []core.EventKind
+	var gotX atomic.Bool
+	h := core.HandlerFuncs{Message: func(p []byte) { gotX.Store(string(p) == "x") }, Event: func(ev core.Event) {
+		mu.Lock()
+		kinds = append(kinds, ev.Kind)
+		first := ev.Kind == core.EventDisconnected && len(kinds) == 2
+		mu.Unlock()
+		if first {
+			<-release
+		}
+	}}
+	if err := tr.Subscribe(ctxT(t), h); err != nil {
+		t.Fatal(err)
+	}
+	const restarts = 8 // 16 status changes, more than nats.go buffers
+	for i := range restarts {
+		srv.Restart()
+		want := uint64(i + 1)
+		waitFor(t, "client reconnected", func() bool { return nc.IsConnected() && nc.Stats().Reconnects >= want })
+	}
+	once.Do(func() { close(release) })
+	waitFor(t, "final EventReconnected", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(kinds) > 0 && kinds[len(kinds)-1] == core.EventReconnected
+	})
+	mu.Lock()
+	got := append([]core.EventKind(nil), kinds...)
+	mu.Unlock()
+	// Events alternate: connected, then disconnected/reconnected pairs.
+	for i, k := range got {
+		want := core.EventDisconnected
+		switch {
+		case i == 0:
+			want = core.EventConnected
+		case i%2 == 0:
+			want = core.EventReconnected
+		}
+		if k != want {
+			t.Fatalf("events %v: #%d is %v, want %v", got, i, k, want)
+		}
+	}
+	// And delivery works.
+	pub := open(t, srv.URL(), ns)
+	if err := pub.Publish(ctxT(t), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivery", gotX.Load)
+}
