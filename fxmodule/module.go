@@ -109,11 +109,7 @@ func New(p Params) (Result, error) {
 	where := cfg.RedactedTransportURL()
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
-			ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
-			defer cancel()
-			if err := c.Start(ctx); err != nil {
-				// fx does not run the OnStop of a hook whose OnStart failed.
-				_ = c.Close()
+			if err := start(ctx, c, cfg.StartTimeout); err != nil {
 				return fmt.Errorf("backplane: start over %s (namespace %q): %w", where, cfg.Namespace, err)
 			}
 			return nil
@@ -123,6 +119,31 @@ func New(p Params) (Result, error) {
 		},
 	})
 	return Result{Cache: c, Backplane: bp, Store: store, Health: Check(c)}, nil
+}
+
+// start starts c within ctx and timeout. It returns when the deadline
+// passes even if the transport does not honour it (a dial or handshake with
+// a timeout of its own); c is then closed as soon as Start returns. On
+// failure c is closed: fx does not run the OnStop of a hook whose OnStart
+// failed.
+func start(ctx context.Context, c *core.Cache, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Start(ctx) }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			_ = c.Close()
+		}
+		return err
+	case <-ctx.Done():
+		go func() {
+			<-errc
+			_ = c.Close()
+		}()
+		return fmt.Errorf("delivery not active before the start deadline (start_timeout %v): %w", timeout, context.Cause(ctx))
+	}
 }
 
 // Errors of a HealthCheck, besides core.ErrNotStarted. Match them with

@@ -1,0 +1,267 @@
+package fxmodule_test
+
+import (
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/fxmodule"
+)
+
+// yamlFor nests "a.b.c: v" into a YAML document.
+func yamlFor(path, value string) string {
+	parts := strings.Split(path, ".")
+	var b strings.Builder
+	for i, p := range parts {
+		b.WriteString(strings.Repeat("  ", i) + p + ":")
+		if i == len(parts)-1 {
+			b.WriteString(" " + value)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func TestConfigFieldsFromEnvAndYAML(t *testing.T) {
+	tests := []struct {
+		path  string // YAML path; the env variable derives from it
+		value string
+		check func(t *testing.T, c fxmodule.Config)
+	}{
+		{"namespace", "orders", func(t *testing.T, c fxmodule.Config) { eq(t, c.Namespace, "orders") }},
+		{"transport_url", "redis://cache:6379/0", func(t *testing.T, c fxmodule.Config) { eq(t, c.TransportURL, "redis://cache:6379/0") }},
+		{"store.name", "teststore", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.Name, "teststore") }},
+		{"store.bigcache.shards", "64", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.BigCache.BigCache().Shards, 64) }},
+		{"store.bigcache.max_size_mb", "32", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.BigCache.BigCache().HardMaxCacheSize, 32) }},
+		{"store.bigcache.life_window", "20m", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.BigCache.BigCache().LifeWindow, 20*time.Minute) }},
+		{"store.bigcache.clean_window", "30s", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.BigCache.BigCache().CleanWindow, 30*time.Second) }},
+		{"store.bigcache.max_entries_in_window", "500", func(t *testing.T, c fxmodule.Config) {
+			eq(t, c.Store.BigCache.BigCache().MaxEntriesInWindow, 500)
+		}},
+		{"store.bigcache.max_entry_size", "2048", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.BigCache.BigCache().MaxEntrySize, 2048) }},
+		{"store.params.region", "eu", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.Params["region"], "eu") }},
+		{"ttl", "5m", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().TTL, 5*time.Minute) }},
+		{"ttl_jitter", "0.25", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().TTLJitter, 0.25) }},
+		{"on_disconnect", "keep", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().OnDisconnect, core.PolicyKeep) }},
+		{"on_reconnect", "keep", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().OnReconnect, core.PolicyKeep) }},
+		{"on_gap", "keep", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().OnGap, core.PolicyKeep) }},
+		{"heartbeat_interval", "250ms", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().HeartbeatInterval, 250*time.Millisecond) }},
+		{"heartbeat_timeout", "2s", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().HeartbeatTimeout, 2*time.Second) }},
+		{"max_keys_per_call", "100", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().MaxKeysPerCall, 100) }},
+		{"max_batch_keys", "200", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().MaxBatchKeys, 200) }},
+		{"max_payload", "65536", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().MaxPayload, 65536) }},
+		{"queue_size", "16", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().QueueSize, 16) }},
+		{"publish_timeout", "750ms", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().PublishTimeout, 750*time.Millisecond) }},
+		{"start_timeout", "3s", func(t *testing.T, c fxmodule.Config) { eq(t, c.StartTimeout, 3*time.Second) }},
+		{"close_timeout", "9s", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().CloseTimeout, 9*time.Second) }},
+	}
+
+	var covered []string
+	for _, tt := range tests {
+		covered = append(covered, strings.TrimSuffix(tt.path, ".region"))
+	}
+	for _, p := range fxmodule.ConfigFieldPaths() {
+		if !slices.Contains(covered, p) {
+			t.Errorf("Config field %s has no case in this table", p)
+		}
+	}
+
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			// The default must differ from the value, or the case proves nothing.
+			def := fxmodule.DefaultConfig()
+			def.Namespace = "default-ns"
+			before := def
+
+			env := def
+			name := "APP_" + strings.ToUpper(strings.ReplaceAll(tt.path, ".", "_"))
+			if err := env.ApplyEnv("APP_", []string{name + "=" + tt.value, "UNRELATED=1"}); err != nil {
+				t.Fatalf("ApplyEnv(%s): %v", name, err)
+			}
+			if reflect.DeepEqual(env, before) {
+				t.Fatalf("%s=%s changed nothing", name, tt.value)
+			}
+			tt.check(t, env)
+			if err := env.Validate(); err != nil {
+				t.Fatalf("Validate after %s: %v", name, err)
+			}
+
+			y := def
+			doc := yamlFor(tt.path, tt.value)
+			if err := y.ApplyYAML(strings.NewReader(doc)); err != nil {
+				t.Fatalf("ApplyYAML(%q): %v", doc, err)
+			}
+			tt.check(t, y)
+			if !reflect.DeepEqual(env, y) {
+				t.Fatalf("env and YAML differ:\nenv  %+v\nyaml %+v", env, y)
+			}
+		})
+	}
+}
+
+func eq[T comparable](t *testing.T, got, want T) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestDefaultConfig(t *testing.T) {
+	c := fxmodule.DefaultConfig()
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "namespace") {
+		t.Fatalf("DefaultConfig without namespace: Validate = %v, want a namespace error", err)
+	}
+	c.Namespace = "ns"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if got, want := c.CoreOptions(), core.DefaultOptions(); !reflect.DeepEqual(got, want) {
+		t.Errorf("CoreOptions of DefaultConfig = %+v, want core.DefaultOptions %+v", got, want)
+	}
+	if c.TransportURL != "mem://" || c.Store.Name != "bigcache" || c.StartTimeout != fxmodule.DefaultStartTimeout {
+		t.Errorf("defaults: %+v", c)
+	}
+	// A namespace in the URL is enough.
+	c = fxmodule.DefaultConfig()
+	c.TransportURL = "mem://?namespace=fromurl"
+	if err := c.Validate(); err != nil {
+		t.Errorf("namespace in URL: %v", err)
+	}
+}
+
+func TestValidateNamesFields(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(*fxmodule.Config)
+		want   string
+	}{
+		{"empty url", func(c *fxmodule.Config) { c.TransportURL = "" }, "transport_url"},
+		{"url without scheme", func(c *fxmodule.Config) { c.TransportURL = "127.0.0.1:6379" }, "no scheme"},
+		{"empty store", func(c *fxmodule.Config) { c.Store.Name = "" }, "store.name"},
+		{"policy", func(c *fxmodule.Config) { c.OnGap = "maybe" }, "on_gap"},
+		{"start timeout", func(c *fxmodule.Config) { c.StartTimeout = 0 }, "start_timeout"},
+		{"shards", func(c *fxmodule.Config) { c.Store.BigCache.Shards = 3 }, "store.bigcache.shards"},
+		{"max size", func(c *fxmodule.Config) { c.Store.BigCache.MaxSizeMB = -1 }, "store.bigcache.max_size_mb"},
+		{"life window", func(c *fxmodule.Config) { c.Store.BigCache.LifeWindow = 0 }, "store.bigcache.life_window"},
+		{"clean window", func(c *fxmodule.Config) { c.Store.BigCache.CleanWindow = -1 }, "store.bigcache.clean_window"},
+		{"entries", func(c *fxmodule.Config) { c.Store.BigCache.MaxEntriesInWindow = 0 }, "max_entries_in_window"},
+		{"entry size", func(c *fxmodule.Config) { c.Store.BigCache.MaxEntrySize = 0 }, "max_entry_size"},
+		{"jitter", func(c *fxmodule.Config) { c.TTLJitter = 1 }, "TTLJitter"},
+		{"ttl", func(c *fxmodule.Config) { c.TTL = -time.Second }, "TTL"},
+		{"heartbeat", func(c *fxmodule.Config) { c.HeartbeatTimeout = c.HeartbeatInterval }, "HeartbeatTimeout"},
+		{"queue", func(c *fxmodule.Config) { c.QueueSize = 0 }, "QueueSize"},
+		{"keys per call", func(c *fxmodule.Config) { c.MaxKeysPerCall = 0 }, "MaxKeysPerCall"},
+		{"batch keys", func(c *fxmodule.Config) { c.MaxBatchKeys = 0 }, "MaxBatchKeys"},
+		{"payload", func(c *fxmodule.Config) { c.MaxPayload = -1 }, "MaxPayload"},
+		{"publish timeout", func(c *fxmodule.Config) { c.PublishTimeout = 0 }, "PublishTimeout"},
+		{"close timeout", func(c *fxmodule.Config) { c.CloseTimeout = 0 }, "CloseTimeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := fxmodule.DefaultConfig()
+			c.Namespace = "ns"
+			tt.modify(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate = %v, want an error naming %s", err, tt.want)
+			}
+			if !errors.Is(err, core.ErrInvalidOption) {
+				t.Errorf("Validate error does not wrap core.ErrInvalidOption: %v", err)
+			}
+		})
+	}
+}
+
+func TestLoadEnv(t *testing.T) {
+	t.Setenv("BACKPLANE_NAMESPACE", "env-ns")
+	t.Setenv("BACKPLANE_TRANSPORT_URL", "mem://envhub")
+	t.Setenv("BACKPLANE_TTL", "5m")
+	c, err := fxmodule.LoadEnv("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Namespace != "env-ns" || c.TransportURL != "mem://envhub" || c.TTL != 5*time.Minute {
+		t.Fatalf("LoadEnv = %+v", c)
+	}
+	t.Setenv("BACKPLANE_TTL", "five minutes")
+	t.Setenv("BACKPLANE_QUEUE_SIZE", "many")
+	_, err = fxmodule.LoadEnv("BACKPLANE_")
+	for _, want := range []string{"BACKPLANE_TTL", "five minutes", "duration", "BACKPLANE_QUEUE_SIZE", "integer"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadEnv with bad values = %v, want it to mention %q", err, want)
+		}
+	}
+}
+
+func TestLoadYAML(t *testing.T) {
+	const doc = `
+namespace: yaml-ns
+transport_url: mem://yamlhub
+ttl: 90s
+store:
+  name: bigcache
+  bigcache:
+    shards: 16
+    max_size_mb: 8
+`
+	c, err := fxmodule.LoadYAML(strings.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Namespace != "yaml-ns" || c.TTL != 90*time.Second || c.Store.BigCache.Shards != 16 || c.Store.BigCache.MaxSizeMB != 8 {
+		t.Fatalf("LoadYAML = %+v", c)
+	}
+	if c.HeartbeatInterval != time.Second {
+		t.Errorf("an absent field lost its default: %v", c.HeartbeatInterval)
+	}
+	if c, err := fxmodule.LoadYAML(strings.NewReader("")); err == nil || c.TTL != 10*time.Minute {
+		t.Errorf("empty document: %+v, %v (want defaults and a missing-namespace error)", c, err)
+	}
+
+	bad := []struct {
+		name, doc string
+		want      []string
+	}{
+		{"unknown field", "namespace: x\nttl_seconds: 5\n", []string{"line 2", `unknown field "ttl_seconds"`, "valid:", "transport_url"}},
+		{"unknown nested field", "namespace: x\nstore:\n  bigcache:\n    size: 5\n", []string{"line 4", `"size"`, "store.bigcache", "max_size_mb"}},
+		{"bad duration", "namespace: x\npublish_timeout: 5 seconds\n", []string{"line 2", "publish_timeout", "5 seconds", "duration"}},
+		{"bad nested duration", "namespace: x\nstore:\n  bigcache:\n    life_window: forever\n", []string{"store.bigcache.life_window", "forever"}},
+		{"bad number", "namespace: x\nttl_jitter: lots\n", []string{"ttl_jitter", "number"}},
+		{"section as value", "namespace: x\nstore: bigcache\n", []string{"store must be a mapping"}},
+		{"list as value", "namespace: [a, b]\n", []string{"namespace must be a single value"}},
+		{"not yaml", "namespace: [\n", []string{"yaml"}},
+		{"two errors", "ttl: x\nqueue_size: y\n", []string{"ttl", "queue_size"}},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := fxmodule.LoadYAML(strings.NewReader(tt.doc))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadYAMLFile(t *testing.T) {
+	path := writeFile(t, "backplane.yaml", "namespace: file-ns\nttl: 1m\n")
+	c, err := fxmodule.LoadYAMLFile(path)
+	if err != nil || c.Namespace != "file-ns" || c.TTL != time.Minute {
+		t.Fatalf("LoadYAMLFile = %+v, %v", c, err)
+	}
+	if _, err := fxmodule.LoadYAMLFile(path + ".missing"); err == nil {
+		t.Fatal("missing file: no error")
+	}
+	bad := writeFile(t, "bad.yaml", "namespace: x\nttl: soon\n")
+	if _, err := fxmodule.LoadYAMLFile(bad); err == nil || !strings.Contains(err.Error(), "bad.yaml") || !strings.Contains(err.Error(), "ttl") {
+		t.Fatalf("bad file: %v, want the file and field named", err)
+	}
+}
