@@ -647,3 +647,73 @@ func TestACLUserFromURL(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterSlotMigration moves the slot of the channel to another master:
+// Redis ends the shard subscription (sunsubscribe), and the transport must
+// report it, follow the slot and resume delivery.
+func TestClusterSlotMigration(t *testing.T) {
+	cl := testenv.StartRedisCluster(t, 3)
+	ns := uniq("migrate")
+	mk := func() (*redistransport.Transport, *recorder) {
+		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+		t.Cleanup(func() { _ = cc.Close() })
+		tr := newTransport(t, cc, ns, fastRecovery...)
+		return tr, subscribe(t, tr)
+	}
+	a, ra := mk()
+	_, rb := mk()
+	publishUntil(t, a, "before", ra, rb)
+
+	slot, err := cl.Nodes[0].Do("CLUSTER", "KEYSLOT", a.Channel())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, len(cl.Nodes))
+	src := -1
+	for i, n := range cl.Nodes {
+		if ids[i], err = n.Do("CLUSTER", "MYID"); err != nil {
+			t.Fatal(err)
+		}
+		// The owner of the slot is the node with the shard subscribers.
+		nc := redis.NewClient(&redis.Options{Addr: n.Addr()})
+		subs, err := nc.PubSubShardNumSub(context.Background(), a.Channel()).Result()
+		_ = nc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if subs[a.Channel()] > 0 {
+			src = i
+		}
+	}
+	if src < 0 {
+		t.Fatal("no node has the shard subscribers")
+	}
+	dst := (src + 1) % len(cl.Nodes)
+	do := func(n int, args ...string) {
+		t.Helper()
+		if _, err := cl.Nodes[n].Do(args...); err != nil {
+			t.Fatalf("%s on %s: %v", strings.Join(args, " "), cl.Nodes[n].Addr(), err)
+		}
+	}
+	do(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src])
+	do(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst])
+	do(dst, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
+	do(src, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
+	for i := range cl.Nodes {
+		if i != src && i != dst {
+			do(i, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
+		}
+	}
+	for name, r := range map[string]*recorder{"a": ra, "b": rb} {
+		d := expectRecovery(t, r, 1)
+		if !errors.Is(d.Err, redistransport.ErrUnsubscribed) {
+			t.Errorf("%s: disconnect cause %v; want redistransport.ErrUnsubscribed", name, d.Err)
+		}
+	}
+	publishUntil(t, a, "after", ra, rb)
+	nc := redis.NewClient(&redis.Options{Addr: cl.Nodes[dst].Addr()})
+	defer nc.Close()
+	if subs, err := nc.PubSubShardNumSub(context.Background(), a.Channel()).Result(); err != nil || subs[a.Channel()] != 2 {
+		t.Errorf("new owner %s has %v shard subscribers (%v); want 2", cl.Nodes[dst].Addr(), subs, err)
+	}
+}
