@@ -366,26 +366,43 @@ func TestNoHandlerCallAfterClose(t *testing.T) {
 }
 
 func TestClientKillSubscriber(t *testing.T) {
-	srv := testenv.StartRedis(t)
-	ns := uniq("kill")
-	subName := uniq("sub")
-	sub := newTransport(t, newClient(t, srv.Addr(), subName), ns, fastRecovery...)
-	pub := newTransport(t, newClient(t, srv.Addr(), uniq("pub")), ns, fastRecovery...)
-	r := subscribe(t, sub)
-	for round := range 3 {
-		from := len(r.kinds())
-		if n := testenv.RedisKillNamedSubscribers(t, srv.Addr(), nil, subName); n != 1 {
-			t.Fatalf("round %d: killed %d subscriber connections; want 1", round, n)
-		}
-		d := expectRecovery(t, r, from)
-		if d.Err == nil || d.Time.IsZero() {
-			t.Errorf("round %d: EventDisconnected without cause or time: %+v", round, d)
-		}
-		publishUntil(t, pub, fmt.Sprint("after-kill-", round), r)
-	}
-	k := r.kinds()
-	if k[0] != core.EventConnected || slices.Index(k[1:], core.EventConnected) >= 0 {
-		t.Errorf("events %v; want connected once, first", k)
+	for _, proto := range []int{2, 3} {
+		t.Run(fmt.Sprint("RESP", proto), func(t *testing.T) {
+			srv := testenv.StartRedis(t)
+			ns := uniq("kill")
+			subName := uniq("sub")
+			client := func(name string) *redis.Client {
+				c := redis.NewClient(&redis.Options{Addr: srv.Addr(), ClientName: name, Protocol: proto})
+				t.Cleanup(func() { _ = c.Close() })
+				return c
+			}
+			sub := newTransport(t, client(subName), ns, fastRecovery...)
+			pub := newTransport(t, client(uniq("pub")), ns, fastRecovery...)
+			r := subscribe(t, sub)
+			for round := range 3 {
+				from := len(r.kinds())
+				if n := testenv.RedisKillNamedSubscribers(t, srv.Addr(), nil, subName); n != 1 {
+					t.Fatalf("round %d: killed %d subscriber connections; want 1", round, n)
+				}
+				d := expectRecovery(t, r, from)
+				if d.Err == nil || d.Time.IsZero() {
+					t.Errorf("round %d: EventDisconnected without cause or time: %+v", round, d)
+				}
+				publishUntil(t, pub, fmt.Sprint("after-kill-", round), r)
+			}
+			// Idle for several health-check periods: PINGs are answered
+			// on this protocol, so nothing else happens.
+			n := len(r.kinds())
+			time.Sleep(time.Second)
+			publishUntil(t, pub, "after-idle", r)
+			k := r.kinds()
+			if len(k) != n {
+				t.Errorf("events while idle: %v", k[n:])
+			}
+			if k[0] != core.EventConnected || slices.Index(k[1:], core.EventConnected) >= 0 {
+				t.Errorf("events %v; want connected once, first", k)
+			}
+		})
 	}
 }
 
