@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -438,4 +439,55 @@ func TestMissedStatusNotifications(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "delivery", gotX.Load)
+}
+
+// TestDialHonoursContext checks that a dial to a server that never answers
+// ends the caller's wait with its context, and that Close then waits for
+// the dial to give up (no goroutine left behind).
+func TestDialHonoursContext(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // accept, never say INFO
+			mu.Unlock()
+		}
+	})
+	defer func() {
+		_ = ln.Close()
+		wg.Wait()
+		mu.Lock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	}()
+	tr, err := natstransport.Open("nats://"+ln.Addr().String(), namespace(t), natstransport.WithConnectTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := tr.Connect(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Connect = %v, want context.DeadlineExceeded", err)
+	}
+	if err := tr.Subscribe(ctx, &recorder{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Subscribe = %v, want context.DeadlineExceeded", err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Connect(ctxT(t)); !errors.Is(err, core.ErrClosed) {
+		t.Fatalf("Connect after Close = %v, want ErrClosed", err)
+	}
 }

@@ -59,8 +59,9 @@ type Options struct {
 	// ReconnectWait is the pause between reconnect attempts to the same
 	// server (Open only). The connection retries forever.
 	ReconnectWait time.Duration
-	// ConnectTimeout bounds the dial of each server (Open only); the
-	// deadline of the context of the first Subscribe or Publish shortens it.
+	// ConnectTimeout bounds the dial of each server, the first one and
+	// every reconnect (Open only). The context of Connect, Subscribe or
+	// Publish bounds how long that call waits for the first dial.
 	ConnectTimeout time.Duration
 	// PingInterval is how often the client pings the server to detect a
 	// dead connection (Open only).

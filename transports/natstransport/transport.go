@@ -36,7 +36,9 @@ type Transport struct {
 	servers string
 	owned   bool
 
-	dialMu  sync.Mutex
+	dialMu  sync.Mutex // guards dialing and the store of nc
+	dialing *dial      // the dial in progress, or nil
+	dialWG  sync.WaitGroup
 	nc      atomic.Pointer[nats.Conn]
 	ceiling atomic.Int64 // MaxPayload reported before connecting, or 0
 
@@ -236,34 +238,83 @@ func (t *Transport) maxPayload(nc *nats.Conn) int {
 }
 
 // conn returns the connection, dialling it for a Transport made by Open.
+// The dial runs in a goroutine of its own, so that ctx bounds the wait
+// without shortening nats.go's connect timeout (which also applies to
+// every reconnect); a dial that outlives its caller's ctx still completes
+// and its connection serves the next call.
 func (t *Transport) conn(ctx context.Context) (*nats.Conn, error) {
 	if nc := t.nc.Load(); nc != nil {
 		return nc, nil
 	}
 	t.dialMu.Lock()
-	defer t.dialMu.Unlock()
 	if nc := t.nc.Load(); nc != nil {
+		t.dialMu.Unlock()
 		return nc, nil
 	}
 	if t.closed.Load() {
+		t.dialMu.Unlock()
 		return nil, core.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
+		t.dialMu.Unlock()
 		return nil, err
 	}
-	o, err := t.natsOptions(ctx)
-	if err != nil {
-		return nil, err
+	d := t.dialing
+	if d == nil {
+		o, err := t.natsOptions()
+		if err != nil {
+			t.dialMu.Unlock()
+			return nil, err
+		}
+		d = &dial{done: make(chan struct{})}
+		t.dialing = d
+		t.dialWG.Add(1)
+		go t.dial(o, d)
 	}
-	nc, err := o.Connect()
-	if err != nil {
-		return nil, fmt.Errorf("natstransport: connect to %s: %w", redactURLs(t.servers), err)
+	t.dialMu.Unlock()
+	select {
+	case <-d.done:
+		if d.err != nil {
+			return nil, d.err
+		}
+		if t.closed.Load() {
+			return nil, core.ErrClosed
+		}
+		return d.nc, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("natstransport: connect to %s: %w", redactURLs(t.servers), ctx.Err())
 	}
-	t.nc.Store(nc)
-	return nc, nil
 }
 
-func (t *Transport) natsOptions(ctx context.Context) (nats.Options, error) {
+// dial is one connection attempt of a Transport made by Open.
+type dial struct {
+	done chan struct{} // closed when nc, err are set
+	nc   *nats.Conn
+	err  error
+}
+
+func (t *Transport) dial(o nats.Options, d *dial) {
+	defer t.dialWG.Done()
+	nc, err := o.Connect()
+	if err != nil {
+		err = fmt.Errorf("natstransport: connect to %s: %w", redactURLs(t.servers), err)
+	}
+	t.dialMu.Lock()
+	if err == nil {
+		if t.closed.Load() {
+			nc.Close()
+			nc, err = nil, core.ErrClosed
+		} else {
+			t.nc.Store(nc)
+		}
+	}
+	d.nc, d.err = nc, err
+	t.dialing = nil
+	t.dialMu.Unlock()
+	close(d.done)
+}
+
+func (t *Transport) natsOptions() (nats.Options, error) {
 	o := nats.GetDefaultOptions()
 	o.Servers = nil
 	for s := range strings.SplitSeq(t.servers, ",") {
@@ -278,11 +329,6 @@ func (t *Transport) natsOptions(ctx context.Context) (nats.Options, error) {
 	o.ReconnectWait = t.opts.ReconnectWait
 	o.PingInterval = t.opts.PingInterval
 	o.Timeout = t.opts.ConnectTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		if d := time.Until(dl); d < o.Timeout {
-			o.Timeout = max(d, time.Millisecond)
-		}
-	}
 	o.User, o.Password, o.Token = t.opts.User, t.opts.Password, t.opts.Token
 	var extra []nats.Option
 	if t.opts.TLSConfig != nil {
@@ -363,9 +409,9 @@ func (t *Transport) notify(n note) {
 
 // Connect dials the connection of a Transport made by Open now rather than
 // on first use, so that a wrong URL or credentials fail early and Limits
-// reports the server's max_payload from the start. ctx's deadline bounds
-// the dial. For a Transport made by New, and once connected, Connect does
-// nothing.
+// reports the server's max_payload from the start. ctx bounds the wait;
+// Options.ConnectTimeout bounds each server's dial. For a Transport made by
+// New, and once connected, Connect does nothing.
 func (t *Transport) Connect(ctx context.Context) error {
 	if t.closed.Load() {
 		return core.ErrClosed
@@ -731,10 +777,10 @@ func (t *Transport) Close() error {
 		t.hmu.Lock()
 		t.hclosed = true
 		t.hmu.Unlock()
-		t.dialMu.Lock()
-		nc := t.nc.Load()
-		t.dialMu.Unlock()
-		if nc != nil && t.owned {
+		// A dial in progress ends within ConnectTimeout per server and
+		// closes its connection itself, seeing closed.
+		t.dialWG.Wait()
+		if nc := t.nc.Load(); nc != nil && t.owned {
 			nc.Close()
 		}
 	})
