@@ -1,0 +1,115 @@
+// Package fxmodule wires a backplane cache into a go.uber.org/fx
+// application, with the transport and the store chosen by configuration
+// rather than in code.
+//
+//	app := fx.New(
+//		fxmodule.ConfigFromEnv("BACKPLANE_"), // or ConfigFromYAML(path), or fx.Supply(cfg)
+//		fxmodule.Module,                       // provides *core.Cache, core.Backplane, core.LocalStore, HealthCheck
+//		fx.Invoke(func(c *core.Cache) { ... }),
+//	)
+//
+// Module builds the cache from the Config in the graph. Its constructor
+// does no I/O; OnStart dials, subscribes and returns once delivery is
+// active, bounded by the start context and Config.StartTimeout, so an
+// unreachable broker fails the application's start with the cause instead
+// of hanging; OnStop drains pending invalidations (bounded by the stop
+// context) and closes the cache, its transport and its store. When the
+// graph holds a redis.UniversalClient or a *nats.Conn, the matching
+// transport uses it instead of dialling, and leaves it open. The
+// HealthCheck it provides reports whether invalidations are flowing, for a
+// readiness probe.
+//
+// Everything works without fx too: OpenBackplane, OpenStore,
+// Config.CoreOptions and core.New.
+//
+// # Configuration
+//
+// Config has one field per setting, with yaml and json tags. LoadEnv reads
+// the environment: the variable of a field is the prefix (BACKPLANE_ by
+// default) and the field's YAML path in upper case, dots as underscores.
+// LoadYAML reads a document with the same keys; an unknown key, or a value
+// that does not parse, is an error that names the field. Both start from
+// DefaultConfig.
+//
+//	YAML key                             default   meaning
+//	namespace                            (none)    required; instances share invalidations within it
+//	transport_url                        mem://    the transport, by URL (see URLs)
+//	store.name                           bigcache  a registered store
+//	store.bigcache.shards                256       a power of two
+//	store.bigcache.max_size_mb           256       memory bound in MiB (0: none)
+//	store.bigcache.life_window           10m       bigcache's own eviction; keep it >= ttl
+//	store.bigcache.clean_window          1m        cleanup period (0: no cleanup goroutine)
+//	store.bigcache.max_entries_in_window 10000     initial sizing
+//	store.bigcache.max_entry_size        512       initial sizing, bytes
+//	store.params.<key>                   (none)    settings of another registered store
+//	ttl                                  10m       entry lifetime (0: none)
+//	ttl_jitter                           0.1       spread of expiries, in [0, 1)
+//	on_disconnect                        flush     flush or keep while the link is down
+//	on_reconnect                         flush     flush or keep when it is back
+//	on_gap                               flush     flush or keep when messages were lost
+//	heartbeat_interval                   1s        0 disables heartbeats and silence detection
+//	heartbeat_timeout                    0         silence that counts as down (0: 3 x interval)
+//	max_keys_per_call                    10000     keys of one Invalidate
+//	max_batch_keys                       16384     keys of one publish round
+//	max_payload                          0         message size cap (0: the transport's limit)
+//	queue_size                           1024      Invalidate and Clear calls waiting to publish
+//	publish_timeout                      5s        one publish round trip
+//	start_timeout                        10s       dial and subscribe at start
+//	close_timeout                        5s        drain at close when no context bounds it
+//
+// The environment variable of store.bigcache.shards is
+// BACKPLANE_STORE_BIGCACHE_SHARDS, that of ttl BACKPLANE_TTL, and so on.
+// Other variables with the prefix are ignored, so that tools may share it.
+// Durations are written like 500ms, 5s or 10m. The engine settings are
+// those of core.Options (Config.CoreOptions converts them).
+//
+// # URLs
+//
+// OpenBackplane picks the transport by the URL's scheme, the way
+// gocloud.dev opens URLs. Every scheme accepts namespace=, which overrides
+// Config.Namespace. An unknown scheme, or a query parameter the scheme does
+// not know, is an error that lists the valid ones. Error messages never
+// contain a URL's password.
+//
+//	mem://[name]       the process-wide in-memory hub name ("default"), see MemHub
+//	    max_payload=N  queue_size=N   (applied when the hub is first used)
+//
+//	redis://[user:password@]host:port[/db]    Redis pub/sub (transports/redistransport)
+//	rediss://...                              the same over TLS
+//	    sharded=true|false      sharded (SPUBLISH/SSUBSCRIBE) or classic pub/sub;
+//	                            default: sharded on a cluster, classic otherwise
+//	    addr=host:port          another cluster node (repeatable): a cluster client
+//	    cluster=true            a cluster client from the URL's host alone
+//	    max_payload=N           largest message (default 1 MiB)
+//	    channel_prefix=S        channel is S{namespace} (default "backplane:")
+//	    client_name=S           CLIENT SETNAME (default "backplane")
+//	    health_check_interval=D, health_check_timeout=D   subscriber PING (3s, 5s)
+//	    tls_ca=FILE, tls_cert=FILE, tls_key=FILE, tls_server_name=S   rediss:// only
+//	    and go-redis's own: db, protocol, dial_timeout, read_timeout, write_timeout,
+//	    pool_size, pool_timeout, pool_fifo, min_idle_conns, max_idle_conns,
+//	    max_active_conns, conn_max_idle_time, conn_max_lifetime, max_retries,
+//	    min_retry_backoff, max_retry_backoff, skip_verify, and for clusters
+//	    max_redirects, read_only, route_by_latency, route_randomly
+//
+//	nats://[user:password@|token@]host:port   NATS core pub/sub (transports/natstransport)
+//	tls://...                                 the same, TLS required
+//	    addr=host:port          another server (repeatable; may be a full URL)
+//	    name=S                  connection name (default "backplane:<namespace>")
+//	    subject_prefix=S        subject is S.<namespace> (default "backplane")
+//	    max_payload=N           cap below the server's max_payload
+//	    connect_timeout=D, reconnect_wait=D, ping_interval=D, flush_timeout=D
+//	    pending_msgs=N, pending_bytes=N   slow-consumer limits
+//	    token=S, credentials=FILE, nkey=FILE
+//	    tls_ca=FILE, tls_cert=FILE, tls_key=FILE, tls_server_name=S
+//
+// A transport that uses a client from the graph (or WithRedisClient,
+// WithNATSConn) ignores the URL's address, credentials and connection
+// parameters; the transport parameters (namespace, sharded, max_payload,
+// channel_prefix, subject_prefix, ...) still apply.
+//
+// # Extending
+//
+// RegisterTransport adds a scheme and RegisterStore a store, typically from
+// an init function of the package that implements them. An opener does no
+// I/O and rejects parameters it does not know with CheckParams.
+package fxmodule
