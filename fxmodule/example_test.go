@@ -46,7 +46,7 @@ func Example() {
 	v, _ := a.GetOrLoad(ctx, "order:7", load)
 	fmt.Println("a caches", string(v))
 
-	price = "12.00" // b updates the database...
+	price = "12.00"                                      // b updates the database...
 	if err := b.Invalidate(ctx, "order:7"); err != nil { // ...and invalidates everywhere
 		log.Fatal(err)
 	}
