@@ -1,0 +1,290 @@
+package catalog_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"go.uber.org/goleak"
+
+	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/examples/catalog/catalog"
+	"github.com/backplane-go/backplane/fxmodule"
+	"github.com/backplane-go/backplane/internal/testenv"
+	"github.com/backplane-go/backplane/stores/bigcachestore"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// postgresDSNEnv points the PostgreSQL tests at a server.
+const postgresDSNEnv = "CATALOG_TEST_POSTGRES"
+
+func postgresDSN(t *testing.T) string {
+	dsn := os.Getenv(postgresDSNEnv)
+	if dsn == "" {
+		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable&connect_timeout=3"
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = db.PingContext(ctx)
+		cancel()
+		_ = db.Close()
+	}
+	if err != nil {
+		testenv.Unavailable(t, "no PostgreSQL at %s (set %s): %v", dsn, postgresDSNEnv, err)
+	}
+	return dsn
+}
+
+func randomName(prefix string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// openDB opens the database of kind ("sqlite" or "postgres") on a table of
+// its own, seeded with 20 products.
+func openDB(t *testing.T, kind string) catalog.Config {
+	t.Helper()
+	cfg := catalog.Config{Driver: catalog.DriverSQLite, DSN: filepath.Join(t.TempDir(), "catalog.db")}
+	if kind == catalog.DriverPostgres {
+		cfg = catalog.Config{Driver: catalog.DriverPostgres, DSN: postgresDSN(t), Table: randomName("catalog_test_")}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	db, err := catalog.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Seed(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if kind == catalog.DriverPostgres {
+			_ = db.DropTable(ctx)
+		}
+		_ = db.Close()
+	})
+	return cfg
+}
+
+// instance is one running catalog service.
+type instance struct {
+	srv   *httptest.Server
+	cache *core.Cache
+}
+
+// startInstance runs a catalog instance with its own database handle and
+// its own connection to the broker.
+func startInstance(t *testing.T, cfg catalog.Config, url, ns string) *instance {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	db, err := catalog.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp, err := fxmodule.OpenBackplane(ctx, url, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := bigcachestore.DefaultConfig()
+	scfg.Shards, scfg.HardMaxCacheSize = 16, 16
+	store, err := bigcachestore.New(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := core.Open(ctx, store, bp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &instance{srv: httptest.NewServer(catalog.New(db, cache)), cache: cache}
+	t.Cleanup(func() {
+		in.srv.Close()
+		_ = cache.Close()
+		_ = db.Close()
+	})
+	return in
+}
+
+var client = &http.Client{Timeout: 10 * time.Second}
+
+func get(t *testing.T, in *instance, id int64) (catalog.Product, string) {
+	t.Helper()
+	resp, err := client.Get(fmt.Sprintf("%s/products/%d", in.srv.URL, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET product %d: status %s", id, resp.Status)
+	}
+	var p catalog.Product
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	return p, resp.Header.Get("X-Cache")
+}
+
+func put(t *testing.T, in *instance, id int64, body string) (catalog.Product, int) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/products/%d", in.srv.URL, id), bytes.NewBufferString(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p catalog.Product
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p, resp.StatusCode
+}
+
+// TestEndToEnd runs three instances over a real broker and database,
+// updates products through one and checks that every instance reads the
+// new version, and never an older one afterwards.
+func TestEndToEnd(t *testing.T) {
+	defer client.CloseIdleConnections()
+	for _, tc := range []struct {
+		name, db, broker string
+	}{
+		{"nats-sqlite", catalog.DriverSQLite, "embedded-nats"},
+		{"redis-sqlite", catalog.DriverSQLite, "redis"},
+		{"nats-postgres", catalog.DriverPostgres, "embedded-nats"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var url string
+			switch tc.broker {
+			case "embedded-nats":
+				url = testenv.StartNATS(t).URL()
+			case "redis":
+				url = testenv.RedisURL(t)
+			}
+			cfg := openDB(t, tc.db)
+			ns := randomName("catalog-test-")
+			ins := []*instance{startInstance(t, cfg, url, ns), startInstance(t, cfg, url, ns), startInstance(t, cfg, url, ns)}
+
+			for id := int64(1); id <= 5; id++ {
+				for i, in := range ins {
+					p, _ := get(t, in, id)
+					if p.Version != 1 {
+						t.Fatalf("instance %d: product %d version %d, want 1", i, id, p.Version)
+					}
+					if _, how := get(t, in, id); how != "hit" {
+						t.Fatalf("instance %d: second read of product %d was a %q, want a hit", i, id, how)
+					}
+				}
+			}
+			for round := int64(1); round <= 3; round++ {
+				writer := ins[int(round)%len(ins)]
+				for id := int64(1); id <= 5; id++ {
+					p, status := put(t, writer, id, fmt.Sprintf(`{"price_cents": %d}`, 1000*round+id))
+					if status != http.StatusOK || p.Version != round+1 {
+						t.Fatalf("PUT product %d: status %d, version %d, want 200 and %d", id, status, p.Version, round+1)
+					}
+				}
+				for id := int64(1); id <= 5; id++ {
+					for i, in := range ins {
+						waitVersion(t, in, i, id, round+1, 1000*round+id)
+					}
+				}
+			}
+		})
+	}
+}
+
+// waitVersion polls in until product id reads at version want, failing on a
+// version that goes backwards or on the deadline.
+func waitVersion(t *testing.T, in *instance, i int, id, want, price int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	var last int64
+	for {
+		p, _ := get(t, in, id)
+		if p.Version < last {
+			t.Fatalf("instance %d: product %d went back from version %d to %d", i, id, last, p.Version)
+		}
+		last = p.Version
+		if p.Version == want {
+			if p.PriceCents != price {
+				t.Fatalf("instance %d: product %d version %d has price %d, want %d", i, id, want, p.PriceCents, price)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instance %d: product %d still at version %d after 5s, want %d", i, id, p.Version, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestHTTPErrors(t *testing.T) {
+	defer client.CloseIdleConnections()
+	cfg := openDB(t, catalog.DriverSQLite)
+	in := startInstance(t, cfg, "mem://"+randomName("hub"), "catalog")
+	for _, tc := range []struct {
+		method, path, body string
+		want               int
+	}{
+		{http.MethodGet, "/products/abc", "", http.StatusBadRequest},
+		{http.MethodGet, "/products/0", "", http.StatusBadRequest},
+		{http.MethodGet, "/products/999", "", http.StatusNotFound},
+		{http.MethodPut, "/products/999", `{"name": "x"}`, http.StatusNotFound},
+		{http.MethodPut, "/products/1", `{}`, http.StatusBadRequest},
+		{http.MethodPut, "/products/1", `{"price": 3}`, http.StatusBadRequest},
+		{http.MethodPut, "/products/1", `not json`, http.StatusBadRequest},
+		{http.MethodPut, "/products/1", `{"name": "lamp"}`, http.StatusOK},
+		{http.MethodDelete, "/products/1", "", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/healthz", "", http.StatusOK},
+	} {
+		req, err := http.NewRequest(tc.method, in.srv.URL+tc.path, bytes.NewBufferString(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %s %s: status %d, want %d", tc.method, tc.path, tc.body, resp.StatusCode, tc.want)
+		}
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, cfg := range []catalog.Config{
+		{Driver: "oracle", DSN: "x"},
+		{Driver: catalog.DriverSQLite},
+		{Driver: catalog.DriverPostgres},
+		{Driver: catalog.DriverSQLite, DSN: filepath.Join(t.TempDir(), "x.db"), Table: "Robert'); DROP TABLE x;--"},
+	} {
+		if db, err := catalog.Open(ctx, cfg); err == nil {
+			_ = db.Close()
+			t.Errorf("Open(%+v) succeeded", cfg)
+		}
+	}
+}

@@ -1,0 +1,29 @@
+// Package catalog is a small HTTP product-catalog service that caches
+// products in process, cache-aside, through a backplane [core.Cache]: the
+// kind of service that is scaled out to several instances behind a load
+// balancer, where an update through one instance must be read fresh on all.
+//
+// # Endpoints
+//
+//	GET  /products/{id}   the product, from the local cache or the database
+//	                      (header X-Cache: hit or miss)
+//	PUT  /products/{id}   {"name": "...", "price_cents": 123}: updates the
+//	                      database, then invalidates the product everywhere
+//	GET  /healthz         200 while invalidation is flowing, 503 otherwise
+//
+// # Consistency
+//
+// GET uses [core.Typed.GetOrLoad]: a miss loads the row from the database
+// and caches it. PUT commits the update first and then calls
+// [core.Cache.Invalidate], which evicts the entry locally and returns once
+// the invalidation is on the broker; every other instance evicts it when the
+// message arrives. A load that overlaps the invalidation is answered but not
+// cached, so no instance keeps serving the old row.
+//
+// # Databases
+//
+// [Open] takes a [Config]: SQLite through the pure-Go modernc.org/sqlite
+// driver (a file, WAL mode; several processes may share it) or PostgreSQL
+// through pgx. Every product carries a version that each update increments,
+// so that clients can tell an old read from a fresh one.
+package catalog

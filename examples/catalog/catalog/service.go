@@ -1,0 +1,139 @@
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/backplane-go/backplane/core"
+)
+
+// Key returns the cache key of product id.
+func Key(id int64) string { return "product:" + strconv.FormatInt(id, 10) }
+
+// service serves the catalog over HTTP.
+type service struct {
+	db       *DB
+	cache    *core.Cache
+	products core.Typed[Product]
+	log      *slog.Logger
+}
+
+// New returns the catalog's HTTP handler: products read from db, cached in
+// cache (cache-aside), updates invalidated through cache. The caller keeps
+// ownership of db and cache.
+func New(db *DB, cache *core.Cache) http.Handler {
+	s := &service{db: db, cache: cache, products: core.NewTyped[Product](cache), log: slog.Default()}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /products/{id}", s.get)
+	mux.HandleFunc("PUT /products/{id}", s.put)
+	mux.HandleFunc("GET /healthz", s.health)
+	return mux
+}
+
+func productID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		writeError(w, http.StatusBadRequest, "product id must be a positive integer")
+		return 0, false
+	}
+	return id, true
+}
+
+func (s *service) get(w http.ResponseWriter, r *http.Request) {
+	id, ok := productID(w, r)
+	if !ok {
+		return
+	}
+	loaded := false
+	p, err := s.products.GetOrLoad(r.Context(), Key(id), func(ctx context.Context) (Product, error) {
+		loaded = true
+		return s.db.Product(ctx, id)
+	})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("product %d not found", id))
+		return
+	case err != nil:
+		s.log.Error("catalog: read", "id", id, "err", err)
+		writeError(w, http.StatusInternalServerError, "cannot read the product")
+		return
+	}
+	if loaded {
+		w.Header().Set("X-Cache", "miss")
+	} else {
+		w.Header().Set("X-Cache", "hit")
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *service) put(w http.ResponseWriter, r *http.Request) {
+	id, ok := productID(w, r)
+	if !ok {
+		return
+	}
+	var u Update
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&u); err != nil {
+		writeError(w, http.StatusBadRequest, "body must be JSON like {\"name\": \"lamp\", \"price_cents\": 1250}: "+err.Error())
+		return
+	}
+	if u.Name == nil && u.PriceCents == nil {
+		writeError(w, http.StatusBadRequest, "nothing to update: give name and/or price_cents")
+		return
+	}
+	p, err := s.db.Update(r.Context(), id, u)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("product %d not found", id))
+		return
+	case err != nil:
+		s.log.Error("catalog: update", "id", id, "err", err)
+		writeError(w, http.StatusInternalServerError, "cannot update the product")
+		return
+	}
+	// The row is committed: evict it here and on every other instance. The
+	// request's context may end with the client; the invalidation must not.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	if err := s.cache.Invalidate(ctx, Key(id)); err != nil {
+		s.log.Error("catalog: invalidate", "id", id, "err", err)
+		writeJSON(w, http.StatusBadGateway, map[string]any{
+			"product": p,
+			"error":   "updated, but the invalidation did not reach the broker; other instances may serve the old product until its TTL",
+		})
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *service) health(w http.ResponseWriter, _ *http.Request) {
+	h := s.cache.Health()
+	status := http.StatusOK
+	if !h.Healthy() {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{
+		"healthy":   h.Healthy(),
+		"connected": h.Connected,
+		"silent":    h.Silent,
+		"degraded":  h.Degraded,
+		"peers":     h.Peers,
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}

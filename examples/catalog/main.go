@@ -1,0 +1,121 @@
+// Command catalog runs the product-catalog example service: products in a
+// database, cached in process through backplane, updates invalidated on
+// every instance.
+//
+// Run a few instances against one database and one broker, update through
+// one, read through the others:
+//
+//	go run ./examples/catalog -addr 127.0.0.1:8081 &
+//	go run ./examples/catalog -addr 127.0.0.1:8082 &
+//	curl -s 127.0.0.1:8082/products/7
+//	curl -s -X PUT -d '{"price_cents": 1250}' 127.0.0.1:8081/products/7
+//	curl -s 127.0.0.1:8082/products/7
+//
+// Flags (environment variables in brackets):
+//
+//	-addr       listen address [CATALOG_ADDR], default 127.0.0.1:8080
+//	-sqlite     SQLite file [CATALOG_SQLITE], default catalog.db
+//	-postgres   PostgreSQL DSN, used instead of SQLite [CATALOG_POSTGRES]
+//	-transport  backplane URL [BACKPLANE_TRANSPORT], default nats://127.0.0.1:4222
+//	-namespace  backplane namespace [BACKPLANE_NAMESPACE], default catalog
+//	-seed       products to create if missing, default 100
+//
+// The service needs a running broker (NATS or Redis). `go run
+// ./cmd/backplane demo` runs three instances with an embedded NATS server
+// and no setup at all.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/examples/catalog/catalog"
+	"github.com/backplane-go/backplane/fxmodule"
+	"github.com/backplane-go/backplane/stores/bigcachestore"
+)
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func main() {
+	addr := flag.String("addr", env("CATALOG_ADDR", "127.0.0.1:8080"), "listen address")
+	sqlitePath := flag.String("sqlite", env("CATALOG_SQLITE", "catalog.db"), "SQLite database file")
+	pgDSN := flag.String("postgres", env("CATALOG_POSTGRES", ""), "PostgreSQL DSN (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable); overrides -sqlite")
+	transport := flag.String("transport", env("BACKPLANE_TRANSPORT", "nats://127.0.0.1:4222"), "backplane URL (nats://, redis://, rediss://, tls://)")
+	namespace := flag.String("namespace", env("BACKPLANE_NAMESPACE", "catalog"), "backplane namespace")
+	seed := flag.Int("seed", 100, "products to create if missing")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *addr, *sqlitePath, *pgDSN, *transport, *namespace, *seed); err != nil {
+		fmt.Fprintln(os.Stderr, "catalog:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, addr, sqlitePath, pgDSN, transport, namespace string, seed int) error {
+	cfg := catalog.Config{Driver: catalog.DriverSQLite, DSN: sqlitePath}
+	if pgDSN != "" {
+		cfg = catalog.Config{Driver: catalog.DriverPostgres, DSN: pgDSN}
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	db, err := catalog.Open(openCtx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Seed(openCtx, seed); err != nil {
+		return err
+	}
+
+	bp, err := fxmodule.OpenBackplane(openCtx, transport, namespace)
+	if err != nil {
+		return err
+	}
+	store, err := bigcachestore.New(bigcachestore.DefaultConfig())
+	if err != nil {
+		_ = bp.Close()
+		return err
+	}
+	cache, err := core.Open(openCtx, store, bp)
+	if err != nil {
+		return fmt.Errorf("connect to the backplane (is a broker running at %s?): %w", transport, err)
+	}
+	defer cache.Close()
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: catalog.New(db, cache), ReadHeaderTimeout: 5 * time.Second}
+	slog.Info("catalog: serving", "addr", ln.Addr().String(), "database", cfg.Driver, "namespace", namespace)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutCtx, cancelShut := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelShut()
+	if err := srv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
