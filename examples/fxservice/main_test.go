@@ -1,0 +1,142 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+	"go.uber.org/goleak"
+
+	"github.com/backplane-go/backplane/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// instance runs one instance of the service in process over db and returns
+// its base URL.
+func instance(t *testing.T, db *DB) string {
+	t.Helper()
+	var h http.Handler
+	app := fxtest.New(t, fx.NopLogger, fx.Supply(db), Service, fx.Populate(&h))
+	app.RequireStart()
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		srv.Close()
+		app.RequireStop()
+	})
+	return srv.URL
+}
+
+func do(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func getItem(t *testing.T, base, id string) Item {
+	t.Helper()
+	code, body := do(t, http.MethodGet, base+"/items/"+id, "")
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", id, code, body)
+	}
+	var it Item
+	if err := json.Unmarshal([]byte(body), &it); err != nil {
+		t.Fatal(err)
+	}
+	return it
+}
+
+func TestTwoInstances(t *testing.T) {
+	transports := map[string]func(t *testing.T) string{
+		"mem":   func(*testing.T) string { return "mem://fxservice-test" },
+		"redis": func(t *testing.T) string { return testenv.RedisURL(t) },
+		"nats":  func(t *testing.T) string { return testenv.NATSURL(t) },
+	}
+	for name, url := range transports {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("BACKPLANE_TRANSPORT_URL", url(t))
+			t.Setenv("BACKPLANE_NAMESPACE", fmt.Sprintf("fxservice-%d", time.Now().UnixNano()))
+			db := NewDB() // the instances share one database
+			a, b := instance(t, db), instance(t, db)
+
+			for _, base := range []string{a, b} {
+				if code, body := do(t, http.MethodGet, base+"/readyz", ""); code != http.StatusOK {
+					t.Fatalf("readyz: %d %s", code, body)
+				}
+			}
+			if code, _ := do(t, http.MethodGet, b+"/items/7", ""); code != http.StatusNotFound {
+				t.Fatalf("absent item: %d", code)
+			}
+			if code, body := do(t, http.MethodPut, a+"/items/7", `{"name":"lamp","price":9.5}`); code != http.StatusNoContent {
+				t.Fatalf("PUT: %d %s", code, body)
+			}
+			if it := getItem(t, b, "7"); it.Price != 9.5 {
+				t.Fatalf("b serves %+v", it)
+			}
+			reads := db.Reads()
+			if it := getItem(t, b, "7"); it.Price != 9.5 || db.Reads() != reads {
+				t.Fatalf("second GET on b: %+v, database reads %d -> %d (want a cache hit)", it, reads, db.Reads())
+			}
+
+			// An update through a is read fresh on b once the invalidation
+			// has arrived there.
+			if code, body := do(t, http.MethodPut, a+"/items/7", `{"name":"lamp","price":12}`); code != http.StatusNoContent {
+				t.Fatalf("PUT: %d %s", code, body)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for getItem(t, b, "7").Price != 12 {
+				if time.Now().After(deadline) {
+					t.Fatal("b still serves the old item")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+
+			if code, _ := do(t, http.MethodPut, a+"/items/7", `not json`); code != http.StatusBadRequest {
+				t.Fatalf("bad body: %d", code)
+			}
+		})
+	}
+}
+
+func TestLoadConfigFromEnv(t *testing.T) {
+	t.Setenv("BACKPLANE_TRANSPORT_URL", "")
+	cfg, err := loadConfig()
+	if err == nil {
+		t.Fatalf("empty transport URL accepted: %+v", cfg)
+	}
+	t.Setenv("BACKPLANE_TRANSPORT_URL", "nats://127.0.0.1:4222")
+	t.Setenv("BACKPLANE_TTL", "1m")
+	cfg, err = loadConfig()
+	if err != nil || cfg.TransportURL != "nats://127.0.0.1:4222" || cfg.TTL != time.Minute || cfg.Namespace != "fxservice" {
+		t.Fatalf("loadConfig = %+v, %v", cfg, err)
+	}
+}
+
+func TestServe(t *testing.T) {
+	t.Setenv("ADDR", "127.0.0.1:0")
+	t.Setenv("BACKPLANE_TRANSPORT_URL", "mem://serve-test")
+	app := fxtest.New(t, fx.NopLogger, fx.Provide(NewDB), Service, fx.Invoke(serve))
+	app.RequireStart()
+	app.RequireStop()
+}
