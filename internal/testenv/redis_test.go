@@ -36,6 +36,20 @@ func TestStartRedisCluster(t *testing.T) {
 	c.Restart()
 }
 
+func TestStartRedisClusterWithReplicas(t *testing.T) {
+	c := StartRedisCluster(t, 3, WithRedisReplicas(1))
+	if len(c.Replicas) != 3 || len(c.Addrs()) != 6 {
+		t.Fatalf("%d replicas, %d addresses; want 3 and 6", len(c.Replicas), len(c.Addrs()))
+	}
+	// Kill a master: its replica takes over and the cluster is ok again.
+	c.Nodes[0].Kill()
+	c.WaitStateOK(t)
+	repl, err := c.Replicas[0].Do("INFO", "replication")
+	if err != nil || redisInfoField(repl, "role") != "master" {
+		t.Fatalf("replica of the killed master: role %q (%v); want master", redisInfoField(repl, "role"), err)
+	}
+}
+
 func TestStartRedisTLS(t *testing.T) {
 	s := StartRedisTLS(t)
 	if out, err := s.Do("PING"); err != nil || out != "PONG" {
