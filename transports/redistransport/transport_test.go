@@ -734,3 +734,41 @@ func TestClusterSlotMigration(t *testing.T) {
 		t.Errorf("new owner %s has %v shard subscribers (%v); want 2", cl.Nodes[dst].Addr(), subs, err)
 	}
 }
+
+// TestClusterFailover kills the master that holds the shard subscriptions;
+// its replica takes over and the transport must follow it.
+func TestClusterFailover(t *testing.T) {
+	cl := testenv.StartRedisCluster(t, 3, testenv.WithRedisReplicas(1))
+	ns := uniq("failover")
+	mk := func() (*redistransport.Transport, *recorder) {
+		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+		t.Cleanup(func() { _ = cc.Close() })
+		tr := newTransport(t, cc, ns, fastRecovery...)
+		return tr, subscribe(t, tr)
+	}
+	a, ra := mk()
+	b, rb := mk()
+	publishUntil(t, a, "before", ra, rb)
+	var owner *testenv.RedisServer
+	for _, n := range cl.All() {
+		nc := redis.NewClient(&redis.Options{Addr: n.Addr()})
+		subs, err := nc.PubSubShardNumSub(context.Background(), a.Channel()).Result()
+		_ = nc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if subs[a.Channel()] > 0 {
+			owner = n
+		}
+	}
+	if owner == nil {
+		t.Fatal("no node has the shard subscribers")
+	}
+	owner.Kill()
+	start := time.Now()
+	expectRecovery(t, ra, 1)
+	expectRecovery(t, rb, 1)
+	publishUntil(t, a, "after-a", ra, rb)
+	publishUntil(t, b, "after-b", ra, rb)
+	t.Logf("recovered %v after the master was killed", time.Since(start))
+}
