@@ -491,3 +491,22 @@ func TestDialHonoursContext(t *testing.T) {
 		t.Fatalf("Connect after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestOwnedConnectionChainsCallbacks checks that callbacks passed with
+// WithNATSOptions still run next to the Transport's own.
+func TestOwnedConnectionChainsCallbacks(t *testing.T) {
+	srv := testenv.StartNATS(t)
+	var down, up, closed atomic.Int64
+	tr, rec := subscribed(t, srv.URL(), namespace(t), natstransport.WithNATSOptions(
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { down.Add(1) }),
+		nats.ReconnectHandler(func(*nats.Conn) { up.Add(1) }),
+		nats.ClosedHandler(func(*nats.Conn) { closed.Add(1) }),
+	))
+	srv.Restart()
+	waitFor(t, "transport reconnected", func() bool { return rec.count(core.EventReconnected) == 1 })
+	waitFor(t, "caller's callbacks", func() bool { return down.Load() == 1 && up.Load() == 1 })
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "caller's closed callback", func() bool { return closed.Load() == 1 })
+}
