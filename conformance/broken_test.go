@@ -240,11 +240,11 @@ func (b *brokenTransport) Subscribe(ctx context.Context, h core.Handler) error {
 		b.mu.Unlock()
 	case "subscription-bound-to-context":
 		inner := h
-		var ended atomic.Bool
-		context.AfterFunc(ctx, func() { ended.Store(true) })
 		h = core.HandlerFuncs{
 			Message: func(p []byte) {
-				if !ended.Load() {
+				// ctx.Err is set by cancel itself, so no delivery after
+				// cancel returns can slip through.
+				if ctx.Err() == nil {
 					inner.HandleMessage(p)
 				}
 			},
@@ -255,7 +255,7 @@ func (b *brokenTransport) Subscribe(ctx context.Context, h core.Handler) error {
 			return core.ErrAlreadySubscribed
 		}
 		// Return at once; the real subscription follows later.
-		time.AfterFunc(300*time.Millisecond, func() { _ = b.tr.Subscribe(context.Background(), h) })
+		time.AfterFunc(2*time.Second, func() { _ = b.tr.Subscribe(context.Background(), h) })
 		return nil
 	}
 	return b.tr.Subscribe(ctx, h)
