@@ -295,14 +295,15 @@ func (b BigCacheConfig) BigCache() bigcache.Config {
 	return cfg
 }
 
-// RedactedTransportURL returns TransportURL with any password replaced by
-// "xxxxx", for logs and error messages.
+// RedactedTransportURL returns TransportURL with its credentials (a
+// password, a NATS token in the user part or the token parameter) replaced
+// by "xxxxx", for logs and error messages.
 func (c Config) RedactedTransportURL() string {
 	u, err := url.Parse(c.TransportURL)
 	if err != nil {
 		return redactRaw(c.TransportURL)
 	}
-	return u.Redacted()
+	return redact(u)
 }
 
 func init() {

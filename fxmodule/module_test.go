@@ -21,6 +21,7 @@ import (
 	"github.com/backplane-go/backplane/fxmodule"
 	"github.com/backplane-go/backplane/internal/testenv"
 	"github.com/backplane-go/backplane/transports/memtransport"
+	"github.com/backplane-go/backplane/transports/redistransport"
 )
 
 var nsSeq atomic.Int64
@@ -355,6 +356,27 @@ func TestTwoAppsShareInvalidations(t *testing.T) {
 			start(t, b)
 			shareInvalidations(t, a, b)
 		})
+	}
+}
+
+func TestRedisCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node Redis Cluster")
+	}
+	cluster := testenv.StartRedisCluster(t, 3)
+	addrs := cluster.Addrs()
+	// One node in the host, the others as addr parameters.
+	u := "redis://" + addrs[0] + "?addr=" + strings.Join(addrs[1:], "&addr=")
+	for _, sharded := range []string{"", "&sharded=false"} {
+		ns := namespace(t)
+		a := newApp(t, fx.Supply(config(t, u+sharded, ns)))
+		b := newApp(t, fx.Supply(config(t, "redis://"+addrs[1]+"?cluster=true"+sharded, ns)))
+		start(t, a)
+		start(t, b)
+		if got, want := a.bp.(*redistransport.Transport).Sharded(), sharded == ""; got != want {
+			t.Errorf("sharded = %v, want %v", got, want)
+		}
+		shareInvalidations(t, a, b)
 	}
 }
 

@@ -146,7 +146,7 @@ func OpenBackplane(ctx context.Context, rawURL, namespace string, opts ...OpenOp
 	opener := registry.transports[u.Scheme]
 	registry.RUnlock()
 	if opener == nil {
-		return nil, fmt.Errorf("%w %q in %s (registered: %s)", ErrUnknownScheme, u.Scheme, u.Redacted(), strings.Join(Schemes(), ", "))
+		return nil, fmt.Errorf("%w %q in %s (registered: %s)", ErrUnknownScheme, u.Scheme, redact(u), strings.Join(Schemes(), ", "))
 	}
 	q := u.Query()
 	if q.Has("namespace") {
@@ -155,7 +155,7 @@ func OpenBackplane(ctx context.Context, rawURL, namespace string, opts ...OpenOp
 		u.RawQuery = q.Encode()
 	}
 	if namespace == "" {
-		return nil, fmt.Errorf("%w: fxmodule: empty namespace for %s", core.ErrInvalidOption, u.Redacted())
+		return nil, fmt.Errorf("%w: fxmodule: empty namespace for %s", core.ErrInvalidOption, redact(u))
 	}
 	req := TransportRequest{URL: u, Namespace: namespace, Logger: slog.Default()}
 	for _, o := range opts {
@@ -165,7 +165,7 @@ func OpenBackplane(ctx context.Context, rawURL, namespace string, opts ...OpenOp
 	}
 	bp, err := opener(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("fxmodule: open %s: %w", u.Redacted(), err)
+		return nil, fmt.Errorf("fxmodule: open %s: %w", redact(u), err)
 	}
 	return bp, nil
 }
@@ -186,6 +186,34 @@ func parseURL(rawURL string) (*url.URL, error) {
 	}
 	u.Scheme = strings.ToLower(u.Scheme)
 	return u, nil
+}
+
+// secretParams are query parameters whose values redact hides.
+var secretParams = []string{"token", "password"}
+
+// redact returns u for messages: a password, or a user name without a
+// password (a NATS token), and secret query parameters become "xxxxx".
+func redact(u *url.URL) string {
+	c := *u
+	if c.User != nil {
+		if _, has := c.User.Password(); has {
+			c.User = url.UserPassword(c.User.Username(), "xxxxx")
+		} else {
+			c.User = url.User("xxxxx")
+		}
+	}
+	q := c.Query()
+	hidden := false
+	for _, k := range secretParams {
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+			hidden = true
+		}
+	}
+	if hidden {
+		c.RawQuery = q.Encode()
+	}
+	return c.String()
 }
 
 // redactRaw hides everything between "//" and "@" of a URL that did not

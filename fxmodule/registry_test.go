@@ -68,10 +68,27 @@ func TestOpenBackplaneRedactsPassword(t *testing.T) {
 		"kafka://user:s3cret@h:1",
 		"redis://user:s3cret@[::1",
 		"user:s3cret@h:6379",
+		"nats://s3cret@h:4222?bogus=1",
+		"nats://h:4222?token=s3cret&bogus=1",
+		"nats://h:4222?token=s3cret&connect_timeout=x",
 	} {
 		_, err := fxmodule.OpenBackplane(context.Background(), u, "ns")
 		if err == nil || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("OpenBackplane(%s) = %v: want an error without the password", strings.ReplaceAll(u, "s3cret", "…"), err)
+		}
+	}
+}
+
+func TestRedactedTransportURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"redis://user:pw@h:6379/0":         "redis://user:xxxxx@h:6379/0",
+		"nats://tok@h:4222":                "nats://xxxxx@h:4222",
+		"nats://h:4222?token=tok&name=svc": "nats://h:4222?name=svc&token=xxxxx",
+		"mem://hub":                        "mem://hub",
+	} {
+		c := fxmodule.Config{TransportURL: in}
+		if got := c.RedactedTransportURL(); got != want {
+			t.Errorf("RedactedTransportURL(%s) = %s, want %s", in, got, want)
 		}
 	}
 }
