@@ -90,3 +90,81 @@ func BenchmarkPublish(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFanOut measures delivery throughput with one publisher and four
+// subscribers, raw nats.go subscriptions against Transports, in the same
+// run. One op is one message delivered to all four subscribers; the
+// publisher sends batches of 128 with one flush each.
+func BenchmarkFanOut(b *testing.B) {
+	const subscribers, batch = 4, 128
+	srv := testenv.StartNATS(b)
+	payload := make([]byte, 64)
+
+	run := func(b *testing.B, subject string, publish func(n int) error, delivered func() int64) {
+		b.ResetTimer()
+		start := time.Now()
+		for i := 0; i < b.N; i += batch {
+			if err := publish(min(batch, b.N-i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		want := int64(b.N) * subscribers
+		deadline := time.Now().Add(time.Minute)
+		for delivered() < want {
+			if time.Now().After(deadline) {
+				b.Fatalf("%s: delivered %d of %d", subject, delivered(), want)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	}
+
+	b.Run("raw", func(b *testing.B) {
+		subject := "bench." + namespace(b)
+		var got atomic.Int64
+		for range subscribers {
+			nc, err := nats.Connect(srv.URL())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nc.Close()
+			if _, err := nc.Subscribe(subject, func(*nats.Msg) { got.Add(1) }); err != nil {
+				b.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		pub, err := nats.Connect(srv.URL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pub.Close()
+		run(b, subject, func(n int) error {
+			for range n {
+				if err := pub.Publish(subject, payload); err != nil {
+					return err
+				}
+			}
+			return pub.Flush()
+		}, got.Load)
+	})
+	b.Run("transport", func(b *testing.B) {
+		ns := namespace(b)
+		var got atomic.Int64
+		for range subscribers {
+			tr := connected(b, srv.URL(), ns)
+			defer tr.Close()
+			if err := tr.Subscribe(context.Background(), core.HandlerFuncs{Message: func([]byte) { got.Add(1) }}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		pub := connected(b, srv.URL(), ns)
+		defer pub.Close()
+		ps := make([][]byte, batch)
+		for i := range ps {
+			ps[i] = payload
+		}
+		run(b, pub.Subject(), func(n int) error { return pub.Publish(context.Background(), ps[:n]...) }, got.Load)
+	})
+}

@@ -531,7 +531,8 @@ func (t *Transport) onMsg(m *nats.Msg) {
 	if t.hclosed || m.Sub != t.active {
 		return
 	}
-	t.call(func() { t.h.HandleMessage(m.Data) })
+	defer t.recoverHandler()
+	t.h.HandleMessage(m.Data)
 }
 
 // event delivers ev unless the Transport is closed.
@@ -541,17 +542,22 @@ func (t *Transport) event(ev core.Event) {
 	if t.hclosed {
 		return
 	}
-	t.call(func() { t.h.HandleEvent(ev) })
+	t.callEvent(ev)
 }
 
-// call runs f, recovering a panic. hmu is held.
-func (t *Transport) call(f func()) {
-	defer func() {
-		if r := recover(); r != nil {
-			t.opts.Logger.Error("natstransport: handler panicked", "subject", t.subject, "panic", r)
-		}
-	}()
-	f()
+// callEvent calls the handler's HandleEvent, recovering a panic. hmu is
+// held.
+func (t *Transport) callEvent(ev core.Event) {
+	defer t.recoverHandler()
+	t.h.HandleEvent(ev)
+}
+
+// recoverHandler, deferred around a handler call, recovers and logs a
+// panic.
+func (t *Transport) recoverHandler() {
+	if r := recover(); r != nil {
+		t.opts.Logger.Error("natstransport: handler panicked", "subject", t.subject, "panic", r)
+	}
 }
 
 // reconcileInterval is how often the watcher compares its view of the
@@ -572,7 +578,7 @@ func (t *Transport) watch(nc *nats.Conn, sub *nats.Subscription, connStatus chan
 	w.dropped, _ = sub.Dropped()
 	// Subscribe handed hmu over.
 	if !t.hclosed {
-		t.call(func() { t.h.HandleEvent(core.Event{Kind: core.EventConnected, Time: time.Now()}) })
+		t.callEvent(core.Event{Kind: core.EventConnected, Time: time.Now()})
 	}
 	t.hmu.Unlock()
 	tick := time.NewTicker(reconcileInterval)
