@@ -1,0 +1,240 @@
+// Package propbench measures propagation: how long an invalidation takes
+// from the call on one instance to the eviction on another, and how many
+// keys per second a fleet absorbs. It runs the full engine and, in the same
+// run, the raw client of the transport, so results are ratios on the same
+// broker, not absolute numbers from different days.
+package propbench
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/stores/bigcachestore"
+)
+
+// Raw is the transport's raw client, without the engine.
+type Raw struct {
+	// Publish sends one message.
+	Publish func(ctx context.Context, payload []byte) error
+	// Subscribe delivers every message to fn until stop is called; it
+	// returns once delivery is active.
+	Subscribe func(ctx context.Context, fn func(payload []byte)) (stop func(), err error)
+}
+
+// Result is one measurement.
+type Result struct {
+	Sent, Received int
+	P50, P99, Max  time.Duration
+	Elapsed        time.Duration
+	// KeysPerSecond is keys delivered to every subscriber, per second of
+	// the whole run.
+	KeysPerSecond float64
+	Samples       []time.Duration
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("n=%d p50=%v p99=%v max=%v keys/s=%.0f", r.Received, r.P50, r.P99, r.Max, r.KeysPerSecond)
+}
+
+func summarize(sent, subscribers int, lat []time.Duration, elapsed time.Duration) Result {
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	r := Result{Sent: sent, Received: len(s), Elapsed: elapsed, Samples: lat}
+	if len(s) > 0 {
+		r.P50 = s[len(s)*50/100]
+		r.P99 = s[min(len(s)-1, len(s)*99/100)]
+		r.Max = s[len(s)-1]
+	}
+	if elapsed > 0 {
+		r.KeysPerSecond = float64(len(s)) / float64(max(subscribers, 1)) / elapsed.Seconds()
+	}
+	return r
+}
+
+// pace calls send(i) for i in [0, n) at rate per second (open loop: a slow
+// send does not delay the next one), with at most 256 sends in flight.
+func pace(ctx context.Context, n int, rate float64, send func(i int)) {
+	sem := make(chan struct{}, 256)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		if rate > 0 {
+			if d := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		sem <- struct{}{}
+		wg.Go(func() { defer func() { <-sem }(); send(i) })
+	}
+	wg.Wait()
+}
+
+// collector records when each index arrived.
+type collector struct {
+	mu    sync.Mutex
+	sent  []time.Time
+	got   []time.Duration
+	seen  []bool
+	count atomic.Int64
+	done  chan struct{}
+	want  int64
+}
+
+func newCollector(n, subscribers int) *collector {
+	return &collector{sent: make([]time.Time, n), seen: make([]bool, n*subscribers), done: make(chan struct{}), want: int64(n * subscribers)}
+}
+
+func (c *collector) markSent(i int, t time.Time) { c.mu.Lock(); c.sent[i] = t; c.mu.Unlock() }
+
+func (c *collector) arrived(sub, i int, now time.Time) {
+	c.mu.Lock()
+	n := len(c.sent)
+	if i < 0 || i >= n || c.seen[sub*n+i] || c.sent[i].IsZero() {
+		c.mu.Unlock()
+		return
+	}
+	c.seen[sub*n+i] = true
+	c.got = append(c.got, now.Sub(c.sent[i]))
+	c.mu.Unlock()
+	if c.count.Add(1) == c.want {
+		close(c.done)
+	}
+}
+
+func (c *collector) wait(ctx context.Context) error {
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("propbench: %d of %d deliveries arrived: %w", c.count.Load(), c.want, ctx.Err())
+	}
+}
+
+// RawLatency publishes n messages at rate per second from one client and
+// measures publish-start to receipt at subscribers subscribers.
+func RawLatency(ctx context.Context, pub Raw, subs []Raw, n int, rate float64) (Result, error) {
+	col := newCollector(n, len(subs))
+	for si, s := range subs {
+		stop, err := s.Subscribe(ctx, func(p []byte) {
+			if len(p) >= 8 {
+				col.arrived(si, int(binary.BigEndian.Uint64(p)), time.Now())
+			}
+		})
+		if err != nil {
+			return Result{}, err
+		}
+		defer stop()
+	}
+	var pubErr atomic.Value
+	start := time.Now()
+	pace(ctx, n, rate, func(i int) {
+		p := make([]byte, 8, 40)
+		binary.BigEndian.PutUint64(p, uint64(i))
+		p = append(p, "propbench-raw-payload-padding"...)
+		col.markSent(i, time.Now())
+		if err := pub.Publish(ctx, p); err != nil {
+			pubErr.Store(err)
+		}
+	})
+	err := col.wait(ctx)
+	if e, ok := pubErr.Load().(error); ok && err != nil {
+		err = errors.Join(err, e)
+	}
+	return summarize(n, len(subs), col.got, time.Since(start)), err
+}
+
+// Fleet is the engine instances of a measurement.
+type Fleet struct {
+	Pub  *core.Cache
+	Subs []*core.Cache
+}
+
+// keyIndex parses the benchmark's key "pb:<i>".
+func keyIndex(k string) int {
+	i, err := strconv.Atoi(strings.TrimPrefix(k, "pb:"))
+	if err != nil {
+		return -1
+	}
+	return i
+}
+
+// tap wraps a Backplane to learn when the engine has processed a message.
+type tap struct {
+	core.Backplane
+	after func(p []byte)
+}
+
+func (t tap) Subscribe(ctx context.Context, h core.Handler) error {
+	return t.Backplane.Subscribe(ctx, core.HandlerFuncs{
+		Message: func(p []byte) { h.HandleMessage(p); t.after(p) },
+		Event:   h.HandleEvent,
+	})
+}
+
+// EngineLatency calls Invalidate on a publisher instance n times at rate
+// per second (each call with its own key) and measures call-start to the
+// eviction being done on each subscriber instance. newBackplane makes one
+// instance's transport on a shared namespace.
+func EngineLatency(ctx context.Context, newBackplane func() (core.Backplane, error), subscribers, n int, rate float64, opts ...core.Option) (Result, error) {
+	col := newCollector(n, subscribers)
+	open := func(after func([]byte)) (*core.Cache, error) {
+		bp, err := newBackplane()
+		if err != nil {
+			return nil, err
+		}
+		if after != nil {
+			bp = tap{Backplane: bp, after: after}
+		}
+		store, err := bigcachestore.New(bigcachestore.DefaultConfig())
+		if err != nil {
+			return nil, err
+		}
+		o := append([]core.Option{core.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
+		return core.Open(ctx, store, bp, o...)
+	}
+	pub, err := open(nil)
+	if err != nil {
+		return Result{}, err
+	}
+	defer pub.Close()
+	for si := range subscribers {
+		c, err := open(func(p []byte) {
+			now := time.Now()
+			env, err := core.DecodeEnvelope(p)
+			if err != nil || env.Op != core.OpInvalidate {
+				return
+			}
+			for _, k := range env.Keys {
+				col.arrived(si, keyIndex(k), now)
+			}
+		})
+		if err != nil {
+			return Result{}, err
+		}
+		defer c.Close()
+	}
+	var pubErr atomic.Value
+	start := time.Now()
+	pace(ctx, n, rate, func(i int) {
+		col.markSent(i, time.Now())
+		if err := pub.Invalidate(ctx, "pb:"+strconv.Itoa(i)); err != nil {
+			pubErr.Store(err)
+		}
+	})
+	err = col.wait(ctx)
+	if e, ok := pubErr.Load().(error); ok && err != nil {
+		err = errors.Join(err, e)
+	}
+	r := summarize(n, subscribers, col.got, time.Since(start))
+	return r, err
+}
