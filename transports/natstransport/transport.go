@@ -433,9 +433,15 @@ func (t *Transport) withTimeout(ctx context.Context) (context.Context, context.C
 
 // flush waits until the server has processed everything sent before.
 func (t *Transport) flush(ctx context.Context, nc *nats.Conn) error {
-	ctx, cancel := t.withTimeout(ctx)
-	defer cancel()
-	err := nc.FlushWithContext(ctx)
+	var err error
+	if ctx.Done() == nil {
+		// Not cancellable: skip making a context for the timeout.
+		err = nc.FlushTimeout(t.opts.FlushTimeout)
+	} else {
+		c, cancel := t.withTimeout(ctx)
+		err = nc.FlushWithContext(c)
+		cancel()
+	}
 	if err != nil && t.closed.Load() {
 		return core.ErrClosed
 	}
@@ -714,11 +720,15 @@ func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("natstransport: publish: %w", err)
 	}
-	ctx, cancel := t.withTimeout(ctx)
-	defer cancel()
-	nc, err := t.conn(ctx)
-	if err != nil {
-		return fmt.Errorf("natstransport: publish: %w", err)
+	nc := t.nc.Load()
+	if nc == nil {
+		dctx, cancel := t.withTimeout(ctx)
+		var err error
+		nc, err = t.conn(dctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("natstransport: publish: %w", err)
+		}
 	}
 	limit := t.maxPayload(nc)
 	for i, p := range payloads {
