@@ -20,7 +20,8 @@ import (
 // core.Options, the zero value is not valid.
 //
 // Each field's documentation names its YAML key, its environment variable
-// (with the default prefix BACKPLANE_) and its default.
+// (with the default prefix BACKPLANE_) and its default. The json tags use
+// the same names; encoding/json writes durations as integer nanoseconds.
 type Config struct {
 	// Namespace separates applications on one broker: instances share
 	// invalidations only within a namespace. Required, unless the
