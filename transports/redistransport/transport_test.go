@@ -1,12 +1,15 @@
 package redistransport_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -771,4 +774,89 @@ func TestClusterFailover(t *testing.T) {
 	publishUntil(t, a, "after-a", ra, rb)
 	publishUntil(t, b, "after-b", ra, rb)
 	t.Logf("recovered %v after the master was killed", time.Since(start))
+}
+
+func TestOptions(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
+	defer client.Close()
+	cases := []struct {
+		name    string
+		opts    []redistransport.Option
+		sharded bool
+		max     int
+		channel string
+	}{
+		{"defaults", nil, false, redistransport.DefaultMaxPayload, "backplane:{ns}"},
+		{"sharded on", []redistransport.Option{redistransport.WithShardedPubSub(true)}, true, redistransport.DefaultMaxPayload, "backplane:{ns}"},
+		{"sharded off", []redistransport.Option{redistransport.WithShardedPubSub(false)}, false, redistransport.DefaultMaxPayload, "backplane:{ns}"},
+		{"struct", []redistransport.Option{redistransport.WithOptions(redistransport.Options{
+			Mode: redistransport.PubSubSharded, MaxPayload: 100, ChannelPrefix: "app:",
+		})}, true, 100, "app:{ns}"},
+		{"struct then option", []redistransport.Option{
+			redistransport.WithOptions(redistransport.Options{MaxPayload: 100}),
+			redistransport.WithMaxPayload(200),
+		}, false, 200, "backplane:{ns}"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tr, err := redistransport.New(client, "ns", c.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			if tr.Sharded() != c.sharded || tr.Limits().MaxPayload != c.max || tr.Channel() != c.channel {
+				t.Errorf("sharded %v, max %d, channel %q; want %v, %d, %q",
+					tr.Sharded(), tr.Limits().MaxPayload, tr.Channel(), c.sharded, c.max, c.channel)
+			}
+		})
+	}
+	for m, want := range map[redistransport.PubSubMode]string{
+		redistransport.PubSubAuto: "auto", redistransport.PubSubClassic: "classic",
+		redistransport.PubSubSharded: "sharded", 9: "PubSubMode(9)",
+	} {
+		if m.String() != want {
+			t.Errorf("PubSubMode(%d).String() = %q; want %q", int(m), m.String(), want)
+		}
+	}
+}
+
+func TestShardedOnStandaloneAndLogging(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ns := uniq("sharded-standalone")
+	name := uniq("sub")
+	sub := newTransport(t, newClient(t, srv.Addr(), name), ns,
+		append(fastRecovery, redistransport.WithShardedPubSub(true), redistransport.WithLogger(logger))...)
+	pub := newTransport(t, newClient(t, srv.Addr(), uniq("pub")), ns, redistransport.WithShardedPubSub(true))
+	r := subscribe(t, sub)
+	publishUntil(t, pub, "sharded", r)
+	if n := testenv.RedisKillNamedSubscribers(t, srv.Addr(), nil, name); n != 1 {
+		t.Fatalf("killed %d subscriber connections; want 1", n)
+	}
+	expectRecovery(t, r, 1)
+	publishUntil(t, pub, "sharded-after", r)
+	for _, want := range []string{"subscriber connected", "subscriber disconnected", "subscriber reconnected", "channel=backplane:{" + ns + "}"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
