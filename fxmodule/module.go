@@ -66,10 +66,15 @@ type Params struct {
 type Result struct {
 	fx.Out
 
-	Cache     *core.Cache
+	// Cache is the engine; it is started by the application's start.
+	Cache *core.Cache
+	// Backplane and Store are the Cache's transport and local store, for
+	// advanced use (fault injection, metrics); the Cache owns and closes
+	// them.
 	Backplane core.Backplane
 	Store     core.LocalStore
-	Health    HealthCheck
+	// Health reports whether invalidations are flowing.
+	Health HealthCheck
 }
 
 // New builds the cache, its transport and its store from p.Config and
