@@ -408,3 +408,67 @@ func TestCloseDrainsPendingPublishes(t *testing.T) {
 		t.Fatalf("published %d keys, %d calls returned nil", s.KeysPublished, returned)
 	}
 }
+
+// shrinkingBackplane reports a smaller limit once subscribed, as a
+// transport that learns the server's limit on connect does.
+type shrinkingBackplane struct {
+	core.Backplane
+	after      int
+	subscribed bool
+}
+
+func (s *shrinkingBackplane) Subscribe(ctx context.Context, h core.Handler) error {
+	s.subscribed = true
+	return s.Backplane.Subscribe(ctx, h)
+}
+
+func (s *shrinkingBackplane) Limits() core.Limits {
+	if s.subscribed {
+		return core.Limits{MaxPayload: s.after}
+	}
+	return s.Backplane.Limits()
+}
+
+func TestLimitReadAgainAfterSubscribe(t *testing.T) {
+	hub := memtransport.NewHub(memtransport.WithMaxPayload(1500))
+	gate := &gateBackplane{Backplane: &shrinkingBackplane{Backplane: hub.New(ns), after: 1500}}
+	// The hub enforces 1500 bytes; the transport claims 1 MiB until
+	// subscribed: the engine must split by the later, smaller limit.
+	gate.Backplane.(*shrinkingBackplane).Backplane = &claimBackplane{Backplane: gate.Backplane.(*shrinkingBackplane).Backplane, max: 1 << 20}
+	c, err := core.Open(context.Background(), newStore(t), gate, quiet, core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	keys := make([]string, 300)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("key-number-%04d", i)
+	}
+	if err := c.Invalidate(context.Background(), keys...); err != nil {
+		t.Fatalf("the engine kept the limit read before Subscribe: %v", err)
+	}
+	_, payloads := gate.stats()
+	for _, p := range payloads {
+		if len(p) > 1500 {
+			t.Fatalf("payload of %d bytes", len(p))
+		}
+	}
+
+	tiny := &shrinkingBackplane{Backplane: hub.New(ns), after: 100}
+	c2, err := core.New(newStore(t), tiny, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if err := c2.Start(context.Background()); !errors.Is(err, core.ErrInvalidOption) {
+		t.Fatalf("a limit below one key after Subscribe: %v", err)
+	}
+}
+
+// claimBackplane claims a limit of max bytes.
+type claimBackplane struct {
+	core.Backplane
+	max int
+}
+
+func (c *claimBackplane) Limits() core.Limits { return core.Limits{MaxPayload: c.max} }

@@ -40,7 +40,8 @@ type Cache struct {
 	flightMu sync.Mutex
 	flights  map[string]*flight
 
-	maxPayload int
+	maxPayload int // for the envelope, without the signature trailer
+	trailer    int
 
 	// lifecycle
 	lifeMu   sync.RWMutex // guards started/closed transitions against enqueue
@@ -144,6 +145,7 @@ func New(store LocalStore, bp Backplane, opts ...Option) (*Cache, error) {
 		seed:       maphash.MakeSeed(),
 		flights:    make(map[string]*flight),
 		maxPayload: max - trailer,
+		trailer:    trailer,
 		reqs:       make(chan *pubReq, o.QueueSize),
 		stop:       make(chan struct{}),
 		peers:      make(map[SourceID]*peer),
@@ -181,6 +183,14 @@ func (c *Cache) Start(ctx context.Context) error {
 	}
 	if err := c.bp.Subscribe(ctx, handler{c}); err != nil {
 		return fmt.Errorf("backplane: subscribe: %w", err)
+	}
+	// Some transports learn their limit only once connected: keep the
+	// smaller of the two.
+	if l := c.bp.Limits().MaxPayload - c.trailer; l > 0 && l < c.maxPayload {
+		if l < minPayload {
+			return fmt.Errorf("%w: transport payload limit %d is below the minimum %d", ErrInvalidOption, l+c.trailer, minPayload+c.trailer)
+		}
+		c.maxPayload = l
 	}
 	now := c.now()
 	c.recvMu.Lock()
