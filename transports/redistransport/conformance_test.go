@@ -130,8 +130,9 @@ func clusterClassicHarness(t *testing.T) conformance.BackplaneHarness {
 		New: func(t testing.TB, ns string) core.Backplane {
 			return open(t, cl.URL(), ns, redistransport.WithPubSubMode(redistransport.PubSubClassic))
 		},
-		Disconnect: disconnect,
-		Bound:      10 * time.Second,
+		Disconnect:    disconnect,
+		RestartBroker: func(testing.TB) { cl.Restart() },
+		Bound:         10 * time.Second,
 	}
 }
 
