@@ -175,10 +175,10 @@ func validateURLs(servers string) error {
 		switch u.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return fmt.Errorf("%w: natstransport: server URL %s: scheme must be nats, tls, ws or wss", core.ErrInvalidOption, u.Redacted())
+			return fmt.Errorf("%w: natstransport: server URL %s: scheme must be nats, tls, ws or wss", core.ErrInvalidOption, redactURL(u))
 		}
 		if u.Host == "" {
-			return fmt.Errorf("%w: natstransport: server URL %s: no host", core.ErrInvalidOption, u.Redacted())
+			return fmt.Errorf("%w: natstransport: server URL %s: no host", core.ErrInvalidOption, redactURL(u))
 		}
 	}
 	return nil
@@ -188,10 +188,25 @@ func redactURLs(servers string) string {
 	var out []string
 	for s := range strings.SplitSeq(servers, ",") {
 		if u, err := url.Parse(strings.TrimSpace(s)); err == nil {
-			out = append(out, u.Redacted())
+			out = append(out, redactURL(u))
 		}
 	}
 	return strings.Join(out, ",")
+}
+
+// redactURL hides a password, and a token given as the user part
+// (nats://TOKEN@host), which url.URL.Redacted would show.
+func redactURL(u *url.URL) string {
+	if u.User == nil {
+		return u.String()
+	}
+	c := *u
+	if _, hasPassword := u.User.Password(); hasPassword {
+		c.User = url.UserPassword(u.User.Username(), "xxxxx")
+	} else {
+		c.User = url.User("xxxxx")
+	}
+	return c.String()
 }
 
 // Subject returns the NATS subject the Transport publishes and subscribes

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -60,6 +61,23 @@ func TestOpenRedactsPassword(t *testing.T) {
 	_, err := natstransport.Open("http://user:s3cret@127.0.0.1:4222", "ok")
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("error %v leaks the password or is nil", err)
+	}
+}
+
+func TestConnectErrorRedactsToken(t *testing.T) {
+	tr, err := natstransport.Open("nats://t0ken-s3cret@127.0.0.1:1", "ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = tr.Subscribe(ctx, core.HandlerFuncs{})
+	if err == nil || strings.Contains(err.Error(), "t0ken-s3cret") {
+		t.Fatalf("error %v leaks the token or is nil", err)
+	}
+	if _, err := natstransport.Open("http://t0ken-s3cret@127.0.0.1:4222", "ok"); err == nil || strings.Contains(err.Error(), "t0ken-s3cret") {
+		t.Fatalf("error %v leaks the token or is nil", err)
 	}
 }
 
