@@ -298,19 +298,28 @@ func (t *Transport) newPubSub(ctx context.Context) *redis.PubSub {
 func (t *Transport) awaitConfirmation(ctx context.Context, ps *redis.PubSub) error {
 	// Receive honours a deadline of ctx but not a cancellation: closing ps
 	// unblocks it.
-	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
-	defer stop()
+	stopOnCancel := context.AfterFunc(ctx, func() { _ = ps.Close() })
 	stopOnClose := context.AfterFunc(t.life, func() { _ = ps.Close() })
-	defer stopOnClose()
+	stop := func() bool {
+		a, b := stopOnCancel(), stopOnClose()
+		return a && b // false: ps is closed or being closed
+	}
 	for {
 		m, err := ps.Receive(ctx)
 		if err != nil {
+			stop()
 			if ctx.Err() != nil {
 				return fmt.Errorf("%w (%v)", ctx.Err(), err)
 			}
 			return err
 		}
 		if s, ok := m.(*redis.Subscription); ok && s.Channel == t.channel && isSubscribe(s.Kind) {
+			if !stop() {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return core.ErrClosed
+			}
 			return nil
 		}
 	}

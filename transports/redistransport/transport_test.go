@@ -860,3 +860,55 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestSubscribeHonoursContextAndClose(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	tr := newTransport(t, newClient(t, srv.Addr(), uniq("sub")), uniq("ctx"))
+	pause := func() {
+		t.Helper()
+		// A paused server does not confirm the subscription.
+		if _, err := srv.Do("CLIENT", "PAUSE", "1500", "ALL"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _, _ = srv.Do("CLIENT", "UNPAUSE") })
+	}
+	pause()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	err := tr.Subscribe(ctx, &recorder{})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Subscribe on a paused server: %v; want context.DeadlineExceeded", err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { cancel() }()
+	if err := tr.Subscribe(ctx, &recorder{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe with a cancelled context: %v; want context.Canceled", err)
+	}
+	if _, err := srv.Do("CLIENT", "UNPAUSE"); err != nil {
+		t.Fatal(err)
+	}
+	r := subscribe(t, tr) // a failed Subscribe may be retried
+	if err := tr.Publish(context.Background(), []byte("after retry")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivery after a retried Subscribe", func() bool { return r.has("after retry") })
+
+	// Close while Subscribe waits makes Subscribe return ErrClosed.
+	other := newTransport(t, newClient(t, srv.Addr(), uniq("sub2")), uniq("ctx"))
+	pause()
+	done := make(chan error, 1)
+	go func() { done <- other.Subscribe(context.Background(), &recorder{}) }()
+	// Close at any point of the Subscribe: before it starts, while it dials
+	// or while it waits for the confirmation.
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, core.ErrClosed) {
+			t.Fatalf("Subscribe interrupted by Close: %v; want core.ErrClosed", err)
+		}
+	case <-time.After(bound):
+		t.Fatal("Subscribe did not return after Close")
+	}
+}
