@@ -8,6 +8,8 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +68,8 @@ type Cache struct {
 	lastFlush    time.Time
 	lastCause    string
 	lastHeard    time.Time
+	selfCanary   time.Time   // when the own canary last came back
+	canarySince  time.Time   // since when canaries are expected
 	degraded     atomic.Bool // not caching: link down or silent under PolicyFlush
 	lastSeqSent  atomic.Uint64
 	pendingCalls atomic.Int64
@@ -90,8 +94,22 @@ type flight struct {
 }
 
 type peer struct {
-	lastSeq  uint64
-	lastSeen time.Time
+	lastSeq    uint64
+	lastSeen   time.Time
+	lastCanary time.Time
+	canaryLag  time.Duration
+}
+
+// CanaryKey is the key the canary probe invalidates (Options.CanaryInterval).
+const CanaryKey = "\x00backplane.canary"
+
+func hasCanary(keys []string) bool {
+	for _, k := range keys {
+		if k == CanaryKey {
+			return true
+		}
+	}
+	return false
 }
 
 type pubReq struct {
@@ -205,7 +223,33 @@ func (c *Cache) Start(ctx context.Context) error {
 		c.wg.Add(1)
 		go c.monitorLoop()
 	}
+	if c.opts.CanaryInterval > 0 {
+		c.recvMu.Lock()
+		c.canarySince = now
+		c.recvMu.Unlock()
+		c.wg.Add(1)
+		go c.canaryLoop()
+	}
 	return nil
+}
+
+// canaryLoop publishes the canary through the Invalidate path.
+func (c *Cache) canaryLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.opts.CanaryInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-c.stop:
+			return
+		}
+		ctx, cancel := context.WithTimeout(c.runCtx, c.opts.PublishTimeout)
+		if err := c.Invalidate(ctx, CanaryKey); err != nil && !errors.Is(err, ErrClosed) {
+			c.log.Debug("backplane: canary not published", "err", err)
+		}
+		cancel()
+	}
 }
 
 // Close drains pending publishes (bounded by Options.CloseTimeout), then
@@ -748,6 +792,9 @@ func (c *Cache) receive(p []byte) {
 		c.linkRestored("resumed")
 	}
 	if env.Source == c.id {
+		if env.Op == OpInvalidate && hasCanary(env.Keys) {
+			c.selfCanary = now
+		}
 		c.ctr.ignoredOwn.Add(1)
 		c.inst.ignoredOwn.Add(bg, 1)
 		return
@@ -759,6 +806,12 @@ func (c *Cache) receive(p []byte) {
 		c.evictLocal(env.Keys)
 		if !env.Sent.IsZero() {
 			c.inst.propagationLag.Record(bg, seconds(now.Sub(env.Sent)))
+		}
+		if hasCanary(env.Keys) {
+			if p := c.peers[env.Source]; p != nil {
+				p.lastCanary, p.canaryLag = now, now.Sub(env.Sent)
+			}
+			c.inst.canaryLag.Record(bg, seconds(now.Sub(env.Sent)))
 		}
 	case OpClear:
 		c.flush("")
@@ -857,6 +910,7 @@ func (c *Cache) linkRestored(cause string) {
 	now := c.now()
 	clear(c.peers)
 	c.baseline = now
+	c.canarySince = now
 	if c.opts.OnReconnect == PolicyFlush || c.degraded.Load() {
 		c.flush(cause)
 	}
@@ -919,11 +973,30 @@ type Health struct {
 	Peers int
 	// PendingPublishes counts Invalidate and Clear calls not yet answered.
 	PendingPublishes int
+	// SyncBroken is true, with the canary probe on, when the instance's
+	// own canary or a live peer's canary is overdue: invalidations are not
+	// getting through although the link may look fine.
+	SyncBroken bool
+	// PeerStatus describes each peer heard from recently.
+	PeerStatus []PeerStatus
 }
 
-// Healthy reports whether invalidation is flowing: started, connected and
-// not silent.
-func (h Health) Healthy() bool { return h.Started && h.Connected && !h.Silent }
+// PeerStatus is what an instance knows of one peer.
+type PeerStatus struct {
+	ID       string
+	LastSeen time.Time
+	// LastCanary and CanaryLag describe the peer's last canary (zero when
+	// none arrived); CanaryLag compares the two hosts' clocks.
+	LastCanary time.Time
+	CanaryLag  time.Duration
+	// InSync is false when the peer is alive (heartbeats arrive) but its
+	// canary is overdue.
+	InSync bool
+}
+
+// Healthy reports whether invalidation is flowing: started, connected, not
+// silent and, with the canary probe on, in sync.
+func (h Health) Healthy() bool { return h.Started && h.Connected && !h.Silent && !h.SyncBroken }
 
 // Health returns the instance's current health.
 func (c *Cache) Health() Health {
@@ -932,7 +1005,32 @@ func (c *Cache) Health() Health {
 	c.lifeMu.RUnlock()
 	c.recvMu.Lock()
 	defer c.recvMu.Unlock()
+	now := c.now()
+	canary := c.opts.CanaryInterval > 0 && started
+	timeout := c.opts.canaryTimeout()
+	broken := false
+	var peers []PeerStatus
+	for id, p := range c.peers {
+		st := PeerStatus{ID: id.String(), LastSeen: p.lastSeen, LastCanary: p.lastCanary, CanaryLag: p.canaryLag, InSync: true}
+		// A peer that sends canaries at all must keep sending them.
+		if canary && !p.lastCanary.IsZero() && now.Sub(p.lastCanary) > timeout {
+			st.InSync, broken = false, true
+		}
+		peers = append(peers, st)
+	}
+	slices.SortFunc(peers, func(a, b PeerStatus) int { return strings.Compare(a.ID, b.ID) })
+	if canary {
+		last := c.selfCanary
+		if last.Before(c.canarySince) {
+			last = c.canarySince
+		}
+		if now.Sub(last) > timeout {
+			broken = true
+		}
+	}
 	return Health{
+		SyncBroken:       broken,
+		PeerStatus:       peers,
 		Started:          started,
 		Connected:        c.linkUp,
 		Silent:           c.silent,

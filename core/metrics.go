@@ -48,7 +48,7 @@ func (c *counters) snapshot() Stats {
 // MeterProvider is given.
 type instruments struct {
 	hits, misses, published, received, ignoredOwn, decodeErrors, rejected, flushes, publishErrors metric.Int64Counter
-	publishDuration, propagationLag                                                               metric.Float64Histogram
+	publishDuration, propagationLag, canaryLag                                                    metric.Float64Histogram
 }
 
 const meterName = "github.com/backplane-go/backplane/core"
@@ -83,6 +83,7 @@ func newInstruments(mp metric.MeterProvider) *instruments {
 	in.flushes = counter("backplane.flushes", "Local store flushes for safety, by cause.")
 	in.publishErrors = counter("backplane.publish.errors", "Failed publish rounds.")
 	in.publishDuration = hist("backplane.publish.duration", "Time of one publish round trip.")
+	in.canaryLag = hist("backplane.canary.lag", "Time from a peer's canary publish to its arrival (clocks of two hosts).")
 	in.propagationLag = hist("backplane.propagation.lag", "Time from a peer's publish to the local eviction (clocks of two hosts).")
 	return in
 }

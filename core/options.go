@@ -55,6 +55,17 @@ type Options struct {
 	// down. It must exceed HeartbeatInterval. Default 3 * HeartbeatInterval.
 	HeartbeatTimeout time.Duration
 
+	// CanaryInterval, when positive, makes the instance publish a synthetic
+	// invalidation (of CanaryKey) this often, through the same path as
+	// Invalidate. Every instance must see every live peer's canary and its
+	// own: Health reports SyncBroken, with the peer, when one is overdue
+	// (CanaryTimeout), and the lag feeds the backplane.canary.lag metric.
+	// Zero (default) disables the probe.
+	CanaryInterval time.Duration
+	// CanaryTimeout is how overdue a canary may be. Default 3 *
+	// CanaryInterval.
+	CanaryTimeout time.Duration
+
 	// OnDisconnect applies when the transport reports a disconnect or the
 	// link goes silent. PolicyFlush (default) clears the store and stops
 	// caching until the link is back; reads keep being served through
@@ -159,6 +170,12 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 // WithKeyring sets Options.Keyring: sign and verify every message.
 func WithKeyring(k *Keyring) Option { return func(o *Options) { o.Keyring = k } }
 
+// WithCanary sets Options.CanaryInterval and Options.CanaryTimeout (zero:
+// 3 * interval).
+func WithCanary(interval, timeout time.Duration) Option {
+	return func(o *Options) { o.CanaryInterval, o.CanaryTimeout = interval, timeout }
+}
+
 // WithQueueSize sets Options.QueueSize.
 func WithQueueSize(n int) Option { return func(o *Options) { o.QueueSize = n } }
 
@@ -193,6 +210,10 @@ func (o *Options) Validate() error {
 		return bad("MaxPayload %d is negative", o.MaxPayload)
 	case o.MaxPayload > 0 && o.MaxPayload < minPayload:
 		return bad("MaxPayload %d is below the minimum %d (one key of MaxKeyLen bytes)", o.MaxPayload, minPayload)
+	case o.CanaryInterval < 0 || o.CanaryTimeout < 0:
+		return bad("negative canary interval %v or timeout %v", o.CanaryInterval, o.CanaryTimeout)
+	case o.CanaryInterval > 0 && o.CanaryTimeout != 0 && o.CanaryTimeout <= o.CanaryInterval:
+		return bad("CanaryTimeout %v must exceed CanaryInterval %v", o.CanaryTimeout, o.CanaryInterval)
 	case o.QueueSize <= 0:
 		return bad("QueueSize %d must be positive", o.QueueSize)
 	case o.PublishTimeout <= 0:
@@ -215,4 +236,11 @@ func (o *Options) heartbeatTimeout() time.Duration {
 		return o.HeartbeatTimeout
 	}
 	return 3 * o.HeartbeatInterval
+}
+
+func (o *Options) canaryTimeout() time.Duration {
+	if o.CanaryTimeout > 0 {
+		return o.CanaryTimeout
+	}
+	return 3 * o.CanaryInterval
 }
