@@ -39,6 +39,17 @@
 // propagation time while the link is up, and at most HeartbeatTimeout plus
 // one heartbeat interval when a link silently breaks.
 //
+// # Canary and signing
+//
+// With Options.CanaryInterval, every instance periodically invalidates
+// CanaryKey through the normal path; Health.SyncBroken reports an instance
+// whose own canary, or a live peer's, is overdue: invalidations are not
+// getting through although the connection looks fine.
+//
+// With a Keyring (WithKeyring), every message carries an HMAC-SHA256 under a
+// shared key with a key ID; unsigned and forged messages are dropped and
+// counted (Stats.Rejected). Two keys are accepted during a rotation.
+//
 // # Limits
 //
 // Keys are 1 to MaxKeyLen (1024) bytes. One Invalidate call takes at most
