@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -36,8 +37,10 @@ func newBenchCmd(g *globals) *cobra.Command {
 		Short: "Measure propagation latency and throughput through a broker",
 		Long: `bench measures, on your own broker and in the same run:
 
-  raw pub/sub   the transport alone: publish a payload, receive it on a second
-                connection (what the broker and its client library cost)
+  client        the broker's own client library (nats.go, go-redis): publish a
+                payload, receive it on a second connection; what the broker costs
+  transport     the same through backplane's transport (natstransport,
+                redistransport): publish and subscribe, no engine
   engine        the full backplane engine: Invalidate on one instance until the
                 key is evicted on another (encoding, group commit, decoding)
 
@@ -96,7 +99,15 @@ func runBench(ctx context.Context, g *globals, rawURL string, o benchOptions) er
 	fmt.Fprintf(g.stdout, "bench %s: %d messages at %d/s for latency, a burst of %d from %d publishers for throughput\n",
 		redact(rawURL), o.messages, o.rate, o.burst, o.concurrency)
 
-	raw, err := benchRaw(ctx, g, rawURL, o, pr)
+	var rows []benchResult
+	native, err := benchRaw(ctx, g, rawURL, o, pr, nativePipe)
+	switch {
+	case err == nil:
+		rows = append(rows, native)
+	case !errors.Is(err, errNoNativeClient):
+		return interrupted(ctx, err)
+	}
+	raw, err := benchRaw(ctx, g, rawURL, o, pr, transportPipe)
 	if err != nil {
 		return interrupted(ctx, err)
 	}
@@ -104,17 +115,20 @@ func runBench(ctx context.Context, g *globals, rawURL string, o benchOptions) er
 	if err != nil {
 		return interrupted(ctx, err)
 	}
+	rows = append(rows, raw, eng)
 	pr.finish()
-	printBench(g, o, raw, eng)
+	printBench(g, o, rows...)
 	if o.out != "" {
-		svg, err := writeBenchFiles(o.out, raw, eng)
+		svg, err := writeBenchFiles(o.out, rows...)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(g.stdout, "samples written to %s, histogram to %s\n", o.out, svg)
 	}
-	if raw.recv < raw.sent || eng.recv < eng.sent || raw.burstRecv < raw.burstSent || eng.burstRecv < eng.burstSent {
-		return silentError{"messages were lost (see the table)"}
+	for _, r := range rows {
+		if r.recv < r.sent || r.burstRecv < r.burstSent {
+			return silentError{"messages were lost (see the table)"}
+		}
 	}
 	return nil
 }
@@ -188,61 +202,65 @@ func waitCount(ctx context.Context, bound time.Duration, n int, count func() int
 	}
 }
 
-func benchRaw(ctx context.Context, g *globals, rawURL string, o benchOptions, pr *progress) (benchResult, error) {
-	res := benchResult{mode: "raw pub/sub", unit: "msg/s"}
+type pipeOpener func(ctx context.Context, g *globals, rawURL, ns string, onMsg func([]byte)) (*pipe, error)
+
+func benchRaw(ctx context.Context, g *globals, rawURL string, o benchOptions, pr *progress, open pipeOpener) (benchResult, error) {
+	res := benchResult{unit: "msg/s"}
 	for _, phase := range []string{"latency", "throughput"} {
-		ns := randomNamespace("backplane-bench-raw-")
-		sub, err := g.openBackplane(ctx, rawURL, ns)
-		if err != nil {
-			return res, err
-		}
-		pub, err := g.openBackplane(ctx, rawURL, ns)
-		if err != nil {
-			_ = sub.Close()
-			return res, err
-		}
 		var lat latencies
 		var last atomic.Int64
-		h := core.HandlerFuncs{Message: func(p []byte) {
+		onMsg := func(p []byte) {
 			now := time.Now()
 			if len(p) >= 16 {
 				lat.add(now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(p)))))
 				last.Store(now.UnixNano())
 			}
-		}}
-		err = g.subscribe(ctx, rawURL, sub, h)
-		if err == nil {
-			send := func(i int) error {
-				p := make([]byte, o.size)
-				binary.BigEndian.PutUint64(p, uint64(time.Now().UnixNano()))
-				binary.BigEndian.PutUint64(p[8:], uint64(i))
-				pctx, cancel := context.WithTimeout(ctx, g.timeout)
-				defer cancel()
-				if err := pub.Publish(pctx, p); err != nil {
-					return fmt.Errorf("raw publish: %w", classify(pctx, rawURL, g.timeout, err))
-				}
-				return nil
+		}
+		pp, err := open(ctx, g, rawURL, randomNamespace("backplane-bench-raw-"), onMsg)
+		if err != nil {
+			return res, err
+		}
+		res.mode = pp.label
+		send := func(i int) error {
+			p := make([]byte, o.size)
+			binary.BigEndian.PutUint64(p, uint64(time.Now().UnixNano()))
+			binary.BigEndian.PutUint64(p[8:], uint64(i))
+			pctx, cancel := context.WithTimeout(ctx, g.timeout)
+			defer cancel()
+			if err := pp.publish(pctx, p); err != nil {
+				return fmt.Errorf("%s publish: %w", pp.label, classify(pctx, rawURL, g.timeout, err))
 			}
-			if phase == "latency" {
-				pr.start("raw pub/sub: latency")
-				if err = pace(ctx, o.messages, o.rate, pr, send); err == nil {
-					waitCount(ctx, o.bound, o.messages, lat.count)
-					res.sent, res.recv, res.lat = o.messages, lat.count(), lat.snapshot()
-				}
-			} else {
-				pr.start("raw pub/sub: throughput")
-				start := time.Now()
-				if err = burst(ctx, o.burst, o.concurrency, pr, send); err == nil {
-					waitCount(ctx, o.bound, o.burst, lat.count)
-					res.burstSent, res.burstRecv, res.burstLat = o.burst, lat.count(), lat.snapshot()
-					if el := time.Unix(0, last.Load()).Sub(start); el > 0 {
-						res.throughput = float64(res.burstRecv) / el.Seconds()
-					}
+			return nil
+		}
+		flush := func() error {
+			fctx, cancel := context.WithTimeout(ctx, g.timeout)
+			defer cancel()
+			return pp.flush(fctx)
+		}
+		if phase == "latency" {
+			pr.start(pp.label + ": latency")
+			if err = pace(ctx, o.messages, o.rate, pr, send); err == nil {
+				err = flush()
+			}
+			if err == nil {
+				waitCount(ctx, o.bound, o.messages, lat.count)
+				res.sent, res.recv, res.lat = o.messages, lat.count(), lat.snapshot()
+			}
+		} else {
+			pr.start(pp.label + ": throughput")
+			start := time.Now()
+			if err = burst(ctx, o.burst, o.concurrency, pr, send); err == nil {
+				err = flush()
+			}
+			if err == nil {
+				waitCount(ctx, o.bound, o.burst, lat.count)
+				res.burstSent, res.burstRecv, res.burstLat = o.burst, lat.count(), lat.snapshot()
+				if el := time.Unix(0, last.Load()).Sub(start); el > 0 {
+					res.throughput = float64(res.burstRecv) / el.Seconds()
 				}
 			}
 		}
-		_ = pub.Close()
-		_ = sub.Close()
+		pp.close()
 		if err != nil {
 			return res, err
 		}
@@ -334,9 +352,10 @@ func printBench(g *globals, o benchOptions, rows ...benchResult) {
 			fmtCount(uint64(r.throughput)), r.unit)
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(g.stdout, `latency: raw = publish call to delivery on a second connection; engine = Invalidate call to the
-key evicted on a second instance (same host clock). Throughput: %d messages/keys from %d (raw)
-or %d (engine) concurrent callers, first call to last delivery; the engine coalesces keys.
+	fmt.Fprintf(g.stdout, `latency: client and transport = publish call to delivery on a second connection; engine =
+Invalidate call to the key evicted on a second instance (one host clock). Throughput: %d
+messages/keys from %d (client, transport) or %d (engine) concurrent callers, first call to
+last delivery; the engine coalesces concurrent keys into few messages.
 `, o.burst, o.concurrency, o.concurrency*4)
 	for _, r := range rows {
 		if r.burstRecv < r.burstSent {

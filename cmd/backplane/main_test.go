@@ -451,7 +451,7 @@ func TestBench(t *testing.T) {
 			url := start(t)
 			out := filepath.Join(t.TempDir(), "bench.csv")
 			r := cli(t, "", "bench", url, "--messages", "100", "--rate", "2000", "--burst", "1000", "--out", out)
-			r.expect(t, exitOK, "raw pub/sub", "engine Invalidate→evict", "p50", "p99", "msg/s", "keys/s", "histogram to")
+			r.expect(t, exitOK, "client", "transport pub/sub", "engine Invalidate→evict", "p50", "p99", "msg/s", "keys/s", "histogram to")
 			f, err := os.Open(out)
 			if err != nil {
 				t.Fatal(err)
@@ -461,7 +461,7 @@ func TestBench(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(rows) < 1+2*100+2*1000 || strings.Join(rows[0], ",") != "mode,phase,sample,latency_ns" {
+			if len(rows) < 1+3*(100+1000) || strings.Join(rows[0], ",") != "mode,phase,sample,latency_ns" {
 				t.Fatalf("CSV has %d rows, header %v", len(rows), rows[0])
 			}
 			svg, err := os.ReadFile(strings.TrimSuffix(out, ".csv") + ".svg")
@@ -476,7 +476,7 @@ func TestBench(t *testing.T) {
 					t.Fatalf("the histogram is not well-formed SVG: %v", err)
 				}
 			}
-			if !bytes.Contains(svg, []byte("<rect")) || !bytes.Contains(svg, []byte("raw pub/sub")) {
+			if !bytes.Contains(svg, []byte("<rect")) || !bytes.Contains(svg, []byte("transport pub/sub")) {
 				t.Fatal("the histogram has no bars or no legend")
 			}
 		})
