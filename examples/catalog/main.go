@@ -18,6 +18,7 @@
 //	-postgres   PostgreSQL DSN, used instead of SQLite [CATALOG_POSTGRES]
 //	-transport  backplane URL [BACKPLANE_TRANSPORT], default nats://127.0.0.1:4222
 //	-namespace  backplane namespace [BACKPLANE_NAMESPACE], default catalog
+//	-table      products table [CATALOG_TABLE], default catalog_products
 //	-seed       products to create if missing, default 100
 //
 // The service needs a running broker (NATS or Redis). `go run
@@ -57,21 +58,22 @@ func main() {
 	pgDSN := flag.String("postgres", env("CATALOG_POSTGRES", ""), "PostgreSQL DSN (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable); overrides -sqlite")
 	transport := flag.String("transport", env("BACKPLANE_TRANSPORT", "nats://127.0.0.1:4222"), "backplane URL (nats://, redis://, rediss://, tls://)")
 	namespace := flag.String("namespace", env("BACKPLANE_NAMESPACE", "catalog"), "backplane namespace")
+	table := flag.String("table", env("CATALOG_TABLE", catalog.DefaultTable), "products table")
 	seed := flag.Int("seed", 100, "products to create if missing")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *addr, *sqlitePath, *pgDSN, *transport, *namespace, *seed); err != nil {
+	if err := run(ctx, *addr, *sqlitePath, *pgDSN, *table, *transport, *namespace, *seed); err != nil {
 		fmt.Fprintln(os.Stderr, "catalog:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, addr, sqlitePath, pgDSN, transport, namespace string, seed int) error {
-	cfg := catalog.Config{Driver: catalog.DriverSQLite, DSN: sqlitePath}
+func run(ctx context.Context, addr, sqlitePath, pgDSN, table, transport, namespace string, seed int) error {
+	cfg := catalog.Config{Driver: catalog.DriverSQLite, DSN: sqlitePath, Table: table}
 	if pgDSN != "" {
-		cfg = catalog.Config{Driver: catalog.DriverPostgres, DSN: pgDSN}
+		cfg = catalog.Config{Driver: catalog.DriverPostgres, DSN: pgDSN, Table: table}
 	}
 	openCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
