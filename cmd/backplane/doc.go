@@ -11,7 +11,7 @@
 //	backplane version
 //
 // URL names the broker: nats://host:4222, tls://host:4222, redis://host:6379/0,
-// rediss://host:6380, or mem:// (in-process, for tests). Credentials go in the
+// rediss://host:6380, or mem:// (in-process: only useful with demo --transport). Credentials go in the
 // URL (nats://user:pass@host:4222, redis://:pass@host:6379); further
 // parameters are those of the fxmodule package.
 //
@@ -24,6 +24,15 @@
 //	4    aborted: clear was not confirmed
 //	130  interrupted (Ctrl-C)
 //
+// tail runs until Ctrl-C, --count or --for, and exits 0 when stopped that way.
+//
 // Errors name the fix and never print a stack trace. Every network operation
-// is bounded by --timeout.
+// is bounded by --timeout (default 10s); --verbose logs the transports' and
+// engines' diagnostics to stderr.
+//
+// # Safe on a shared broker
+//
+// check and bench work on fresh random namespaces of their own and never
+// fault the broker; demo --transport does too. Only invalidate and clear act
+// on an application's namespace, and clear asks first.
 package main
