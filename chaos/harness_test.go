@@ -1,0 +1,388 @@
+package chaos_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+
+	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/faultproxy"
+	"github.com/backplane-go/backplane/internal/testenv"
+	"github.com/backplane-go/backplane/stores/bigcachestore"
+	"github.com/backplane-go/backplane/transports/natstransport"
+	"github.com/backplane-go/backplane/transports/redistransport"
+)
+
+// fullRun is set by the chaos build tag (full_test.go).
+var fullRun bool
+
+// config sizes a run. The reduced form must pass on a loaded two-core
+// machine under -race: its heartbeats are slower and its slack larger, so
+// that scheduling delays cannot pass for staleness; it checks the same
+// properties.
+type config struct {
+	full         bool
+	instances    int
+	duration     time.Duration // of one scenario
+	hbInterval   time.Duration
+	hbTimeout    time.Duration
+	slack        time.Duration // propagation and scheduling allowance
+	latency      time.Duration // injected by the latency scenario
+	downtime     time.Duration // of the broker in the kill scenario
+	slowBPS      int           // bandwidth of the slow subscriber
+	writers      int
+	readersPer   int
+	keys         int
+	publishLimit time.Duration // core.Options.PublishTimeout
+	wait         time.Duration // bound of every poll for a condition
+}
+
+func loadConfig() config {
+	if fullRun || os.Getenv("BACKPLANE_CHAOS_FULL") == "1" {
+		return config{
+			full: true, instances: 4, duration: 20 * time.Second,
+			hbInterval: 100 * time.Millisecond, hbTimeout: 500 * time.Millisecond,
+			slack: 250 * time.Millisecond, latency: 150 * time.Millisecond,
+			downtime: 2 * time.Second, slowBPS: 4 << 10,
+			writers: 3, readersPer: 2, keys: 64,
+			publishLimit: time.Second, wait: 30 * time.Second,
+		}
+	}
+	return config{
+		instances: 3, duration: 3 * time.Second,
+		hbInterval: 200 * time.Millisecond, hbTimeout: time.Second,
+		slack: 2 * time.Second, latency: 100 * time.Millisecond,
+		downtime: 300 * time.Millisecond, slowBPS: 2 << 10,
+		writers: 2, readersPer: 1, keys: 32,
+		publishLimit: time.Second, wait: 60 * time.Second,
+	}
+}
+
+// bound is the staleness bound of a scenario that injects latency lat:
+// see RELIABILITY.md.
+func (c config) bound(lat time.Duration) time.Duration {
+	return c.hbTimeout + c.hbInterval + lat + c.slack
+}
+
+// detectBound is how soon after a link silently breaks the instance must
+// notice: the last message arrives at most as the fault starts, the
+// monitor checks every HeartbeatInterval/2 for HeartbeatTimeout of
+// silence.
+func (c config) detectBound() time.Duration {
+	return c.hbTimeout + c.hbInterval + c.slack
+}
+
+// broker is a private broker the test may kill and restart.
+type broker struct {
+	name  string
+	addr  string
+	kill  func() // SIGKILL for Redis; for the embedded NATS server, Shutdown
+	start func()
+	open  func(t *testing.T, addr, ns string) core.Backplane
+}
+
+func redisBroker(t *testing.T) *broker {
+	s := testenv.StartRedis(t)
+	return &broker{
+		name: "redis", addr: s.Addr(), kill: s.Kill, start: s.Restart,
+		open: func(t *testing.T, addr, ns string) core.Backplane {
+			bp, err := redistransport.Open("redis://"+addr, ns,
+				redistransport.WithReconnectBackoff(20*time.Millisecond, 200*time.Millisecond),
+				redistransport.WithLogger(discard))
+			if err != nil {
+				t.Fatalf("redistransport.Open: %v", err)
+			}
+			return bp
+		},
+	}
+}
+
+func natsBroker(t *testing.T) *broker {
+	s := testenv.StartNATS(t)
+	return &broker{
+		name: "nats", addr: fmt.Sprintf("127.0.0.1:%d", s.Port()), kill: s.Shutdown, start: s.Restart,
+		open: func(t *testing.T, addr, ns string) core.Backplane {
+			bp, err := natstransport.Open("nats://"+addr, ns,
+				natstransport.WithReconnectWait(50*time.Millisecond),
+				natstransport.WithConnectTimeout(time.Second),
+				natstransport.WithLogger(discard),
+				// Stay behind the proxy: never dial what the server advertises.
+				natstransport.WithNATSOptions(nats.IgnoreDiscoveredServers()))
+			if err != nil {
+				t.Fatalf("natstransport.Open: %v", err)
+			}
+			return bp
+		},
+	}
+}
+
+var discard = slog.New(slog.DiscardHandler)
+
+func newStore(t *testing.T) core.LocalStore {
+	cfg := bigcachestore.DefaultConfig()
+	cfg.Shards, cfg.HardMaxCacheSize = 16, 16
+	s, err := bigcachestore.New(cfg)
+	if err != nil {
+		t.Fatalf("bigcachestore.New: %v", err)
+	}
+	return s
+}
+
+// msgID names one invalidate or clear message.
+type msgID struct {
+	src core.SourceID
+	seq uint64
+}
+
+// ledger records every invalidate and clear message published (once
+// Publish returned nil) and received, per instance.
+type ledger struct {
+	mu        sync.Mutex
+	published map[msgID]time.Time
+	received  []map[msgID]time.Time      // per instance
+	heard     []map[core.SourceID]uint64 // per instance: the highest Seq of any message of a peer
+}
+
+func newLedger(n int) *ledger {
+	l := &ledger{published: map[msgID]time.Time{}, received: make([]map[msgID]time.Time, n), heard: make([]map[core.SourceID]uint64, n)}
+	for i := range l.received {
+		l.received[i] = map[msgID]time.Time{}
+		l.heard[i] = map[core.SourceID]uint64{}
+	}
+	return l
+}
+
+// decodeID returns the message's ID and whether it is an invalidate or
+// clear message (ok is false for heartbeats and undecodable payloads;
+// decoded tells the latter apart).
+func decodeID(p []byte) (id msgID, ok, decoded bool) {
+	env, err := core.DecodeEnvelope(p)
+	if err != nil {
+		return msgID{}, false, false
+	}
+	return msgID{env.Source, env.Seq}, env.Op == core.OpInvalidate || env.Op == core.OpClear, true
+}
+
+// tap is a Backplane between an instance's engine and its transport that
+// records messages and events.
+type tap struct {
+	core.Backplane
+	inst *instance
+}
+
+func (t *tap) Publish(ctx context.Context, payloads ...[]byte) error {
+	err := t.Backplane.Publish(ctx, payloads...)
+	if err == nil {
+		now := time.Now()
+		l := t.inst.run.ledger
+		l.mu.Lock()
+		for _, p := range payloads {
+			if id, ok, _ := decodeID(p); ok {
+				l.published[id] = now
+			}
+		}
+		l.mu.Unlock()
+	}
+	return err
+}
+
+func (t *tap) Subscribe(ctx context.Context, h core.Handler) error {
+	return t.Backplane.Subscribe(ctx, tapHandler{t: t, h: h})
+}
+
+type tapHandler struct {
+	t *tap
+	h core.Handler
+}
+
+func (h tapHandler) HandleMessage(p []byte) {
+	if id, ok, decoded := decodeID(p); decoded && id.src != h.t.inst.id {
+		now := time.Now()
+		l := h.t.inst.run.ledger
+		i := h.t.inst.idx
+		l.mu.Lock()
+		if _, dup := l.received[i][id]; ok && !dup {
+			l.received[i][id] = now
+		}
+		l.heard[i][id.src] = max(l.heard[i][id.src], id.seq)
+		l.mu.Unlock()
+	}
+	h.h.HandleMessage(p)
+}
+
+func (h tapHandler) HandleEvent(ev core.Event) {
+	h.t.inst.rec.event(ev.Kind.String())
+	h.h.HandleEvent(ev)
+}
+
+// recorder is a MeterProvider that keeps the engine's counters by name
+// and attributes, the time of every flush, and the largest value of every
+// histogram.
+type recorder struct {
+	noop.MeterProvider
+	mu      sync.Mutex
+	counts  map[string]int64
+	flushes []flushEvent
+	events  map[string]int
+	maxHist map[string]float64
+}
+
+type flushEvent struct {
+	at    time.Time
+	cause string
+}
+
+func newRecorder() *recorder {
+	return &recorder{counts: map[string]int64{}, events: map[string]int{}, maxHist: map[string]float64{}}
+}
+
+// Meter returns a meter that records into r.
+func (r *recorder) Meter(string, ...metric.MeterOption) metric.Meter { return recMeter{r: r} }
+
+func (r *recorder) event(kind string) {
+	r.mu.Lock()
+	r.events[kind]++
+	r.mu.Unlock()
+}
+
+// flushCauses returns the flushes by cause.
+func (r *recorder) flushCauses() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := map[string]int{}
+	for _, f := range r.flushes {
+		m[f.cause]++
+	}
+	return m
+}
+
+func (r *recorder) flushTimes() []flushEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]flushEvent(nil), r.flushes...)
+}
+
+type recMeter struct {
+	noop.Meter
+	r *recorder
+}
+
+func (m recMeter) Int64Counter(name string, _ ...metric.Int64CounterOption) (metric.Int64Counter, error) {
+	return recCounter{r: m.r, name: name}, nil
+}
+
+func (m recMeter) Float64Histogram(name string, _ ...metric.Float64HistogramOption) (metric.Float64Histogram, error) {
+	return recHist{r: m.r, name: name}, nil
+}
+
+type recCounter struct {
+	noop.Int64Counter
+	r    *recorder
+	name string
+}
+
+func (c recCounter) Add(_ context.Context, n int64, opts ...metric.AddOption) {
+	attrs := metric.NewAddConfig(opts).Attributes()
+	key := c.name
+	if attrs.Len() > 0 {
+		var kv []string
+		for _, a := range attrs.ToSlice() {
+			kv = append(kv, string(a.Key)+"="+a.Value.Emit())
+		}
+		key += "{" + strings.Join(kv, ",") + "}"
+	}
+	c.r.mu.Lock()
+	defer c.r.mu.Unlock()
+	c.r.counts[key] += n
+	if c.name == "backplane.flushes" {
+		cause, _ := attrs.Value(attribute.Key("cause"))
+		c.r.flushes = append(c.r.flushes, flushEvent{at: time.Now(), cause: cause.Emit()})
+	}
+}
+
+type recHist struct {
+	noop.Float64Histogram
+	r    *recorder
+	name string
+}
+
+func (h recHist) Record(_ context.Context, v float64, _ ...metric.RecordOption) {
+	h.r.mu.Lock()
+	defer h.r.mu.Unlock()
+	if v > h.r.maxHist[h.name] {
+		h.r.maxHist[h.name] = v
+	}
+}
+
+// instance is one engine behind its own proxy.
+type instance struct {
+	idx   int
+	run   *run
+	proxy *faultproxy.Proxy
+	cache *core.Cache
+	id    core.SourceID
+	rec   *recorder
+	// noWrite keeps the writers off the instance.
+	noWrite atomic.Bool
+}
+
+// countMap renders a map in key order: "a=1 b=2".
+func countMap[V int | int64](m map[string]V) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", k, m[k])
+	}
+	if b.Len() == 0 {
+		return "none"
+	}
+	return b.String()
+}
+
+// eventually polls cond every few milliseconds until it holds or d passes.
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return cond()
+}
+
+// reportFile appends a line to the file named by BACKPLANE_CHAOS_REPORT,
+// if set: the rows of the fault matrix.
+func reportLine(t *testing.T, line string) {
+	path := os.Getenv("BACKPLANE_CHAOS_REPORT")
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Errorf("report: %v", err)
+		return
+	}
+	defer f.Close()
+	_, _ = io.WriteString(f, line+"\n")
+}
