@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,11 +9,39 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/backplane-go/backplane/core"
 )
+
+// loadKeyring reads --signing-key ID:FILE values; the file holds the
+// secret (a trailing newline is ignored).
+func loadKeyring(specs []string) (*core.Keyring, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	var keys []core.SigningKey
+	for _, spec := range specs {
+		id, file, ok := strings.Cut(spec, ":")
+		if !ok || id == "" || file == "" {
+			return nil, usagef("--signing-key %q: want ID:FILE, FILE holding the secret", spec)
+		}
+		secret, err := os.ReadFile(file)
+		if err != nil {
+			return nil, usagef("--signing-key %s: %v", id, err)
+		}
+		keys = append(keys, core.SigningKey{ID: id, Secret: bytes.TrimRight(secret, "\r\n")})
+	}
+	k, err := core.NewKeyring(keys...)
+	if err != nil {
+		return nil, usagef("--signing-key: %v", strings.TrimPrefix(err.Error(), "backplane: invalid option: "))
+	}
+	return k, nil
+}
 
 // Exit codes, documented in the package documentation and in --help.
 const (
@@ -36,6 +65,8 @@ const exitCodesHelp = `Exit codes:
 type globals struct {
 	timeout time.Duration
 	verbose bool
+	keys    []string
+	keyring *core.Keyring
 	stdout  io.Writer
 	stderr  io.Writer
 	stdin   io.Reader
@@ -72,6 +103,13 @@ rediss://host:6380, mem:// (in-process). Credentials go in the URL.`,
 	root.SetIn(g.stdin)
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "bound for connecting and for each network operation")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log transport and engine diagnostics to stderr")
+	root.PersistentFlags().StringSliceVar(&g.keys, "signing-key", nil,
+		"ID:FILE of an HMAC signing key the fleet uses (core.Keyring); repeat for rotation, the first signs")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		k, err := loadKeyring(g.keys)
+		g.keyring = k
+		return err
+	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.SetUsageTemplate(root.UsageTemplate() + "\n" + exitCodesHelp + "\n")
 	root.AddCommand(

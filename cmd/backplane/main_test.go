@@ -503,3 +503,54 @@ func TestDemo(t *testing.T) {
 		wait().expect(t, exitInterrupted, "summary after", "interrupted")
 	})
 }
+
+// TestSigning acts on a fleet that signs its messages: unsigned commands
+// are rejected by the application, signed ones are applied, and tail shows
+// each verdict.
+func TestSigning(t *testing.T) {
+	url := testenv.StartNATS(t).URL()
+	ns := randomNamespace("cli-test-")
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	keyFile := filepath.Join(t.TempDir(), "k1")
+	if err := os.WriteFile(keyFile, append(secret, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kr, err := core.NewKeyring(core.SigningKey{ID: "k1", Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bp, err := fxmodule.OpenBackplane(ctx, url, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := bigcachestore.New(bigcachestore.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := core.Open(ctx, store, bp, core.WithKeyring(kr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	if err := app.Set("k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+
+	_, out, stderr, wait := background(t, "tail", url, "-n", ns, "--count", "2", "--signing-key", "k1:"+keyFile)
+	waitFor(t, "tail to subscribe", func() bool { return strings.Contains(stderr.String(), "tailing") })
+
+	cli(t, "", "invalidate", url, "-n", ns, "k").expect(t, exitOK)
+	waitFor(t, "the application to reject the unsigned invalidation", func() bool { return app.Stats().Rejected > 0 })
+	if _, ok := app.Get("k"); !ok {
+		t.Fatal("an unsigned invalidation evicted the key")
+	}
+	cli(t, "", "invalidate", url, "-n", ns, "k", "--signing-key", "k1:"+keyFile).expect(t, exitOK)
+	waitFor(t, "the signed invalidation to evict the key", func() bool { _, ok := app.Get("k"); return !ok })
+
+	wait().expect(t, exitOK, "[REJECTED: message is not signed]", "signed(k1)", "[verified]")
+	_ = out
+	cli(t, "", "invalidate", url, "-n", ns, "k", "--signing-key", "k1").expect(t, exitUsage, "want ID:FILE")
+	cli(t, "", "invalidate", url, "-n", ns, "k", "--signing-key", "k1:/no/such/file").expect(t, exitUsage, "no such file")
+}

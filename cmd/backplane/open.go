@@ -96,6 +96,9 @@ func (g *globals) openCache(ctx context.Context, rawURL, ns string, wrap func(co
 		return nil, err
 	}
 	opts = append([]core.Option{core.WithLogger(g.logger()), core.WithPublishTimeout(g.timeout)}, opts...)
+	if g.keyring != nil {
+		opts = append(opts, core.WithKeyring(g.keyring))
+	}
 	c, err := core.New(store, bp, opts...)
 	if err != nil {
 		_ = bp.Close()

@@ -31,7 +31,8 @@ func newTailCmd(g *globals) *cobra.Command {
 instance, sequence number, operation, keys and lag (receive time minus the
 sender's publish time; across hosts it includes their clock difference).
 Heartbeats are hidden unless --heartbeats. A payload that does not decode is
-printed as such (with its first bytes in hex), never a crash.
+printed as such (with its first bytes in hex), never a crash. With
+--signing-key, each message's signature is checked and the verdict shown.
 
 tail only listens: it publishes nothing and changes no cache. Ctrl-C stops it
 (exit code 0).`,
@@ -121,10 +122,23 @@ func runTail(ctx context.Context, g *globals, rawURL string, o tailOptions) erro
 			if derr == nil && env.Op == core.OpHeartbeat && !o.heartbeats {
 				continue
 			}
+			verdict := ""
+			if derr == nil && g.keyring != nil {
+				verdict = "verified"
+				if err := g.keyring.Verify(it.payload, &env); err != nil {
+					verdict = "REJECTED: " + strings.TrimPrefix(err.Error(), "backplane: ")
+				}
+			}
 			if o.json {
-				_ = enc.Encode(tailJSON(it, env, derr))
+				r := tailJSON(it, env, derr)
+				r.Signature = verdict
+				_ = enc.Encode(r)
 			} else {
-				fmt.Fprintln(g.stdout, tailLine(it, env, derr))
+				line := tailLine(it, env, derr)
+				if verdict != "" {
+					line += "  [" + verdict + "]"
+				}
+				fmt.Fprintln(g.stdout, line)
 			}
 			if n := dropped.Swap(0); n > 0 {
 				fmt.Fprintf(g.stderr, "%d messages not shown: the output was too slow\n", n)
@@ -165,7 +179,7 @@ func tailLine(it tailItem, env core.Envelope, derr error) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s  %s  seq %-6d %-10s lag %-8s", ts, env.Source.String()[:8], env.Seq, env.Op, fmtDur(it.at.Sub(env.Sent), !env.Sent.IsZero()))
 	if env.KeyID != "" {
-		fmt.Fprintf(&b, " signed(%s, not verified)", env.KeyID)
+		fmt.Fprintf(&b, " signed(%s)", env.KeyID)
 	}
 	if len(env.Keys) > 0 {
 		fmt.Fprintf(&b, " keys %s", strings.Join(env.Keys, " "))
@@ -182,6 +196,7 @@ type tailRecord struct {
 	Sent       *time.Time `json:"sent,omitempty"`
 	LagMicros  *int64     `json:"lag_us,omitempty"`
 	KeyID      string     `json:"key_id,omitempty"`
+	Signature  string     `json:"signature,omitempty"`
 	Error      string     `json:"error,omitempty"`
 	Bytes      int        `json:"bytes"`
 	PayloadHex string     `json:"payload_hex,omitempty"`
