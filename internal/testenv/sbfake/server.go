@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -640,7 +642,9 @@ func (l *link) detachLocked() {
 		}
 	}
 	if len(back) > 0 {
-		sub.queue = append(back, sub.queue...)
+		for _, m := range back {
+			sub.requeue(m)
+		}
 		l.sess.c.s.dispatch(sub)
 	}
 }
@@ -902,14 +906,21 @@ func (s *Server) outcome(sub *subscription, tok [16]byte, code uint64) bool {
 	delete(sub.locked, tok)
 	switch code {
 	case codeReleased:
-		sub.queue = append([]*stored{lm.m}, sub.queue...)
+		sub.requeue(lm.m)
 	case codeModified:
 		lm.m.deliveryCount++
-		sub.queue = append([]*stored{lm.m}, sub.queue...)
+		sub.requeue(lm.m)
 	default: // accepted: done; rejected: dead-lettered, which the fake drops
 	}
 	s.dispatch(sub)
 	return true
+}
+
+// requeue puts a message back in the queue at its place by sequence
+// number, as Service Bus makes an unlocked message available again.
+func (sub *subscription) requeue(m *stored) {
+	i := sort.Search(len(sub.queue), func(i int) bool { return sub.queue[i].seq > m.seq })
+	sub.queue = slices.Insert(sub.queue, i, m)
 }
 
 func (s *Server) entityExists(entity string) bool {

@@ -1,0 +1,409 @@
+package servicebustransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+
+	"github.com/backplane-go/backplane/core"
+)
+
+// errLinkLost is the cause of an EventDisconnected when the SDK reported a
+// failed receive without an error of its own (it recovers the link on the
+// next call).
+var errLinkLost = errors.New("servicebustransport: receive link or connection failed")
+
+// maxRecoverWait caps the growing pause between re-attach attempts.
+const maxRecoverWait = 5 * time.Second
+
+// Transport is a core.Backplane over an Azure Service Bus topic with one
+// subscription per instance. It is safe for concurrent use.
+type Transport struct {
+	opts       Options
+	client     *azservicebus.Client
+	owned      bool
+	sender     *azservicebus.Sender
+	maxPayload int
+	log        *slog.Logger
+
+	mu           sync.Mutex
+	closed       bool
+	subscribed   bool
+	subscription string
+	provisioned  bool
+	receiver     *azservicebus.Receiver
+	cancel       context.CancelFunc
+
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ core.Backplane = (*Transport)(nil)
+
+// New returns a Transport on namespace over a client the caller made and
+// keeps: Close does not close it. It does no I/O.
+func New(client *azservicebus.Client, namespace string, opts ...Option) (*Transport, error) {
+	if client == nil {
+		return nil, fmt.Errorf("%w: servicebustransport: nil client", core.ErrInvalidOption)
+	}
+	o, err := resolve(namespace, opts)
+	if err != nil {
+		return nil, err
+	}
+	return newTransport(client, false, o)
+}
+
+// Open returns a Transport on namespace with a client of its own made from
+// a Service Bus connection string (Options.ClientOptions apply); Close
+// closes it. It does no I/O: the connection is made by the first Subscribe
+// or Publish.
+func Open(connectionString, namespace string, opts ...Option) (*Transport, error) {
+	o, err := resolve(namespace, opts)
+	if err != nil {
+		return nil, err
+	}
+	c, err := azservicebus.NewClientFromConnectionString(connectionString, clientOptions(o))
+	if err != nil {
+		return nil, fmt.Errorf("%w: servicebustransport: %v", core.ErrInvalidOption, err)
+	}
+	return newTransport(c, true, o)
+}
+
+// OpenWithCredential is Open for a fully qualified namespace
+// ("<name>.servicebus.windows.net") and a Microsoft Entra ID credential,
+// for example one from azidentity.
+func OpenWithCredential(fullyQualifiedNamespace string, cred azcore.TokenCredential, namespace string, opts ...Option) (*Transport, error) {
+	o, err := resolve(namespace, opts)
+	if err != nil {
+		return nil, err
+	}
+	c, err := azservicebus.NewClient(fullyQualifiedNamespace, cred, clientOptions(o))
+	if err != nil {
+		return nil, fmt.Errorf("%w: servicebustransport: %v", core.ErrInvalidOption, err)
+	}
+	return newTransport(c, true, o)
+}
+
+func clientOptions(o Options) *azservicebus.ClientOptions {
+	if o.ClientOptions != nil {
+		return o.ClientOptions
+	}
+	return &azservicebus.ClientOptions{RetryOptions: azservicebus.RetryOptions{
+		RetryDelay:    100 * time.Millisecond,
+		MaxRetryDelay: 2 * time.Second,
+	}}
+}
+
+func newTransport(c *azservicebus.Client, owned bool, o Options) (*Transport, error) {
+	s, err := c.NewSender(o.Topic, nil)
+	if err != nil {
+		if owned {
+			_ = c.Close(context.Background())
+		}
+		return nil, fmt.Errorf("servicebustransport: sender for %s: %w", o.Topic, err)
+	}
+	return &Transport{
+		opts:       o,
+		client:     c,
+		owned:      owned,
+		sender:     s,
+		maxPayload: o.MaxMessageSize - MessageOverhead,
+		log:        o.Logger.With("transport", "servicebus", "topic", o.Topic),
+	}, nil
+}
+
+// Topic returns the topic the Transport sends to and receives from.
+func (t *Transport) Topic() string { return t.opts.Topic }
+
+// Subscription returns this instance's subscription: the configured one,
+// or the one the Provisioner made (empty until Subscribe made it).
+func (t *Transport) Subscription() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.subscription != "" {
+		return t.subscription
+	}
+	return t.opts.Subscription
+}
+
+// Client returns the Service Bus client.
+func (t *Transport) Client() *azservicebus.Client { return t.client }
+
+// Limits reports Options.MaxMessageSize minus MessageOverhead.
+func (t *Transport) Limits() core.Limits { return core.Limits{MaxPayload: t.maxPayload} }
+
+func (t *Transport) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
+// Publish sends the payloads as one or more message batches, in order,
+// and returns once Service Bus accepted all of them.
+func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
+	if t.isClosed() {
+		return core.ErrClosed
+	}
+	for i, p := range payloads {
+		if len(p) > t.maxPayload {
+			return fmt.Errorf("%w: servicebustransport: payload %d has %d bytes, limit %d", core.ErrPayloadTooLarge, i, len(p), t.maxPayload)
+		}
+	}
+	if len(payloads) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("servicebustransport: publish: %w", err)
+	}
+	batch, err := t.newBatch(ctx)
+	if err != nil {
+		return err
+	}
+	for i, p := range payloads {
+		err := batch.AddMessage(&azservicebus.Message{Body: p}, nil)
+		if errors.Is(err, azservicebus.ErrMessageTooLarge) && batch.NumMessages() > 0 {
+			if err := t.send(ctx, batch); err != nil {
+				return err
+			}
+			if batch, err = t.newBatch(ctx); err != nil {
+				return err
+			}
+			err = batch.AddMessage(&azservicebus.Message{Body: p}, nil)
+		}
+		if errors.Is(err, azservicebus.ErrMessageTooLarge) {
+			return fmt.Errorf("%w: servicebustransport: payload %d (%d bytes) exceeds the topic's max message size, below Options.MaxMessageSize", core.ErrPayloadTooLarge, i, len(p))
+		}
+		if err != nil {
+			return fmt.Errorf("servicebustransport: publish: %w", err)
+		}
+	}
+	return t.send(ctx, batch)
+}
+
+func (t *Transport) newBatch(ctx context.Context) (*azservicebus.MessageBatch, error) {
+	b, err := t.sender.NewMessageBatch(ctx, nil)
+	if err != nil {
+		return nil, t.publishErr(ctx, err)
+	}
+	return b, nil
+}
+
+func (t *Transport) send(ctx context.Context, b *azservicebus.MessageBatch) error {
+	if err := t.sender.SendMessageBatch(ctx, b, nil); err != nil {
+		return t.publishErr(ctx, err)
+	}
+	return nil
+}
+
+// publishErr wraps a send error, with ErrClosed or the context's error
+// when they are the cause.
+func (t *Transport) publishErr(ctx context.Context, err error) error {
+	if t.isClosed() {
+		return fmt.Errorf("%w: %v", core.ErrClosed, err)
+	}
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("servicebustransport: publish: %w (%v)", cerr, err)
+	}
+	return fmt.Errorf("servicebustransport: publish: %w", err)
+}
+
+// Subscribe provisions the subscription (with a Provisioner), attaches the
+// receiver, and starts delivery to h. It returns once the subscription
+// exists and the receiver link is attached; see the package documentation
+// for what that means on Service Bus.
+func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
+	if h == nil {
+		return fmt.Errorf("%w: servicebustransport: nil handler", core.ErrInvalidOption)
+	}
+	t.mu.Lock()
+	switch {
+	case t.closed:
+		t.mu.Unlock()
+		return core.ErrClosed
+	case t.subscribed:
+		t.mu.Unlock()
+		return core.ErrAlreadySubscribed
+	}
+	t.subscribed = true
+	t.mu.Unlock()
+
+	recv, name, provisioned, err := t.attach(ctx)
+	t.mu.Lock()
+	if err == nil && t.closed {
+		err = core.ErrClosed
+	}
+	if err != nil {
+		t.subscribed = false
+		t.mu.Unlock()
+		t.release(recv, name, provisioned)
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	t.receiver, t.subscription, t.provisioned, t.cancel = recv, name, provisioned, cancel
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go t.run(runCtx, recv, h)
+	return nil
+}
+
+// attach makes the subscription (if provisioned) and an attached receiver.
+func (t *Transport) attach(ctx context.Context) (recv *azservicebus.Receiver, name string, provisioned bool, err error) {
+	name = t.opts.Subscription
+	if p := t.opts.Provisioner; p != nil {
+		if name, err = p.Provision(ctx, t.opts.Topic); err != nil {
+			return nil, "", false, fmt.Errorf("servicebustransport: provision: %w", err)
+		}
+		provisioned = true
+	}
+	mode := azservicebus.ReceiveModeReceiveAndDelete
+	if t.opts.PeekLock {
+		mode = azservicebus.ReceiveModePeekLock
+	}
+	recv, err = t.client.NewReceiverForSubscription(t.opts.Topic, name, &azservicebus.ReceiverOptions{ReceiveMode: mode})
+	if err != nil {
+		return nil, name, provisioned, fmt.Errorf("servicebustransport: receiver for %s/%s: %w", t.opts.Topic, name, err)
+	}
+	// Peeking attaches the receiver link and the management link: it
+	// fails here, not later, for a missing entity or missing rights.
+	if _, err := recv.PeekMessages(ctx, 1, nil); err != nil {
+		return recv, name, provisioned, fmt.Errorf("servicebustransport: attach to %s/%s: %w", t.opts.Topic, name, err)
+	}
+	return recv, name, provisioned, nil
+}
+
+// release closes a receiver and deletes a provisioned subscription.
+func (t *Transport) release(recv *azservicebus.Receiver, name string, provisioned bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), t.opts.SettleTimeout)
+	defer cancel()
+	if recv != nil {
+		if err := recv.Close(ctx); err != nil {
+			t.log.Debug("servicebustransport: close receiver", "err", err)
+		}
+	}
+	if provisioned {
+		return t.opts.Provisioner.Deprovision(ctx, t.opts.Topic, name)
+	}
+	return nil
+}
+
+// run receives until ctx ends. It makes every handler call.
+func (t *Transport) run(ctx context.Context, recv *azservicebus.Receiver, h core.Handler) {
+	defer t.wg.Done()
+	t.event(h, core.Event{Kind: core.EventConnected, Time: time.Now()})
+	opts := &azservicebus.ReceiveMessagesOptions{TimeAfterFirstMessage: time.Microsecond}
+	wait := t.opts.RecoverWait
+	down := false
+	for {
+		if down {
+			timer := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+			wait = min(2*wait, maxRecoverWait)
+			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			_, err := recv.PeekMessages(pctx, 1, nil)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				t.log.Debug("servicebustransport: re-attach failed", "err", err)
+				continue
+			}
+			down, wait = false, t.opts.RecoverWait
+			t.event(h, core.Event{Kind: core.EventReconnected, Time: time.Now()})
+		}
+		msgs, err := recv.ReceiveMessages(ctx, t.opts.ReceiveBatch, opts)
+		if ctx.Err() != nil {
+			return
+		}
+		if len(msgs) == 0 {
+			if err == nil {
+				err = errLinkLost
+			}
+			t.log.Warn("servicebustransport: receive failed; re-attaching", "err", err)
+			down = true
+			t.event(h, core.Event{Kind: core.EventDisconnected, Err: err, Time: time.Now()})
+			continue
+		}
+		for _, m := range msgs {
+			if ctx.Err() != nil {
+				return
+			}
+			t.message(h, m.Body)
+			if t.opts.PeekLock {
+				t.complete(recv, m)
+			}
+		}
+	}
+}
+
+// complete settles a PeekLock message. A failure leaves the message to be
+// delivered again after its lock expires: a duplicate, which is harmless.
+func (t *Transport) complete(recv *azservicebus.Receiver, m *azservicebus.ReceivedMessage) {
+	ctx, cancel := context.WithTimeout(context.Background(), t.opts.SettleTimeout)
+	defer cancel()
+	if err := recv.CompleteMessage(ctx, m, nil); err != nil {
+		t.log.Debug("servicebustransport: complete failed; the message will be delivered again", "err", err)
+	}
+}
+
+func (t *Transport) message(h core.Handler, p []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.log.Error("servicebustransport: handler panicked in HandleMessage", "panic", r)
+		}
+	}()
+	h.HandleMessage(p)
+}
+
+func (t *Transport) event(h core.Handler, ev core.Event) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.log.Error("servicebustransport: handler panicked in HandleEvent", "panic", r, "event", ev.Kind.String())
+		}
+	}()
+	h.HandleEvent(ev)
+}
+
+// Close stops delivery, waits for a running handler call, closes the
+// receiver and the sender, deletes a provisioned subscription, and closes
+// the client if the Transport made it. It returns the Provisioner's error,
+// if any: failures to close links on a connection that is already broken
+// are only logged (at debug level), since nothing is left to release. It is
+// idempotent; every call returns the first call's result. It must not be
+// called from the handler.
+func (t *Transport) Close() error {
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		t.closed = true
+		cancel, recv, name, provisioned := t.cancel, t.receiver, t.subscription, t.provisioned
+		t.mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+		t.wg.Wait()
+		t.closeErr = t.release(recv, name, provisioned)
+		ctx, stop := context.WithTimeout(context.Background(), t.opts.SettleTimeout)
+		defer stop()
+		if err := t.sender.Close(ctx); err != nil {
+			t.log.Debug("servicebustransport: close sender", "err", err)
+		}
+		if t.owned {
+			if err := t.client.Close(ctx); err != nil {
+				t.log.Debug("servicebustransport: close client", "err", err)
+			}
+		}
+	})
+	return t.closeErr
+}
