@@ -1,0 +1,376 @@
+package servicebustransport_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/testenv/sbfake"
+	"github.com/backplane-go/backplane/transports/servicebustransport"
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// open makes a Transport on the fake with a pre-provisioned subscription.
+func open(t *testing.T, srv *sbfake.Server, ns, sub string, opts ...servicebustransport.Option) *servicebustransport.Transport {
+	t.Helper()
+	srv.AddTopic(servicebustransport.DefaultTopicPrefix+ns, sub)
+	opts = append([]servicebustransport.Option{
+		servicebustransport.WithSubscription(sub),
+		servicebustransport.WithClientOptions(fastRetries),
+		servicebustransport.WithLogger(quiet),
+	}, opts...)
+	tr, err := servicebustransport.Open(srv.ConnectionString(), ns, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
+
+// collector records what a handler receives.
+type collector struct {
+	mu     sync.Mutex
+	msgs   []string
+	events []core.EventKind
+}
+
+func (c *collector) HandleMessage(p []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.msgs = append(c.msgs, string(p))
+}
+
+func (c *collector) HandleEvent(ev core.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.events = append(c.events, ev.Kind)
+}
+
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.msgs)
+}
+
+func TestOptionValidation(t *testing.T) {
+	srv := startFake(t)
+	p := servicebustransport.NewAdminProvisioner(&fakeAdmin{})
+	cases := []struct {
+		name string
+		ns   string
+		opts []servicebustransport.Option
+	}{
+		{"no subscription or provisioner", "ns", nil},
+		{"both subscription and provisioner", "ns", []servicebustransport.Option{
+			servicebustransport.WithSubscription("s"), servicebustransport.WithProvisioner(p)}},
+		{"empty namespace without topic", "", []servicebustransport.Option{servicebustransport.WithSubscription("s")}},
+		{"bad topic", "ns", []servicebustransport.Option{servicebustransport.WithSubscription("s"), servicebustransport.WithTopic("a?b")}},
+		{"tiny max message size", "ns", []servicebustransport.Option{servicebustransport.WithSubscription("s"), servicebustransport.WithMaxMessageSize(100)}},
+		{"receive batch too large", "ns", []servicebustransport.Option{servicebustransport.WithSubscription("s"), servicebustransport.WithReceiveBatch(5001)}},
+		{"negative recover wait", "ns", []servicebustransport.Option{servicebustransport.WithSubscription("s"), servicebustransport.WithRecoverWait(-1)}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tr, err := servicebustransport.Open(srv.ConnectionString(), c.ns, c.opts...)
+			if !errors.Is(err, core.ErrInvalidOption) {
+				if tr != nil {
+					_ = tr.Close()
+				}
+				t.Fatalf("error %v; want core.ErrInvalidOption", err)
+			}
+		})
+	}
+	if _, err := servicebustransport.New(nil, "ns", servicebustransport.WithSubscription("s")); !errors.Is(err, core.ErrInvalidOption) {
+		t.Fatalf("New(nil): %v", err)
+	}
+	if _, err := servicebustransport.Open("not a connection string", "ns", servicebustransport.WithSubscription("s")); !errors.Is(err, core.ErrInvalidOption) {
+		t.Fatalf("Open with a bad connection string: %v", err)
+	}
+}
+
+func TestTopicAndLimits(t *testing.T) {
+	srv := startFake(t)
+	tr := open(t, srv, "ns", "a")
+	if tr.Topic() != "backplane.ns" || tr.Subscription() != "a" {
+		t.Fatalf("topic %q, subscription %q", tr.Topic(), tr.Subscription())
+	}
+	if got, want := tr.Limits().MaxPayload, servicebustransport.DefaultMaxMessageSize-servicebustransport.MessageOverhead; got != want {
+		t.Fatalf("MaxPayload %d, want %d", got, want)
+	}
+	srv.AddTopic("custom", "a")
+	tr2, err := servicebustransport.Open(srv.ConnectionString(), "ignored", servicebustransport.WithTopic("custom"),
+		servicebustransport.WithSubscription("a"), servicebustransport.WithMaxMessageSize(1<<20), servicebustransport.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr2.Close()
+	if tr2.Topic() != "custom" || tr2.Limits().MaxPayload != 1<<20-servicebustransport.MessageOverhead {
+		t.Fatalf("topic %q, limits %+v", tr2.Topic(), tr2.Limits())
+	}
+}
+
+// TestBatchesSplit publishes more than one batch holds in one call; all
+// arrive, in order.
+func TestBatchesSplit(t *testing.T) {
+	srv := startFake(t)
+	tr := open(t, srv, "split", "a")
+	c := &collector{}
+	if err := tr.Subscribe(ctxT(t), c); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 100*1024)
+	var want []string
+	var payloads [][]byte
+	for i := range 7 { // 7 x 100 KiB: at least 3 batches of at most 256 KiB
+		p := fmt.Sprintf("%d:%s", i, big)
+		want = append(want, p)
+		payloads = append(payloads, []byte(p))
+	}
+	if err := tr.Publish(ctxT(t), payloads...); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(waitTimeout, func() bool { return c.count() == len(want) }) {
+		t.Fatalf("received %d of %d", c.count(), len(want))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range want {
+		if c.msgs[i] != want[i] {
+			t.Fatalf("message %d out of order", i)
+		}
+	}
+}
+
+// TestTopicSmallerThanConfigured: a topic whose real max message size is
+// below Options.MaxMessageSize fails the payload with ErrPayloadTooLarge.
+func TestTopicSmallerThanConfigured(t *testing.T) {
+	srv, err := sbfake.Start(sbfake.WithMaxMessageSize(64 * 1024))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	tr := open(t, srv, "small", "a")
+	err = tr.Publish(ctxT(t), make([]byte, 100*1024))
+	if !errors.Is(err, core.ErrPayloadTooLarge) {
+		t.Fatalf("error %v; want ErrPayloadTooLarge", err)
+	}
+}
+
+func TestSubscribeUnknownEntities(t *testing.T) {
+	srv := startFake(t)
+	srv.AddTopic("backplane.known", "a")
+	for _, c := range []struct{ name, ns, sub string }{
+		{"unknown topic", "unknown", "a"},
+		{"unknown subscription", "known", "b"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr, err := servicebustransport.Open(srv.ConnectionString(), c.ns, servicebustransport.WithSubscription(c.sub),
+				servicebustransport.WithClientOptions(fastRetries), servicebustransport.WithLogger(quiet))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			err = tr.Subscribe(ctxT(t), &collector{})
+			if err == nil || !strings.Contains(err.Error(), "not-found") {
+				t.Fatalf("Subscribe: %v; want amqp:not-found", err)
+			}
+			// A failed Subscribe may be retried once the entity exists.
+			srv.AddTopic("backplane."+c.ns, c.sub)
+			if err := tr.Subscribe(ctxT(t), &collector{}); err != nil {
+				t.Fatalf("Subscribe after the entity was created: %v", err)
+			}
+		})
+	}
+}
+
+func TestProvisioner(t *testing.T) {
+	srv := startFake(t)
+	srv.AddTopic("backplane.prov")
+	adm := &fakeAdmin{srv: srv}
+	p := &servicebustransport.AdminProvisioner{Admin: adm, Prefix: "svc-", AutoDeleteOnIdle: 10 * time.Minute, MessageTTL: 90 * time.Second}
+	tr, err := servicebustransport.Open(srv.ConnectionString(), "prov", servicebustransport.WithProvisioner(p),
+		servicebustransport.WithClientOptions(fastRetries), servicebustransport.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Subscription() != "" {
+		t.Fatalf("subscription %q before Subscribe", tr.Subscription())
+	}
+	if err := tr.Subscribe(ctxT(t), &collector{}); err != nil {
+		t.Fatal(err)
+	}
+	name := tr.Subscription()
+	if !strings.HasPrefix(name, "svc-") || len(name) != 4+24 {
+		t.Fatalf("subscription name %q", name)
+	}
+	if srv.Pending("backplane.prov", name) != 0 {
+		t.Fatalf("subscription %q not on the fake", name)
+	}
+	props := adm.created[0].Properties
+	if *props.AutoDeleteOnIdle != "PT600S" || *props.DefaultMessageTimeToLive != "PT90S" {
+		t.Fatalf("AutoDeleteOnIdle %q, TTL %q", *props.AutoDeleteOnIdle, *props.DefaultMessageTimeToLive)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(adm.deleted) != 1 || adm.deleted[0] != name || srv.Pending("backplane.prov", name) != -1 {
+		t.Fatalf("deleted %v; subscription still there: %v", adm.deleted, srv.Pending("backplane.prov", name) != -1)
+	}
+}
+
+func TestAdminProvisionerDefaultsAndErrors(t *testing.T) {
+	adm := &fakeAdmin{}
+	p := servicebustransport.NewAdminProvisioner(adm)
+	name, err := p.Provision(context.Background(), "t")
+	if err != nil || !strings.HasPrefix(name, servicebustransport.DefaultSubscriptionPrefix) {
+		t.Fatalf("Provision: %q, %v", name, err)
+	}
+	props := adm.created[0].Properties
+	if *props.AutoDeleteOnIdle != "PT300S" || props.DefaultMessageTimeToLive != nil {
+		t.Fatalf("defaults: AutoDeleteOnIdle %q, TTL %v", *props.AutoDeleteOnIdle, props.DefaultMessageTimeToLive)
+	}
+	adm.failDel = notFound
+	if err := p.Deprovision(context.Background(), "t", name); err != nil {
+		t.Fatalf("Deprovision of a missing subscription: %v", err)
+	}
+	boom := errors.New("boom")
+	adm.failDel = boom
+	if err := p.Deprovision(context.Background(), "t", name); !errors.Is(err, boom) {
+		t.Fatalf("Deprovision error %v; want boom", err)
+	}
+	p.Prefix = strings.Repeat("p", 27)
+	if _, err := p.Provision(context.Background(), "t"); err == nil {
+		t.Fatal("a 27-character prefix was accepted")
+	}
+}
+
+// TestCloseReportsDeprovisionError: Close returns the Provisioner's error,
+// the same on every call.
+func TestCloseReportsDeprovisionError(t *testing.T) {
+	srv := startFake(t)
+	srv.AddTopic("backplane.closeerr")
+	boom := errors.New("boom")
+	adm := &fakeAdmin{srv: srv}
+	tr, err := servicebustransport.Open(srv.ConnectionString(), "closeerr",
+		servicebustransport.WithProvisioner(servicebustransport.NewAdminProvisioner(adm)), servicebustransport.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Subscribe(ctxT(t), &collector{}); err != nil {
+		t.Fatal(err)
+	}
+	adm.mu.Lock()
+	adm.failDel = boom
+	adm.mu.Unlock()
+	for range 2 {
+		if err := tr.Close(); !errors.Is(err, boom) {
+			t.Fatalf("Close: %v; want boom", err)
+		}
+	}
+	if err := tr.Publish(ctxT(t), []byte("x")); !errors.Is(err, core.ErrClosed) {
+		t.Fatalf("Publish after Close: %v", err)
+	}
+	if err := tr.Subscribe(ctxT(t), &collector{}); !errors.Is(err, core.ErrClosed) {
+		t.Fatalf("Subscribe after Close: %v", err)
+	}
+}
+
+// TestMessagesKeptWhileAway: messages sent while an instance's connection
+// is down (and new connections are refused) wait in its subscription and
+// arrive after EventReconnected.
+func TestMessagesKeptWhileAway(t *testing.T) {
+	srv := startFake(t)
+	a := open(t, srv, "away", "a")
+	b := open(t, srv, "away", "b")
+	ca := &collector{}
+	if err := a.Subscribe(ctxT(t), ca); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Subscribe(ctxT(t), &collector{}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Refuse(time.Hour)
+	if !eventually(waitTimeout, func() bool { return srv.DropEntity("backplane.away/Subscriptions/a") > 0 }) {
+		t.Fatal("no connection to drop")
+	}
+	if !eventually(waitTimeout, func() bool {
+		ca.mu.Lock()
+		defer ca.mu.Unlock()
+		return len(ca.events) >= 2
+	}) {
+		t.Fatalf("events %v; want connected, disconnected", ca.events)
+	}
+	// b connected before the refusal and keeps its connection.
+	if err := b.Publish(ctxT(t), []byte("while-away")); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Pending("backplane.away", "a") != 1 {
+		t.Fatalf("pending for a: %d", srv.Pending("backplane.away", "a"))
+	}
+	srv.Refuse(0)
+	if !eventually(waitTimeout, func() bool { return ca.count() == 1 }) {
+		t.Fatalf("the message kept while away did not arrive (events %v)", ca.events)
+	}
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	want := []core.EventKind{core.EventConnected, core.EventDisconnected, core.EventReconnected}
+	if fmt.Sprint(ca.events) != fmt.Sprint(want) {
+		t.Fatalf("events %v; want %v", ca.events, want)
+	}
+}
+
+// TestNoHandlerCallAfterClose closes while messages stream in.
+func TestNoHandlerCallAfterClose(t *testing.T) {
+	srv := startFake(t)
+	sub := open(t, srv, "closing", "a")
+	pub := open(t, srv, "closing", "b")
+	var closed atomic.Bool
+	var late atomic.Int64
+	var got atomic.Int64
+	h := core.HandlerFuncs{Message: func([]byte) {
+		got.Add(1)
+		if closed.Load() {
+			late.Add(1)
+		}
+	}}
+	if err := sub.Subscribe(ctxT(t), h); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = pub.Publish(context.Background(), []byte("m"))
+		}
+	})
+	if !eventually(waitTimeout, func() bool { return got.Load() > 10 }) {
+		t.Fatal("no messages")
+	}
+	if err := sub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed.Store(true)
+	close(stop)
+	wg.Wait()
+	if n := late.Load(); n != 0 {
+		t.Fatalf("%d handler calls after Close returned", n)
+	}
+}
+
+var _ servicebustransport.SubscriptionAdmin = (*fakeAdmin)(nil)
