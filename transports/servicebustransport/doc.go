@@ -150,4 +150,11 @@
 // set (the connection string needs the Manage right: the tests create a
 // topic per test namespace and provision subscriptions with an
 // AdminProvisioner); they are skipped otherwise.
+//
+// BenchmarkPropagation measures the engine over the fake next to the raw
+// SDK over the fake and the engine over memtransport. The fake runs in the
+// same process on loopback, so its numbers measure the SDK and this
+// package, not Service Bus: they do not predict Azure's latency or
+// throughput, which network round trips and the tier's throttling
+// dominate.
 package servicebustransport
