@@ -122,7 +122,10 @@
 // on. Close cancels the receive call, waits for a running handler call to
 // return, and makes no handler call afterwards. A handler must not call
 // Close. A slow handler slows receiving: messages wait in the subscription
-// (at most ReceiveBatch of them in the client), nothing is dropped.
+// (at most ReceiveBatch of them in the client), nothing is dropped. In
+// PeekLock mode a second goroutine completes the messages the handler has
+// returned from, so that a slow or failing completion (which the SDK
+// retries) does not hold up delivery.
 //
 // # What the Tests Prove
 //

@@ -29,7 +29,7 @@ const (
 	// DefaultRecoverWait is the pause between attempts to re-attach the
 	// receiver after a failure.
 	DefaultRecoverWait = 100 * time.Millisecond
-	// DefaultSettleTimeout bounds the settlement of a message in PeekLock
+	// DefaultSettleTimeout bounds the completion of a message in PeekLock
 	// mode and the deprovisioning in Close.
 	DefaultSettleTimeout = 10 * time.Second
 )

@@ -19,6 +19,10 @@ import (
 // next call).
 var errLinkLost = errors.New("servicebustransport: receive link or connection failed")
 
+// closeLinkTimeout bounds closing the receiver, the sender and an owned
+// client in Close: on a broken connection there is nothing to wait for.
+const closeLinkTimeout = 2 * time.Second
+
 // maxRecoverWait caps the growing pause between re-attach attempts.
 const maxRecoverWait = 5 * time.Second
 
@@ -280,13 +284,15 @@ func (t *Transport) attach(ctx context.Context) (recv *azservicebus.Receiver, na
 
 // release closes a receiver and deletes a provisioned subscription.
 func (t *Transport) release(recv *azservicebus.Receiver, name string, provisioned bool) error {
-	ctx, cancel := context.WithTimeout(context.Background(), t.opts.SettleTimeout)
-	defer cancel()
 	if recv != nil {
-		if err := recv.Close(ctx); err != nil {
+		lctx, cancel := context.WithTimeout(context.Background(), closeLinkTimeout)
+		if err := recv.Close(lctx); err != nil {
 			t.log.Debug("servicebustransport: close receiver", "err", err)
 		}
+		cancel()
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), t.opts.SettleTimeout)
+	defer cancel()
 	if provisioned {
 		return t.opts.Provisioner.Deprovision(ctx, t.opts.Topic, name)
 	}
@@ -297,6 +303,14 @@ func (t *Transport) release(recv *azservicebus.Receiver, name string, provisione
 func (t *Transport) run(ctx context.Context, recv *azservicebus.Receiver, h core.Handler) {
 	defer t.wg.Done()
 	t.event(h, core.Event{Kind: core.EventConnected, Time: time.Now()})
+	var settle chan *azservicebus.ReceivedMessage
+	if t.opts.PeekLock {
+		// Completions run on a goroutine of their own, so that a slow or
+		// failing one (the SDK retries it) does not hold up delivery.
+		settle = make(chan *azservicebus.ReceivedMessage, t.opts.ReceiveBatch)
+		t.wg.Add(1)
+		go t.settler(ctx, recv, settle)
+	}
 	opts := &azservicebus.ReceiveMessagesOptions{TimeAfterFirstMessage: time.Microsecond}
 	wait := t.opts.RecoverWait
 	down := false
@@ -341,20 +355,34 @@ func (t *Transport) run(ctx context.Context, recv *azservicebus.Receiver, h core
 				return
 			}
 			t.message(h, m.Body)
-			if t.opts.PeekLock {
-				t.complete(recv, m)
+			if settle != nil {
+				select {
+				case settle <- m:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}
 }
 
-// complete settles a PeekLock message. A failure leaves the message to be
-// delivered again after its lock expires: a duplicate, which is harmless.
-func (t *Transport) complete(recv *azservicebus.Receiver, m *azservicebus.ReceivedMessage) {
-	ctx, cancel := context.WithTimeout(context.Background(), t.opts.SettleTimeout)
-	defer cancel()
-	if err := recv.CompleteMessage(ctx, m, nil); err != nil {
-		t.log.Debug("servicebustransport: complete failed; the message will be delivered again", "err", err)
+// settler completes PeekLock messages until ctx ends. A failure leaves
+// the message to be delivered again after its lock expires: a duplicate,
+// which is harmless. Completions still queued when ctx ends are dropped
+// the same way.
+func (t *Transport) settler(ctx context.Context, recv *azservicebus.Receiver, ch <-chan *azservicebus.ReceivedMessage) {
+	defer t.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-ch:
+			cctx, cancel := context.WithTimeout(ctx, t.opts.SettleTimeout)
+			if err := recv.CompleteMessage(cctx, m, nil); err != nil && ctx.Err() == nil {
+				t.log.Debug("servicebustransport: complete failed; the message will be delivered again", "err", err)
+			}
+			cancel()
+		}
 	}
 }
 
@@ -394,7 +422,7 @@ func (t *Transport) Close() error {
 		}
 		t.wg.Wait()
 		t.closeErr = t.release(recv, name, provisioned)
-		ctx, stop := context.WithTimeout(context.Background(), t.opts.SettleTimeout)
+		ctx, stop := context.WithTimeout(context.Background(), closeLinkTimeout)
 		defer stop()
 		if err := t.sender.Close(ctx); err != nil {
 			t.log.Debug("servicebustransport: close sender", "err", err)
