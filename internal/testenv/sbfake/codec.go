@@ -307,7 +307,7 @@ func decodeCode(code byte, b []byte) (any, []byte, error) {
 		p, r := b[:n], b[n:]
 		switch code {
 		case 0xa0, 0xb0:
-			return append([]byte(nil), p...), r, nil
+			return append([]byte{}, p...), r, nil
 		case 0xa1, 0xb1:
 			return string(p), r, nil
 		default:
@@ -334,6 +334,9 @@ func decodeCode(code byte, b []byte) (any, []byte, error) {
 			return nil, nil, err
 		}
 		body, rest := b[:size], b[size:]
+		if count > len(body) {
+			return nil, nil, errShort
+		}
 		vals := make([]any, 0, count)
 		for range count {
 			v, r, err := decode(body)
@@ -378,6 +381,9 @@ func decodeCode(code byte, b []byte) (any, []byte, error) {
 		}
 		elem := body[0]
 		body = body[1:]
+		if count > len(body) {
+			return nil, nil, errShort
+		}
 		vals := make([]any, 0, count)
 		for range count {
 			v, r, err := decodeCode(elem, body)
