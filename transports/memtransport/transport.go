@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/goid"
 )
 
 // Transport is one instance's connection to a Hub on a namespace. It
@@ -158,7 +159,7 @@ func (t *Transport) enqueue(ctx context.Context, from *Transport, msg []byte) er
 			t.drop--
 			t.mu.Unlock()
 			return nil
-		case t.msgs < t.hub.opts.queueSize || goid() == t.deliveryID.Load():
+		case t.msgs < t.hub.opts.queueSize || goid.Current() == t.deliveryID.Load():
 			// The second case is a handler publishing to its own full
 			// queue: waiting would wait for itself, so the queue may
 			// overflow by what the handler publishes.
@@ -309,7 +310,7 @@ func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 // time until Close.
 func (t *Transport) deliver(h core.Handler) {
 	defer close(t.done)
-	t.deliveryID.Store(goid())
+	t.deliveryID.Store(goid.Current())
 	buf := make([]byte, 0, 512)
 	for {
 		t.mu.Lock()
@@ -437,7 +438,7 @@ func (t *Transport) Close() error {
 	t.mu.Lock()
 	done := t.done
 	t.mu.Unlock()
-	if done != nil && goid() != t.deliveryID.Load() {
+	if done != nil && goid.Current() != t.deliveryID.Load() {
 		<-done
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/goid"
 )
 
 func TestMain(m *testing.M) {
@@ -677,9 +678,9 @@ func TestConcurrent(t *testing.T) {
 }
 
 func TestGoid(t *testing.T) {
-	a := goid()
+	a := goid.Current()
 	b := make(chan uint64)
-	go func() { b <- goid() }()
+	go func() { b <- goid.Current() }()
 	if other := <-b; a == 0 || other == 0 || a == other {
 		t.Fatalf("goid: %d and %d", a, other)
 	}

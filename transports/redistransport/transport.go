@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/goid"
 )
 
 // Errors reported as the cause of EventDisconnected.
@@ -335,7 +336,7 @@ func isUnsubscribe(kind string) bool { return kind == "unsubscribe" || kind == "
 // reports as a disconnect.
 func (t *Transport) receive(h core.Handler, ps *redis.PubSub) {
 	defer t.wg.Done()
-	t.loopID.Store(goid())
+	t.loopID.Store(goid.Current())
 	t.event(h, core.EventConnected, nil)
 	up := true
 	backoff := time.Duration(0)
@@ -558,7 +559,7 @@ func (t *Transport) Close() error {
 	if ps != nil {
 		_ = ps.Close()
 	}
-	if id := t.loopID.Load(); id == 0 || id != goid() {
+	if id := t.loopID.Load(); id == 0 || id != goid.Current() {
 		t.wg.Wait()
 	}
 	if t.owned {
