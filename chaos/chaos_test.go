@@ -53,7 +53,9 @@ func scenarios() []scenario {
 		{name: "blackhole", inject: func(r *run, w time.Duration) {
 			// Instance 0 hears nothing (its sends still reach the broker),
 			// then instance 1 says nothing (it hears everything). Neither
-			// socket closes: only heartbeats can tell.
+			// socket closes, nothing is lost on the wire (the bytes wait,
+			// as behind a network that drops the packets of one
+			// direction): only heartbeats can tell.
 			r.blackhole(0, faultproxy.Down, w/2, "")
 			r.blackhole(1, faultproxy.Up, w/2, gapUpBlackhole)
 		}},
@@ -71,6 +73,13 @@ func scenarios() []scenario {
 			r.insts[0].noWrite.Store(true)
 			defer r.insts[0].noWrite.Store(false)
 			r.insts[0].proxy.SetBandwidth(faultproxy.Down, r.cfg.slowBPS)
+			if !r.cfg.full {
+				// The backlog, and with it the staleness, grows with the
+				// fault's length, and the engine does not detect a lagging
+				// link (RELIABILITY.md, Limits): the reduced run keeps it
+				// within HeartbeatTimeout.
+				w = min(w, r.cfg.hbTimeout)
+			}
 			r.pause(w)
 			r.healAll()
 		}},
@@ -106,6 +115,36 @@ type run struct {
 
 	mu         sync.Mutex
 	detections []detection
+	// unhealthy counts, per state, the Health samples that showed it
+	// during the load.
+	unhealthy map[string]int
+}
+
+// sampleHealth samples every instance's Health every half heartbeat
+// interval while the load runs.
+func (r *run) sampleHealth() {
+	t := time.NewTicker(r.cfg.hbInterval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, in := range r.insts {
+			h := in.cache.Health()
+			r.mu.Lock()
+			if r.unhealthy == nil {
+				r.unhealthy = map[string]int{}
+			}
+			for state, on := range map[string]bool{"disconnected": !h.Connected, "silent": h.Silent, "degraded": h.Degraded, "syncBroken": h.SyncBroken} {
+				if on {
+					r.unhealthy[state]++
+				}
+			}
+			r.mu.Unlock()
+		}
+	}
 }
 
 // detection is a fault that the instance must notice by itself.
@@ -138,13 +177,13 @@ func (r *run) healAll() {
 	}
 }
 
-// blackhole swallows direction d of instance i and expects the instance
-// to notice by itself; the fault lasts until it did (or twice the
+// blackhole stalls direction d of instance i (faultproxy.SetStall) and
+// expects the instance to notice by itself; the fault lasts until it did (or twice the
 // detection bound passed) and w/4 more.
 func (r *run) blackhole(i int, d faultproxy.Direction, w time.Duration, knownGap string) {
 	in := r.insts[i]
 	start := time.Now()
-	in.proxy.SetBlackhole(d, true)
+	in.proxy.SetStall(d, true)
 	r.mu.Lock()
 	r.detections = append(r.detections, detection{inst: i, what: "blackhole " + d.String(), start: start, knownGap: knownGap})
 	r.mu.Unlock()
@@ -195,6 +234,8 @@ func runScenario(t *testing.T, cfg config, brk *broker, sc scenario) {
 			readers.Go(func() { r.reader(in, j) })
 		}
 	}
+	var sampler sync.WaitGroup
+	sampler.Go(func() { r.sampleHealth() })
 	warmup := cfg.duration / 5
 	r.pause(warmup)
 	faultStart := time.Now()
@@ -203,6 +244,7 @@ func runScenario(t *testing.T, cfg config, brk *broker, sc scenario) {
 	r.healAll()
 	<-ctx.Done()
 	readers.Wait()
+	sampler.Wait()
 	wg.Wait() // writers finish their last write, retrying until it completes
 
 	// After the faults every instance recovers and converges.
@@ -245,6 +287,7 @@ func (r *run) open(i int, ns string) *instance {
 		core.WithHeartbeat(r.cfg.hbInterval, r.cfg.hbTimeout),
 		core.WithPublishTimeout(r.cfg.publishLimit),
 		core.WithTTL(10*time.Minute, 0.1),
+		core.WithCanary(2*r.cfg.hbInterval, 0),
 		core.WithLogger(discard),
 		core.WithMeterProvider(in.rec))
 	if err != nil {
@@ -330,7 +373,9 @@ func (r *run) reader(in *instance, j int) {
 
 func (r *run) describe(in *instance) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "  health: %+v\n  flushes:", in.cache.Health())
+	h := in.cache.Health()
+	fmt.Fprintf(&b, "  health: connected %v, silent %v, degraded %v, sync broken %v, last received %v ago, peers %d\n  flushes:",
+		h.Connected, h.Silent, h.Degraded, h.SyncBroken, time.Since(h.LastReceived).Round(time.Millisecond), h.Peers)
 	for _, f := range in.rec.flushTimes() {
 		fmt.Fprintf(&b, " %s@%v", f.cause, f.at.Sub(r.chk.start).Round(time.Millisecond))
 	}
@@ -393,6 +438,7 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 	l := r.ledger
 	l.mu.Lock()
 	var lost, detected, published int
+	var undetected []string
 	var maxDelay time.Duration
 	flushes := make([][]flushEvent, len(r.insts))
 	for i, in := range r.insts {
@@ -405,12 +451,21 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 				continue
 			}
 			if rcv, ok := l.received[i][id]; ok {
-				maxDelay = max(maxDelay, rcv.Sub(at))
+				maxDelay = max(maxDelay, rcv.Sub(at.end))
 				continue
 			}
 			lost++
 			if coveredBy(flushes[i], at, bound) {
 				detected++
+			} else if len(undetected) < 3 {
+				var fs []string
+				for _, f := range flushes[i] {
+					if d := f.at.Sub(at.start); d > -5*bound && d < 5*bound {
+						fs = append(fs, fmt.Sprintf("%s@%+v", f.cause, d.Round(time.Millisecond)))
+					}
+				}
+				undetected = append(undetected, fmt.Sprintf("message %d of instance %s published at %v never reached instance %d; its flushes around it: %s",
+					id.seq, id.src.String()[:8], at.start.Sub(r.chk.start).Round(time.Millisecond), i, strings.Join(fs, " ")))
 			}
 		}
 	}
@@ -419,7 +474,12 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 	causes := map[string]int{}
 	events := map[string]int{}
 	var gaps, published2, received, rejected uint64
+	var maxCanaryLag, maxPropLag float64
 	for _, in := range r.insts {
+		in.rec.mu.Lock()
+		maxCanaryLag = max(maxCanaryLag, in.rec.maxHist["backplane.canary.lag"])
+		maxPropLag = max(maxPropLag, in.rec.maxHist["backplane.propagation.lag"])
+		in.rec.mu.Unlock()
 		for c, n := range in.rec.flushCauses() {
 			causes[c] += n
 		}
@@ -443,7 +503,9 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 	for _, d := range dets {
 		var first *flushEvent
 		for _, f := range flushes[d.inst] {
-			if !f.at.Before(d.start) {
+			// Only a flush for the link itself counts: a gap flush at the
+			// same time protects the cache but says nothing about the link.
+			if !f.at.Before(d.start) && (f.cause == "silence" || f.cause == "disconnect") {
 				first = &f
 				break
 			}
@@ -477,8 +539,16 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 	t.Logf("  flushes by cause: %s; gaps %d; transport events: %s", countMap(causes), gaps, countMap(events))
 	t.Logf("  invalidations: %d published, %d deliveries lost, %d of them detected; max delivery delay %v; %d messages published in all, %d received",
 		published, lost, detected, maxDelay.Round(time.Millisecond), published2, received)
+	r.mu.Lock()
+	unhealthy := countMap(r.unhealthy)
+	r.mu.Unlock()
+	t.Logf("  lag metrics: propagation max %v, canary max %v; Health samples (every %v per instance) unhealthy: %s",
+		secs(maxPropLag), secs(maxCanaryLag), cfg.hbInterval/2, unhealthy)
 	for _, m := range detectMsgs {
 		t.Logf("  %s", m)
+	}
+	for _, m := range undetected {
+		t.Logf("  undetected loss: %s", m)
 	}
 	mode := "reduced"
 	if cfg.full {
@@ -488,9 +558,9 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 	if len(dets) > 0 {
 		detect = strings.Join(detectMsgs, "; ")
 	}
-	reportLine(t, fmt.Sprintf("| %s | %s | %s | %d | %d | %v | %v | %d | %s | %d / %d | %s |",
+	reportLine(t, fmt.Sprintf("| %s | %s | %s | %d | %d | %v | %v | %d | %s | %d / %d | %v | %s | %s |",
 		mode, r.brk.name, name, c.reads.Load(), completedWrites(c), bound, maxStale.Round(time.Millisecond),
-		c.violations.Load(), countMap(causes), lost, detected, detect))
+		c.violations.Load(), countMap(causes), lost, detected, secs(maxCanaryLag), unhealthy, detect))
 	if v := c.violations.Load(); v > 0 {
 		t.Errorf("%d reads stale past the bound %v:\n%s", v, bound, c.report())
 	}
@@ -510,22 +580,27 @@ func completedWrites(c *checker) int {
 	return n
 }
 
-// coveredBy reports whether a message published at 'at' and never
-// received was covered by the receiver's flushes: one within the bound
-// after it, or the receiver was not caching then (its last flush before
-// was for a link lost, and the flush for the link back came after).
-func coveredBy(fs []flushEvent, at time.Time, bound time.Duration) bool {
+// coveredBy reports whether a message that was never received was
+// covered by the receiver's flushes: one between the start of the Publish
+// call that carried it (the broker may have taken it at once) and the bound
+// after that call returned, or the receiver was not caching when the call
+// started (its last flush before was for a link lost).
+func coveredBy(fs []flushEvent, at pubTimes, bound time.Duration) bool {
 	var before *flushEvent
 	for i := range fs {
 		f := &fs[i]
-		if f.at.Before(at) {
+		if f.at.Before(at.start) {
 			before = f
 			continue
 		}
-		if f.at.Sub(at) <= bound {
+		if f.at.Sub(at.end) <= bound {
 			return true
 		}
 		break
 	}
 	return before != nil && (before.cause == "disconnect" || before.cause == "silence")
+}
+
+func secs(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(time.Millisecond)
 }

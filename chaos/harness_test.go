@@ -151,13 +151,13 @@ type msgID struct {
 // Publish returned nil) and received, per instance.
 type ledger struct {
 	mu        sync.Mutex
-	published map[msgID]time.Time
+	published map[msgID]pubTimes
 	received  []map[msgID]time.Time      // per instance
 	heard     []map[core.SourceID]uint64 // per instance: the highest Seq of any message of a peer
 }
 
 func newLedger(n int) *ledger {
-	l := &ledger{published: map[msgID]time.Time{}, received: make([]map[msgID]time.Time, n), heard: make([]map[core.SourceID]uint64, n)}
+	l := &ledger{published: map[msgID]pubTimes{}, received: make([]map[msgID]time.Time, n), heard: make([]map[core.SourceID]uint64, n)}
 	for i := range l.received {
 		l.received[i] = map[msgID]time.Time{}
 		l.heard[i] = map[core.SourceID]uint64{}
@@ -176,6 +176,10 @@ func decodeID(p []byte) (id msgID, ok, decoded bool) {
 	return msgID{env.Source, env.Seq}, env.Op == core.OpInvalidate || env.Op == core.OpClear, true
 }
 
+// pubTimes are when the Publish call that carried a message started and
+// when it returned nil; the broker took the message in between.
+type pubTimes struct{ start, end time.Time }
+
 // tap is a Backplane between an instance's engine and its transport that
 // records messages and events.
 type tap struct {
@@ -184,9 +188,10 @@ type tap struct {
 }
 
 func (t *tap) Publish(ctx context.Context, payloads ...[]byte) error {
+	start := time.Now()
 	err := t.Backplane.Publish(ctx, payloads...)
 	if err == nil {
-		now := time.Now()
+		now := pubTimes{start, time.Now()}
 		l := t.inst.run.ledger
 		l.mu.Lock()
 		for _, p := range payloads {

@@ -14,6 +14,10 @@
 //     stay open: a half-dead link that no TCP error reveals. Swallowed bytes
 //     are gone; after the blackhole is lifted the stream resumes at whatever
 //     byte comes next, which a protocol parser may or may not notice.
+//   - SetStall holds the bytes of one direction: nothing is read or
+//     forwarded until the stall ends, then everything arrives, late but
+//     intact. This is a one-way network blackhole as TCP endpoints see it
+//     (packets dropped, retransmitted later).
 //   - Reset closes every open connection at once with a TCP reset, as a
 //     crashing middlebox or a broker restart would.
 //   - SetRefuse resets every new connection right after accepting it, as a

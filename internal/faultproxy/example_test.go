@@ -35,10 +35,13 @@ func Example() {
 	_ = c.Close()
 	fmt.Printf("through the proxy: %q\n", b)
 
+	// A refused connection fails when it is made or when it is first used.
 	p.SetRefuse(true)
-	c, _ = net.Dial("tcp", p.Addr())
-	_, err = io.ReadAll(c)
-	_ = c.Close()
+	c, err = net.Dial("tcp", p.Addr())
+	if err == nil {
+		_, err = io.ReadAll(c)
+		_ = c.Close()
+	}
 	fmt.Println("refused:", err != nil)
 	// Output:
 	// through the proxy: "hello\n"

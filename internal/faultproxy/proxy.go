@@ -43,6 +43,7 @@ const (
 	readBuf    = 32 << 10
 	queueLen   = 256 // chunks in flight per direction (the proxy's "window")
 	dialTimout = 5 * time.Second
+	stallPoll  = 2 * time.Millisecond // how often a stalled direction looks again
 )
 
 // Stats are a Proxy's counters since New.
@@ -67,6 +68,7 @@ type dir struct {
 	latency   atomic.Int64 // nanoseconds
 	bps       atomic.Int64 // bytes per second, 0 unlimited
 	blackhole atomic.Bool
+	stall     atomic.Bool
 	forwarded atomic.Uint64
 	dropped   atomic.Uint64
 }
@@ -143,6 +145,17 @@ func (p *Proxy) SetBlackhole(d Direction, on bool) {
 	p.each(d, func(s *dir) { s.blackhole.Store(on) })
 }
 
+// SetStall holds (on) or releases (off) the bytes of direction d: the
+// proxy stops reading and forwarding them, so they wait in the sender's
+// socket buffers and then block the sender, as behind a network that drops
+// every packet of that direction. The connections stay open; when the
+// stall ends, the held bytes are delivered, late but intact. This is the
+// one-way blackhole that TCP endpoints see; SetBlackhole instead loses
+// bytes in the middle of the stream.
+func (p *Proxy) SetStall(d Direction, on bool) {
+	p.each(d, func(s *dir) { s.stall.Store(on) })
+}
+
 // SetRefuse makes the proxy reset every new connection right after
 // accepting it (on) or forward them again (off). Open connections are not
 // affected; see Reset.
@@ -167,12 +180,13 @@ func (p *Proxy) Reset() int {
 	return n
 }
 
-// Heal lifts every fault: latency, bandwidth limits, blackholes and
-// refusal.
+// Heal lifts every fault: latency, bandwidth limits, blackholes, stalls
+// and refusal.
 func (p *Proxy) Heal() {
 	p.SetLatency(Both, 0)
 	p.SetBandwidth(Both, 0)
 	p.SetBlackhole(Both, false)
+	p.SetStall(Both, false)
 	p.SetRefuse(false)
 }
 
@@ -239,8 +253,8 @@ func (p *Proxy) acceptLoop() {
 			continue
 		}
 		if p.refuse.Load() {
-			abort(c)
 			p.refused.Add(1)
+			abort(c)
 			continue
 		}
 		p.wg.Add(1)
@@ -254,8 +268,8 @@ func (p *Proxy) connect(c net.Conn) {
 	d := net.Dialer{Timeout: dialTimout}
 	s, err := d.DialContext(p.ctx, "tcp", p.upstream)
 	if err != nil {
-		abort(c)
 		p.refused.Add(1)
+		abort(c)
 		return
 	}
 	l := &link{p: p, client: c, server: s, done: make(chan struct{})}
@@ -327,6 +341,9 @@ func (l *link) read(src net.Conn, q chan<- chunk, d *dir) {
 	buf := make([]byte, readBuf)
 	var next time.Time // bandwidth: when the next read may start
 	for {
+		if !l.waitStall(d) {
+			return
+		}
 		n := len(buf)
 		if bps := d.bps.Load(); bps > 0 {
 			// Small reads keep a slow direction smooth: about 20 per second.
@@ -382,7 +399,7 @@ func (l *link) write(dst net.Conn, q <-chan chunk, d *dir) {
 			return
 		}
 		due := c.at.Add(time.Duration(d.latency.Load()))
-		if !l.sleepUntil(due) {
+		if !l.sleepUntil(due) || !l.waitStall(d) {
 			return
 		}
 		if _, err := dst.Write(c.b); err != nil {
@@ -390,6 +407,17 @@ func (l *link) write(dst net.Conn, q <-chan chunk, d *dir) {
 		}
 		d.forwarded.Add(uint64(len(c.b)))
 	}
+}
+
+// waitStall waits while direction d is stalled and reports false if the
+// link closed first.
+func (l *link) waitStall(d *dir) bool {
+	for d.stall.Load() {
+		if !l.sleepUntil(time.Now().Add(stallPoll)) {
+			return false
+		}
+	}
+	return true
 }
 
 // sleepUntil waits until t and reports false if the link closed first.

@@ -311,6 +311,45 @@ func TestBlackhole(t *testing.T) {
 	}
 }
 
+func TestStall(t *testing.T) {
+	t.Parallel()
+	for _, d := range []faultproxy.Direction{faultproxy.Up, faultproxy.Down} {
+		t.Run(d.String(), func(t *testing.T) {
+			t.Parallel()
+			echo := startEcho(t)
+			p := newProxy(t, echo.Addr())
+			c := dial(t, p.Addr())
+			if err := roundTrip(t, c, "before"); err != nil {
+				t.Fatal(err)
+			}
+			base := echo.received.Load()
+			p.SetStall(d, true)
+			if _, err := c.Write([]byte("held")); err != nil {
+				t.Fatal(err)
+			}
+			if !silentFor(c, 100*time.Millisecond) {
+				t.Fatal("the client heard something through a stall, or its connection closed")
+			}
+			if d == faultproxy.Up && echo.received.Load() != base {
+				t.Fatal("the server received bytes through an upstream stall")
+			}
+			p.SetStall(d, false)
+			// The held bytes arrive intact, then the stream goes on.
+			got := make([]byte, 4)
+			_ = c.SetReadDeadline(time.Now().Add(waitBound))
+			if _, err := io.ReadFull(c, got); err != nil || string(got) != "held" {
+				t.Fatalf("after the stall read %q, %v; want \"held\"", got, err)
+			}
+			if err := roundTrip(t, c, "after"); err != nil {
+				t.Fatal(err)
+			}
+			if st := p.Stats(); st.DroppedUp+st.DroppedDown != 0 {
+				t.Fatalf("stats %+v: a stall dropped bytes", st)
+			}
+		})
+	}
+}
+
 func TestRefuse(t *testing.T) {
 	t.Parallel()
 	echo := startEcho(t)
@@ -326,8 +365,8 @@ func TestRefuse(t *testing.T) {
 	if err := roundTrip(t, open, "still"); err != nil {
 		t.Fatalf("SetRefuse affected an open connection: %v", err)
 	}
-	if st := p.Stats(); st.Refused != 1 || st.Accepted != 1 {
-		t.Fatalf("stats %+v: want 1 refused, 1 accepted", st)
+	if !eventually(func() bool { st := p.Stats(); return st.Refused == 1 && st.Accepted == 1 }) {
+		t.Fatalf("stats %+v: want 1 refused, 1 accepted", p.Stats())
 	}
 	p.SetRefuse(false)
 	if err := roundTrip(t, dial(t, p.Addr()), "x"); err != nil {
