@@ -246,7 +246,9 @@ func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 	if err != nil {
 		t.subscribed = false
 		t.mu.Unlock()
-		t.release(recv, name, provisioned)
+		if rerr := t.release(recv, name, provisioned); rerr != nil {
+			t.log.Warn("servicebustransport: cleanup after a failed Subscribe", "err", rerr)
+		}
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())

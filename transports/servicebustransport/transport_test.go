@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/internal/testenv/sbfake"
 	"github.com/backplane-go/backplane/transports/servicebustransport"
@@ -374,3 +377,31 @@ func TestNoHandlerCallAfterClose(t *testing.T) {
 }
 
 var _ servicebustransport.SubscriptionAdmin = (*fakeAdmin)(nil)
+
+// staticCred is an azcore.TokenCredential that is never asked for a token
+// in these tests (nothing dials).
+type staticCred struct{}
+
+func (staticCred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{Token: "t", ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+// TestOpenWithCredential: the constructor does no I/O, and Close of a
+// Transport that never connected returns at once.
+func TestOpenWithCredential(t *testing.T) {
+	tr, err := servicebustransport.OpenWithCredential("contoso.servicebus.windows.net", staticCred{}, "ns",
+		servicebustransport.WithSubscription("s"), servicebustransport.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Topic() != "backplane.ns" || tr.Client() == nil {
+		t.Fatalf("topic %q, client %v", tr.Topic(), tr.Client())
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := servicebustransport.OpenWithCredential("contoso.servicebus.windows.net", nil, "ns",
+		servicebustransport.WithSubscription("s")); !errors.Is(err, core.ErrInvalidOption) {
+		t.Fatalf("nil credential: %v", err)
+	}
+}
