@@ -97,24 +97,35 @@ type Backplane interface {
 	// the broker has accepted all of them, or with an error. One call may
 	// carry several payloads so that the transport can pipeline them. A
 	// payload over Limits().MaxPayload fails with ErrPayloadTooLarge
-	// before anything is sent.
+	// before anything is sent, and so does an already-cancelled ctx. An
+	// empty payload is a message like any other. A call that fails later
+	// may have published some of its payloads (the engine's sequence
+	// numbers make that visible to receivers).
 	Publish(ctx context.Context, payloads ...[]byte) error
 	// Subscribe starts delivery to h and returns only once delivery is
 	// active: a Publish by anyone that starts after Subscribe returns
-	// reaches h. A Backplane is subscribed at most once
-	// (ErrAlreadySubscribed). ctx bounds the subscription setup only.
+	// reaches h (on a clustered broker: a publisher connected to the same
+	// node; interest reaches other nodes moments later). A Backplane is
+	// subscribed at most once (ErrAlreadySubscribed). ctx bounds the
+	// subscription setup only; cancelling it later does not end delivery.
+	// A failed Subscribe may be retried.
 	Subscribe(ctx context.Context, h Handler) error
 	// Limits reports the transport's limits.
 	Limits() Limits
-	// Close is idempotent. After it returns no handler call happens and
-	// Publish returns ErrClosed. Close does not close clients that the
-	// transport was given rather than created.
+	// Close is idempotent: later calls return nil. After it returns no
+	// handler call happens and Publish returns ErrClosed. Close waits for
+	// a handler call in progress, except when called from inside the
+	// handler, where it must neither deadlock nor wait for itself. Close
+	// does not close clients that the transport was given rather than
+	// created.
 	Close() error
 }
 
 // Handler receives what a Backplane delivers. The transport calls it from
-// its own goroutine(s), one call at a time; a handler must not block for
-// long. A transport recovers a panicking handler and keeps delivering.
+// its own goroutine(s), one call at a time (messages and events together);
+// a handler must not block for long. A transport recovers a panicking
+// handler and keeps delivering. Messages received right after a reconnect
+// may reach the handler just before EventReconnected.
 type Handler interface {
 	// HandleMessage is called once per received payload. The payload is
 	// only valid during the call.
