@@ -131,6 +131,19 @@ func (k *checker) subscribed(ctx context.Context, ns string) (core.Backplane, *r
 	return bp, rec, nil
 }
 
+// pair returns a subscribed instance's recorder and a publisher on a fresh
+// namespace.
+func (k *checker) pair(ctx context.Context, tag string) (pub core.Backplane, rec *recorder, err error) {
+	ns := k.ns(tag)
+	if _, rec, err = k.subscribed(ctx, ns); err != nil {
+		return nil, nil, err
+	}
+	if pub, err = k.open(ctx, ns); err != nil {
+		return nil, nil, err
+	}
+	return pub, rec, nil
+}
+
 func (k *checker) publish(ctx context.Context, bp core.Backplane, payloads ...[]byte) error {
 	ctx, cancel := context.WithTimeout(ctx, k.g.timeout)
 	defer cancel()
@@ -167,12 +180,7 @@ func caseSubscribe(ctx context.Context, k *checker) error {
 }
 
 func caseDelivery(ctx context.Context, k *checker) error {
-	ns := k.ns("delivery")
-	_, rec, err := k.subscribed(ctx, ns)
-	if err != nil {
-		return err
-	}
-	pub, err := k.open(ctx, ns)
+	pub, rec, err := k.pair(ctx, "delivery")
 	if err != nil {
 		return err
 	}
@@ -270,12 +278,7 @@ func caseIsolation(ctx context.Context, k *checker) error {
 }
 
 func caseBinary(ctx context.Context, k *checker) error {
-	ns := k.ns("binary")
-	_, rec, err := k.subscribed(ctx, ns)
-	if err != nil {
-		return err
-	}
-	pub, err := k.open(ctx, ns)
+	pub, rec, err := k.pair(ctx, "binary")
 	if err != nil {
 		return err
 	}
@@ -307,12 +310,7 @@ func filled(tag string, size int) []byte {
 const maxCheckedPayload = 8 << 20
 
 func caseMaxPayload(ctx context.Context, k *checker) error {
-	ns := k.ns("max")
-	_, rec, err := k.subscribed(ctx, ns)
-	if err != nil {
-		return err
-	}
-	pub, err := k.open(ctx, ns)
+	pub, rec, err := k.pair(ctx, "max")
 	if err != nil {
 		return err
 	}
@@ -331,12 +329,7 @@ func caseMaxPayload(ctx context.Context, k *checker) error {
 }
 
 func caseTooLarge(ctx context.Context, k *checker) error {
-	ns := k.ns("large")
-	_, rec, err := k.subscribed(ctx, ns)
-	if err != nil {
-		return err
-	}
-	pub, err := k.open(ctx, ns)
+	pub, rec, err := k.pair(ctx, "large")
 	if err != nil {
 		return err
 	}
@@ -378,12 +371,7 @@ func inOrder(got [][]byte, want [][]byte) error {
 }
 
 func caseBatchOrder(ctx context.Context, k *checker) error {
-	ns := k.ns("batch")
-	_, rec, err := k.subscribed(ctx, ns)
-	if err != nil {
-		return err
-	}
-	pub, err := k.open(ctx, ns)
+	pub, rec, err := k.pair(ctx, "batch")
 	if err != nil {
 		return err
 	}
@@ -401,12 +389,7 @@ func caseBatchOrder(ctx context.Context, k *checker) error {
 }
 
 func casePublisherOrder(ctx context.Context, k *checker) error {
-	ns := k.ns("order")
-	_, rec, err := k.subscribed(ctx, ns)
-	if err != nil {
-		return err
-	}
-	pub, err := k.open(ctx, ns)
+	pub, rec, err := k.pair(ctx, "order")
 	if err != nil {
 		return err
 	}
