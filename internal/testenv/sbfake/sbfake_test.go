@@ -216,3 +216,23 @@ func TestRecoversFromDroppedConnections(t *testing.T) {
 		t.Fatalf("accepted %d connections; the client did not reconnect", s.Accepted())
 	}
 }
+
+// TestSmallFrames: with a 1 KiB frame size on the server, the client splits
+// what it sends and the server splits what it delivers.
+func TestSmallFrames(t *testing.T) {
+	s := start(t, sbfake.WithMaxFrameSize(1024))
+	s.AddTopic("t", "a")
+	c := client(t, s)
+	r := receiver(t, c, "t", "a", azservicebus.ReceiveModePeekLock)
+	body := bytes.Repeat([]byte("abcdefgh"), 4096) // 32 KiB: 32+ frames each way
+	if err := sender(t, c, "t").SendMessage(ctx(t), &azservicebus.Message{Body: body}, nil); err != nil {
+		t.Fatal(err)
+	}
+	m := receiveN(t, r, 1)[0]
+	if !bytes.Equal(m.Body, body) {
+		t.Fatalf("got %d bytes", len(m.Body))
+	}
+	if err := r.CompleteMessage(ctx(t), m, nil); err != nil {
+		t.Fatal(err)
+	}
+}

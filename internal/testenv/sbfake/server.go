@@ -478,8 +478,12 @@ func (c *conn) readFrame() (typ byte, ch uint16, body []byte, err error) {
 	}
 	size := binary.BigEndian.Uint32(hdr[:])
 	doff := int(hdr[4]) * 4
-	if size < 8 || doff < 8 || int(size) < doff || size > 64<<20 {
+	if size < 8 || doff < 8 || int(size) < doff {
 		return 0, 0, nil, fmt.Errorf("sbfake: bad frame header % x", hdr)
+	}
+	if size > c.s.maxFrame {
+		// A peer must not exceed the max-frame-size announced to it.
+		return 0, 0, nil, fmt.Errorf("sbfake: frame of %d bytes exceeds max-frame-size %d", size, c.s.maxFrame)
 	}
 	buf := make([]byte, size-8)
 	if _, err = io.ReadFull(c.nc, buf); err != nil {
