@@ -359,7 +359,9 @@ func TestNoHandlerCallAfterClose(t *testing.T) {
 				return
 			default:
 			}
-			_ = pub.Publish(context.Background(), []byte("m"))
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			_ = pub.Publish(ctx, []byte("m"))
+			cancel()
 		}
 	})
 	if !eventually(waitTimeout, func() bool { return got.Load() > 10 }) {
