@@ -92,6 +92,9 @@ func TestChaosNATS(t *testing.T) { runBroker(t, natsBroker) }
 
 func runBroker(t *testing.T, mk func(*testing.T) *broker) {
 	cfg := loadConfig()
+	if testing.Short() && !cfg.full {
+		t.Skip("the chaos scenarios take about a minute; run without -short")
+	}
 	brk := mk(t)
 	for _, sc := range scenarios() {
 		t.Run(sc.name, func(t *testing.T) { runScenario(t, cfg, brk, sc) })
