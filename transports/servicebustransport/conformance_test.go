@@ -62,13 +62,13 @@ func preprovisionedHarness(t *testing.T) conformance.BackplaneHarness {
 }
 
 // provisionedHarness gives every instance a subscription made by an
-// AdminProvisioner (over a fake admin that creates it on the fake), a
-// client the harness made (New), and PeekLock. PeekLock is not ordered:
+// AdminProvisioner (with the SDK's admin.Client, whose requests the fake
+// serves in process), a client the harness made (New), and PeekLock. PeekLock is not ordered:
 // the SDK releases messages that arrive between two receive calls, and they
 // come back after later ones.
 func provisionedHarness(t *testing.T) conformance.BackplaneHarness {
 	srv := startFake(t)
-	adm := &fakeAdmin{srv: srv}
+	adm := adminClient(t, srv)
 	return conformance.BackplaneHarness{
 		New: func(t testing.TB, ns string) core.Backplane {
 			srv.AddTopic(servicebustransport.DefaultTopicPrefix + ns)

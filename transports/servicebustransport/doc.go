@@ -136,19 +136,22 @@
 // credit, multi-frame transfers, batches, fan-out of a topic to its
 // subscriptions, both receive modes, settlement (also through the
 // management link), not-found for unknown entities, and dropped or refused
-// connections. The conformance suites (conformance.RunBackplane and
+// connections. It also answers the administration API's requests for
+// topics and subscriptions in process (an azcore transport given to
+// admin.Client, so the SDK's ATOM encoding is exercised but not HTTP or
+// TLS). The conformance suites (conformance.RunBackplane and
 // conformance.RunCache, with the consistency checks across dropped
 // connections and a simulated restart) pass on it for both provisioning
-// ways and both receive modes. That proves the SDK code path end to end
-// and the Transport's own logic: setup, batching and limits, fan-out to
-// one subscription per instance, settlement, recovery after a broken
+// ways (pre-provisioned, and AdminProvisioner with the SDK's admin.Client)
+// and both receive modes. That proves the SDK code path end to end and the
+// Transport's own logic: setup, provisioning, batching and limits, fan-out
+// to one subscription per instance, settlement, recovery after a broken
 // connection and its events, Close.
 //
 // It does not prove Service Bus semantics: the fake has no filters or
 // rules, no message TTL, no lock expiry (a broken link's locked messages
-// are available again at once), no auto-delete on idle, no quotas or
-// throttling, no real token validation, and it accepts subscriptions
-// created by the tests' own fake admin client, not the ATOM API. The same
+// are available again at once), no auto-delete on idle (the property is
+// sent, and ignored), no quotas or throttling, and no token validation. The same
 // suites run against a real namespace when SERVICEBUS_CONNECTION_STRING is
 // set (the connection string needs the Manage right: the tests create a
 // topic per test namespace and provision subscriptions with an

@@ -39,6 +39,19 @@ func startFake(t testing.TB) *sbfake.Server {
 	return s
 }
 
+// adminClient is the SDK's admin client on the fake's in-process
+// administration API.
+func adminClient(t testing.TB, srv *sbfake.Server) *admin.Client {
+	t.Helper()
+	adm, err := admin.NewClientFromConnectionString(srv.ConnectionString(), &admin.ClientOptions{
+		ClientOptions: azcore.ClientOptions{Transport: srv.AdminTransport()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return adm
+}
+
 // fakeAdmin is a SubscriptionAdmin over the fake: it creates and deletes
 // subscriptions there and records the calls.
 type fakeAdmin struct {

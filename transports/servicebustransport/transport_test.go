@@ -200,8 +200,7 @@ func TestSubscribeUnknownEntities(t *testing.T) {
 func TestProvisioner(t *testing.T) {
 	srv := startFake(t)
 	srv.AddTopic("backplane.prov")
-	adm := &fakeAdmin{srv: srv}
-	p := &servicebustransport.AdminProvisioner{Admin: adm, Prefix: "svc-", AutoDeleteOnIdle: 10 * time.Minute, MessageTTL: 90 * time.Second}
+	p := &servicebustransport.AdminProvisioner{Admin: adminClient(t, srv), Prefix: "svc-", AutoDeleteOnIdle: 10 * time.Minute, MessageTTL: 90 * time.Second}
 	tr, err := servicebustransport.Open(srv.ConnectionString(), "prov", servicebustransport.WithProvisioner(p),
 		servicebustransport.WithClientOptions(fastRetries), servicebustransport.WithLogger(quiet))
 	if err != nil {
@@ -220,15 +219,18 @@ func TestProvisioner(t *testing.T) {
 	if srv.Pending("backplane.prov", name) != 0 {
 		t.Fatalf("subscription %q not on the fake", name)
 	}
-	props := adm.created[0].Properties
-	if *props.AutoDeleteOnIdle != "PT600S" || *props.DefaultMessageTimeToLive != "PT90S" {
-		t.Fatalf("AutoDeleteOnIdle %q, TTL %q", *props.AutoDeleteOnIdle, *props.DefaultMessageTimeToLive)
+	reqs := srv.AdminRequests()
+	if len(reqs) != 1 || reqs[0].Method != "PUT" || reqs[0].Path != "backplane.prov/Subscriptions/"+name ||
+		!strings.Contains(reqs[0].Body, "<AutoDeleteOnIdle>PT600S</AutoDeleteOnIdle>") ||
+		!strings.Contains(reqs[0].Body, "<DefaultMessageTimeToLive>PT90S</DefaultMessageTimeToLive>") {
+		t.Fatalf("admin requests %+v", reqs)
 	}
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if len(adm.deleted) != 1 || adm.deleted[0] != name || srv.Pending("backplane.prov", name) != -1 {
-		t.Fatalf("deleted %v; subscription still there: %v", adm.deleted, srv.Pending("backplane.prov", name) != -1)
+	reqs = srv.AdminRequests()
+	if len(reqs) != 2 || reqs[1].Method != "DELETE" || srv.Pending("backplane.prov", name) != -1 {
+		t.Fatalf("admin requests %+v; subscription still there: %v", reqs, srv.Pending("backplane.prov", name) != -1)
 	}
 }
 

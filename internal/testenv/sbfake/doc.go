@@ -13,7 +13,9 @@
 // message sent to a topic to each of its subscriptions; ReceiveAndDelete
 // (pre-settled deliveries) and PeekLock (deliveries locked until accepted,
 // released, modified or rejected); amqp:not-found for unknown entities.
-// Topics and subscriptions are created with Server.AddTopic.
+// Topics and subscriptions are created with Server.AddTopic, or through the
+// administration API: Server.AdminTransport serves admin.Client's ATOM
+// requests for topics and subscriptions in process (no HTTP, no TLS).
 //
 // Fault injection: DropAll and DropEntity close connections abruptly, and
 // Refuse closes new connections for a while.

@@ -91,6 +91,7 @@ type Server struct {
 	closed      bool
 	accepted    int
 	seq         int64
+	admin       *adminTransport
 
 	wg sync.WaitGroup
 }
@@ -191,6 +192,29 @@ func (s *Server) RemoveSubscription(topicName, sub string) {
 		l.sess.c.send(l.sess.ch, list{l.handle, true, errorValue("amqp:not-found", "subscription deleted")}, codeDetach, nil)
 	}
 	sb.receivers = nil
+}
+
+// removeTopic deletes a topic with its subscriptions.
+func (s *Server) removeTopic(name string) bool {
+	s.mu.Lock()
+	t := s.topics[strings.ToLower(name)]
+	s.mu.Unlock()
+	if t == nil {
+		return false
+	}
+	var subs []string
+	s.mu.Lock()
+	for k := range t.subs {
+		subs = append(subs, k)
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		s.RemoveSubscription(name, sub)
+	}
+	s.mu.Lock()
+	delete(s.topics, strings.ToLower(name))
+	s.mu.Unlock()
+	return true
 }
 
 // Pending reports how many messages wait in a subscription, locked ones
