@@ -64,6 +64,7 @@ type Cache struct {
 	linkUp       bool
 	silent       bool
 	lastRecv     time.Time
+	ownFresh     time.Time // newest publish time (own clock) of an own message that came back
 	baseline     time.Time // since when the peer table is complete
 	lastFlush    time.Time
 	lastCause    string
@@ -213,7 +214,7 @@ func (c *Cache) Start(ctx context.Context) error {
 	now := c.now()
 	c.recvMu.Lock()
 	c.linkUp = true
-	c.lastRecv, c.baseline = now, now
+	c.lastRecv, c.baseline, c.ownFresh = now, now, now
 	c.recvMu.Unlock()
 	c.runCtx, c.cancel = context.WithCancel(context.Background())
 	c.started = true
@@ -787,11 +788,16 @@ func (c *Cache) receive(p []byte) {
 	c.recvMu.Lock()
 	defer c.recvMu.Unlock()
 	c.lastRecv = now
-	if c.silent {
-		c.silent = false
-		c.linkRestored("resumed")
-	}
 	if env.Source == c.id {
+		// Own messages carry the own clock: their age is how far behind
+		// delivery to this instance runs. Only a fresh one ends a silence.
+		if env.Sent.After(c.ownFresh) {
+			c.ownFresh = env.Sent
+		}
+		if c.silent && now.Sub(env.Sent) <= c.opts.heartbeatTimeout() {
+			c.silent = false
+			c.linkRestored("resumed")
+		}
 		if env.Op == OpInvalidate && hasCanary(env.Keys) {
 			c.selfCanary = now
 		}
@@ -880,7 +886,7 @@ func (c *Cache) event(ev Event) {
 		c.log.Info("backplane: reconnected")
 		if !c.linkUp {
 			c.linkUp = true
-			c.lastRecv = c.now()
+			c.lastRecv, c.ownFresh = c.now(), c.now()
 			c.linkRestored("reconnect")
 		}
 	case EventLoss:
@@ -931,9 +937,9 @@ func (c *Cache) monitorLoop() {
 		}
 		now := c.now()
 		c.recvMu.Lock()
-		if c.linkUp && !c.silent && now.Sub(c.lastRecv) > timeout {
+		if c.linkUp && !c.silent && now.Sub(c.ownFresh) > timeout {
 			c.silent = true
-			c.log.Warn("backplane: link silent: own heartbeats are not coming back", "for", now.Sub(c.lastRecv))
+			c.log.Warn("backplane: link silent: own heartbeats are not coming back in time", "newest_age", now.Sub(c.ownFresh))
 			c.linkLost("silence")
 		}
 		if !c.silent {

@@ -50,9 +50,12 @@ type Options struct {
 	// heartbeats stop coming back). Zero disables heartbeats and silence
 	// detection. Default 1 second.
 	HeartbeatInterval time.Duration
-	// HeartbeatTimeout is how long the link may stay silent (not even the
-	// instance's own heartbeat returns) before the engine treats it as
-	// down. It must exceed HeartbeatInterval. Default 3 * HeartbeatInterval.
+	// HeartbeatTimeout bounds how far behind delivery to this instance may
+	// run: when the newest own message that came back was published longer
+	// ago than this (by the instance's own clock), the link counts as
+	// silent, whether nothing arrives at all (a blackhole) or everything
+	// arrives late (a slow subscriber with a backlog). It must exceed
+	// HeartbeatInterval. Default 3 * HeartbeatInterval.
 	HeartbeatTimeout time.Duration
 
 	// CanaryInterval, when positive, makes the instance publish a synthetic
@@ -63,7 +66,8 @@ type Options struct {
 	// Zero (default) disables the probe.
 	CanaryInterval time.Duration
 	// CanaryTimeout is how overdue a canary may be. Default 3 *
-	// CanaryInterval.
+	// CanaryInterval plus the heartbeat timeout (the budget for a canary's
+	// own publish round trip and delivery).
 	CanaryTimeout time.Duration
 
 	// OnDisconnect applies when the transport reports a disconnect or the
@@ -242,5 +246,9 @@ func (o *Options) canaryTimeout() time.Duration {
 	if o.CanaryTimeout > 0 {
 		return o.CanaryTimeout
 	}
-	return 3 * o.CanaryInterval
+	t := 3 * o.CanaryInterval
+	if o.HeartbeatInterval > 0 {
+		t += o.heartbeatTimeout()
+	}
+	return t
 }

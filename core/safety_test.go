@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -284,4 +285,45 @@ func TestTTLJitterSpreads(t *testing.T) {
 	if n == 0 || n == 200 {
 		t.Fatalf("%d of 200 entries left at TTL: jitter does not spread expiries", n)
 	}
+}
+
+// slowBackplane makes its subscriber slow: each message waits before the
+// engine sees it, so a backlog builds while the connection looks fine.
+type slowBackplane struct {
+	core.Backplane
+	delay atomic.Int64
+}
+
+func (s *slowBackplane) Subscribe(ctx context.Context, h core.Handler) error {
+	return s.Backplane.Subscribe(ctx, core.HandlerFuncs{
+		Message: func(p []byte) {
+			time.Sleep(time.Duration(s.delay.Load())) // the fault itself, not synchronisation
+			h.HandleMessage(p)
+		},
+		Event: h.HandleEvent,
+	})
+}
+
+// A slow subscriber receives everything, late. Its own heartbeats come back
+// older and older: past HeartbeatTimeout the link counts as silent.
+func TestSlowSubscriberDetected(t *testing.T) {
+	hub := memtransport.NewHub()
+	slow := &slowBackplane{Backplane: hub.New(ns)}
+	c, err := core.Open(context.Background(), newStore(t), slow, core.WithHeartbeat(10*time.Millisecond, 60*time.Millisecond), core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	eventually(t, "own heartbeats flowing", func() bool { return c.Stats().IgnoredOwn > 0 })
+	_ = c.Set("k", []byte("v"))
+	slow.delay.Store(int64(25 * time.Millisecond))
+	eventually(t, "backlog detected as silence", func() bool { return c.Health().Silent })
+	if h := c.Health(); !h.Degraded || h.LastFlushCause != "silence" {
+		t.Fatalf("health of a slow subscriber: %+v", h)
+	}
+	if _, ok := c.Get("k"); ok {
+		t.Fatal("entry survived")
+	}
+	slow.delay.Store(0)
+	eventually(t, "caught up", func() bool { h := c.Health(); return !h.Silent && !h.Degraded })
 }
