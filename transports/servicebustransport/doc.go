@@ -85,8 +85,11 @@
 // deleted meanwhile: by AutoDeleteOnIdle after an outage longer than the
 // interval (receiving counts as activity, so a connected instance keeps its
 // subscription), or by an operator; then re-attaching fails with
-// amqp:not-found, logged at every attempt, and the Transport stays
-// disconnected until it is closed.
+// amqp:not-found (logged as a warning at the first failure of an outage,
+// at debug level after), and the Transport stays disconnected, trying,
+// until the subscription exists again or the Transport is closed. A
+// subscription made again starts empty: the messages sent meanwhile are
+// lost, as EventReconnected allows.
 //
 // If a link fails while a receive call is returning messages, the SDK
 // returns the messages, swallows the error and recovers the link on the

@@ -315,7 +315,7 @@ func (t *Transport) run(ctx context.Context, recv *azservicebus.Receiver, h core
 	}
 	opts := &azservicebus.ReceiveMessagesOptions{TimeAfterFirstMessage: time.Microsecond}
 	wait := t.opts.RecoverWait
-	down := false
+	down, failures := false, 0
 	for {
 		if down {
 			timer := time.NewTimer(wait)
@@ -333,10 +333,15 @@ func (t *Transport) run(ctx context.Context, recv *azservicebus.Receiver, h core
 				return
 			}
 			if err != nil {
-				t.log.Debug("servicebustransport: re-attach failed", "err", err)
+				failures++
+				if failures == 1 {
+					t.log.Warn("servicebustransport: re-attach failed; retrying", "err", err)
+				} else {
+					t.log.Debug("servicebustransport: re-attach failed; retrying", "err", err, "failures", failures)
+				}
 				continue
 			}
-			down, wait = false, t.opts.RecoverWait
+			down, wait, failures = false, t.opts.RecoverWait, 0
 			t.event(h, core.Event{Kind: core.EventReconnected, Time: time.Now()})
 		}
 		msgs, err := recv.ReceiveMessages(ctx, t.opts.ReceiveBatch, opts)

@@ -409,3 +409,39 @@ func TestOpenWithCredential(t *testing.T) {
 		t.Fatalf("nil credential: %v", err)
 	}
 }
+
+// TestLinkError: a link error without a connection loss (the subscription
+// is deleted under the receiver) is reported as EventDisconnected; once the
+// subscription exists again, re-attaching succeeds (EventReconnected) and
+// delivery resumes.
+func TestLinkError(t *testing.T) {
+	srv := startFake(t)
+	a := open(t, srv, "linkerr", "a", servicebustransport.WithRecoverWait(10*time.Millisecond))
+	c := &collector{}
+	if err := a.Subscribe(ctxT(t), c); err != nil {
+		t.Fatal(err)
+	}
+	srv.RemoveSubscription("backplane.linkerr", "a")
+	events := func() []core.EventKind {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return append([]core.EventKind(nil), c.events...)
+	}
+	if !eventually(waitTimeout, func() bool { return len(events()) >= 2 }) {
+		t.Fatalf("events %v; want connected, disconnected", events())
+	}
+	srv.AddTopic("backplane.linkerr", "a")
+	if !eventually(waitTimeout, func() bool { return len(events()) >= 3 }) {
+		t.Fatalf("events %v; want a reconnect after the subscription is back", events())
+	}
+	want := []core.EventKind{core.EventConnected, core.EventDisconnected, core.EventReconnected}
+	if fmt.Sprint(events()) != fmt.Sprint(want) {
+		t.Fatalf("events %v; want %v", events(), want)
+	}
+	if err := a.Publish(ctxT(t), []byte("back")); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(waitTimeout, func() bool { return c.count() == 1 }) {
+		t.Fatal("no delivery after the subscription came back")
+	}
+}
