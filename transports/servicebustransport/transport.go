@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
 	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/goid"
 )
 
 // errLinkLost is the cause of an EventDisconnected when the SDK reported a
@@ -44,9 +46,12 @@ type Transport struct {
 	receiver     *azservicebus.Receiver
 	cancel       context.CancelFunc
 
-	wg        sync.WaitGroup
-	closeOnce sync.Once
-	closeErr  error
+	wg sync.WaitGroup
+	// closeDone is closed when the first Close has released everything.
+	closeDone chan struct{}
+	// deliveryID is the goroutine id of run, which makes every handler
+	// call: a Close from inside the handler must not wait for itself.
+	deliveryID atomic.Uint64
 }
 
 var _ core.Backplane = (*Transport)(nil)
@@ -120,6 +125,7 @@ func newTransport(c *azservicebus.Client, owned bool, o Options) (*Transport, er
 		sender:     s,
 		maxPayload: o.MaxMessageSize - MessageOverhead,
 		log:        o.Logger.With("transport", "servicebus", "topic", o.Topic),
+		closeDone:  make(chan struct{}),
 	}, nil
 }
 
@@ -304,6 +310,7 @@ func (t *Transport) release(recv *azservicebus.Receiver, name string, provisione
 // run receives until ctx ends. It makes every handler call.
 func (t *Transport) run(ctx context.Context, recv *azservicebus.Receiver, h core.Handler) {
 	defer t.wg.Done()
+	t.deliveryID.Store(goid.Current())
 	t.event(h, core.Event{Kind: core.EventConnected, Time: time.Now()})
 	var settle chan *azservicebus.ReceivedMessage
 	if t.opts.PeekLock {
@@ -415,30 +422,54 @@ func (t *Transport) event(h core.Handler, ev core.Event) {
 // receiver and the sender, deletes a provisioned subscription, and closes
 // the client if the Transport made it. It returns the Provisioner's error,
 // if any: failures to close links on a connection that is already broken
-// are only logged (at debug level), since nothing is left to release. It is
-// idempotent; every call returns the first call's result. It must not be
-// called from the handler.
+// are only logged (at debug level), since nothing is left to release.
+//
+// Close is idempotent: later calls wait for the first to finish and return
+// nil. Called from inside the handler, Close stops delivery and returns at
+// once (nil) without waiting for itself; the release happens as soon as
+// the handler call returns, and no handler call follows.
 func (t *Transport) Close() error {
-	t.closeOnce.Do(func() {
-		t.mu.Lock()
-		t.closed = true
-		cancel, recv, name, provisioned := t.cancel, t.receiver, t.subscription, t.provisioned
+	inHandler := goid.Current() == t.deliveryID.Load()
+	t.mu.Lock()
+	if t.closed {
 		t.mu.Unlock()
-		if cancel != nil {
-			cancel()
+		if !inHandler {
+			<-t.closeDone
 		}
-		t.wg.Wait()
-		t.closeErr = t.release(recv, name, provisioned)
-		ctx, stop := context.WithTimeout(context.Background(), closeLinkTimeout)
-		defer stop()
-		if err := t.sender.Close(ctx); err != nil {
-			t.log.Debug("servicebustransport: close sender", "err", err)
-		}
-		if t.owned {
-			if err := t.client.Close(ctx); err != nil {
-				t.log.Debug("servicebustransport: close client", "err", err)
+		return nil
+	}
+	t.closed = true
+	cancel, recv, name, provisioned := t.cancel, t.receiver, t.subscription, t.provisioned
+	t.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if inHandler {
+		go func() {
+			t.wg.Wait()
+			if err := t.finish(recv, name, provisioned); err != nil {
+				t.log.Warn("servicebustransport: Close", "err", err)
 			}
+		}()
+		return nil
+	}
+	t.wg.Wait()
+	return t.finish(recv, name, provisioned)
+}
+
+// finish releases everything once delivery has stopped.
+func (t *Transport) finish(recv *azservicebus.Receiver, name string, provisioned bool) error {
+	defer close(t.closeDone)
+	err := t.release(recv, name, provisioned)
+	ctx, stop := context.WithTimeout(context.Background(), closeLinkTimeout)
+	defer stop()
+	if err := t.sender.Close(ctx); err != nil {
+		t.log.Debug("servicebustransport: close sender", "err", err)
+	}
+	if t.owned {
+		if err := t.client.Close(ctx); err != nil {
+			t.log.Debug("servicebustransport: close client", "err", err)
 		}
-	})
-	return t.closeErr
+	}
+	return err
 }

@@ -260,8 +260,8 @@ func TestAdminProvisionerDefaultsAndErrors(t *testing.T) {
 	}
 }
 
-// TestCloseReportsDeprovisionError: Close returns the Provisioner's error,
-// the same on every call.
+// TestCloseReportsDeprovisionError: Close returns the Provisioner's error;
+// later calls return nil.
 func TestCloseReportsDeprovisionError(t *testing.T) {
 	srv := startFake(t)
 	srv.AddTopic("backplane.closeerr")
@@ -278,10 +278,11 @@ func TestCloseReportsDeprovisionError(t *testing.T) {
 	adm.mu.Lock()
 	adm.failDel = boom
 	adm.mu.Unlock()
-	for range 2 {
-		if err := tr.Close(); !errors.Is(err, boom) {
-			t.Fatalf("Close: %v; want boom", err)
-		}
+	if err := tr.Close(); !errors.Is(err, boom) {
+		t.Fatalf("Close: %v; want boom", err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatalf("second Close: %v; want nil", err)
 	}
 	if err := tr.Publish(ctxT(t), []byte("x")); !errors.Is(err, core.ErrClosed) {
 		t.Fatalf("Publish after Close: %v", err)
@@ -443,5 +444,52 @@ func TestLinkError(t *testing.T) {
 	}
 	if !eventually(waitTimeout, func() bool { return c.count() == 1 }) {
 		t.Fatal("no delivery after the subscription came back")
+	}
+}
+
+// TestCloseFromHandler: Close called by the handler returns without
+// waiting for itself; no handler call follows, and the subscription it
+// provisioned is deleted once the handler returned.
+func TestCloseFromHandler(t *testing.T) {
+	srv := startFake(t)
+	srv.AddTopic("backplane.selfclose")
+	var tr *servicebustransport.Transport
+	var calls atomic.Int64
+	closed := make(chan error, 1)
+	h := core.HandlerFuncs{Message: func([]byte) {
+		if calls.Add(1) == 1 {
+			closed <- tr.Close()
+		}
+	}}
+	var err error
+	tr, err = servicebustransport.Open(srv.ConnectionString(), "selfclose",
+		servicebustransport.WithProvisioner(servicebustransport.NewAdminProvisioner(adminClient(t, srv))),
+		servicebustransport.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Subscribe(ctxT(t), h); err != nil {
+		t.Fatal(err)
+	}
+	name := tr.Subscription()
+	if err := tr.Publish(ctxT(t), []byte("1"), []byte("2"), []byte("3")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close from the handler: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("Close from the handler did not return")
+	}
+	if err := tr.Close(); err != nil { // waits for the release
+		t.Fatalf("second Close: %v", err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d handler calls; want 1 (none after Close)", n)
+	}
+	if srv.Pending("backplane.selfclose", name) != -1 {
+		t.Fatal("the provisioned subscription was not deleted")
 	}
 }
