@@ -215,7 +215,7 @@ func TestGroupCommitCoalescesAndDeduplicates(t *testing.T) {
 	for i := range callers {
 		wg.Go(func() { errs <- a.Invalidate(ctx, "dup", fmt.Sprintf("k%d", i)) })
 	}
-	eventually(t, "callers queued", func() bool { return a.Health().PendingPublishes == callers+1 })
+	eventually(t, "callers queued", func() bool { return a.Queued() == callers+1 })
 	close(gate.gate)
 	wg.Wait()
 	close(errs)

@@ -74,6 +74,7 @@ type Cache struct {
 	degraded     atomic.Bool // not caching: link down or silent under PolicyFlush
 	lastSeqSent  atomic.Uint64
 	pendingCalls atomic.Int64
+	queued       atomic.Int64 // calls handed to the publisher and not answered (tests)
 }
 
 const numStripes = 1024
@@ -603,20 +604,17 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 	}
 	c.inflight.Add(1)
 	c.lifeMu.RUnlock()
+	// Counted as pending before the send, so the publisher's decrement
+	// never comes first; a failed send takes it back.
 	c.pendingCalls.Add(1)
-	sent := false
-	defer func() {
-		if !sent {
-			c.pendingCalls.Add(-1)
-			c.inflight.Done()
-		}
-	}()
 	select {
-	case c.reqs <- r:
-		sent = true // the publisher now owns the inflight count
+	case c.reqs <- r: // the publisher now owns the inflight count
 	case <-ctx.Done():
+		c.pendingCalls.Add(-1)
+		c.inflight.Done()
 		return ctx.Err()
 	}
+	c.queued.Add(1)
 	select {
 	case err := <-r.done:
 		return err
@@ -669,6 +667,7 @@ func (c *Cache) publishBatch(batch []*pubReq, seq *uint64) {
 	err := c.publish(envs, OpInvalidate)
 	for _, r := range batch {
 		r.done <- err
+		c.queued.Add(-1)
 		c.pendingCalls.Add(-1)
 		c.inflight.Done()
 	}

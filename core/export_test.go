@@ -4,3 +4,7 @@ import "time"
 
 // WithClock replaces the engine's clock in tests.
 func WithClock(now func() time.Time) Option { return withClock(now) }
+
+// Queued reports the Invalidate and Clear calls handed to the publisher and
+// not yet answered.
+func (c *Cache) Queued() int { return int(c.queued.Load()) }
