@@ -640,6 +640,11 @@ func (c *Cache) publishLoop() {
 		case <-tick:
 			c.publish([]Envelope{{Op: OpHeartbeat, Source: c.id, Seq: seq}}, OpHeartbeat)
 		case <-c.stop:
+			// Every accepted call is answered by now: say goodbye, so
+			// that peers do not take this instance's silence for a loss.
+			if c.opts.HeartbeatInterval > 0 {
+				c.publish([]Envelope{{Op: OpLeave, Source: c.id, Seq: seq}}, OpLeave)
+			}
 			return
 		}
 	}
@@ -820,6 +825,8 @@ func (c *Cache) receive(p []byte) {
 		}
 	case OpClear:
 		c.flush("")
+	case OpLeave:
+		defer delete(c.peers, env.Source) // after the gap check below
 	}
 	if gap {
 		if c.opts.OnGap == PolicyFlush {
@@ -847,7 +854,7 @@ func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
 		// longer than a heartbeat timeout, so every live peer's heartbeat
 		// should have reached us) those messages were lost.
 		published := env.Seq
-		if env.Op != OpHeartbeat {
+		if env.Op != OpHeartbeat && env.Op != OpLeave {
 			published--
 		}
 		return published > 0 && c.opts.HeartbeatInterval > 0 &&
@@ -855,7 +862,7 @@ func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
 	}
 	p.lastSeen = now
 	switch {
-	case env.Op == OpHeartbeat:
+	case env.Op == OpHeartbeat || env.Op == OpLeave:
 		if env.Seq > p.lastSeq {
 			p.lastSeq = env.Seq
 			return true // a lost tail
@@ -942,10 +949,24 @@ func (c *Cache) monitorLoop() {
 			c.linkLost("silence")
 		}
 		if !c.silent {
+			lost := 0
 			for id, p := range c.peers {
 				if now.Sub(p.lastSeen) > timeout {
 					delete(c.peers, id)
+					lost++
 				}
+			}
+			// A peer gone quiet without saying goodbye, while this
+			// instance's own link works, either died or cannot reach
+			// this instance (a broken route between cluster nodes):
+			// what it published meanwhile may be lost.
+			if lost > 0 {
+				if c.opts.OnGap == PolicyFlush {
+					c.flush("peer-lost")
+				} else {
+					c.log.Warn("backplane: peer went quiet without leaving, keeping cache (OnGap=keep)", "peers", lost)
+				}
+				c.ctr.gaps.Add(uint64(lost))
 			}
 		}
 		c.recvMu.Unlock()

@@ -28,10 +28,17 @@
 //     flushes its local store (Options.OnGap). A transport's reconnect
 //     flushes too (Options.OnReconnect), because pub/sub transports lose
 //     what was published while a subscriber was away.
-//   - Every instance hears its own heartbeats come back. When they stop for
-//     Options.HeartbeatTimeout, or the transport reports a disconnect, the
+//   - Every instance hears its own heartbeats come back. When the newest one
+//     that came back is older than Options.HeartbeatTimeout (by the
+//     instance's own clock: nothing arrives, or everything arrives late
+//     behind a backlog), or the transport reports a disconnect, the
 //     instance flushes and stops caching (Options.OnDisconnect) until the
 //     link is back: reads keep being served, through the loader.
+//   - A closing instance says goodbye (OpLeave). A peer that goes quiet for
+//     HeartbeatTimeout without one (it crashed, or a broken route keeps its
+//     messages away) may have published invalidations that never arrived:
+//     the instance flushes (cause "peer-lost", Options.OnGap). Every
+//     instance of a namespace should therefore run with heartbeats on.
 //   - Every entry expires after Options.TTL (with jitter), enforced by the
 //     engine whatever the store does: the last safety net.
 //

@@ -327,3 +327,54 @@ func TestSlowSubscriberDetected(t *testing.T) {
 	slow.delay.Store(0)
 	eventually(t, "caught up", func() bool { h := c.Health(); return !h.Silent && !h.Degraded })
 }
+
+// A peer that closes says goodbye: the others forget it without flushing.
+func TestPeerLeavesCleanly(t *testing.T) {
+	hub := memtransport.NewHub()
+	hb := core.WithHeartbeat(10*time.Millisecond, 100*time.Millisecond)
+	a, err := core.Open(context.Background(), newStore(t), hub.New(ns), hb, core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := open(t, hub, hb)
+	eventually(t, "b knows a", func() bool { return b.Health().Peers == 1 })
+	_ = b.Set("k", []byte("v"))
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b forgets a", func() bool { return b.Health().Peers == 0 })
+	// Well past the heartbeat timeout: no flush came of a's absence.
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if s := b.Stats(); s.Flushes != 0 || s.Gaps != 0 {
+			t.Fatalf("b flushed after a clean leave: %+v", s)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mustGet(t, b, "k", "v")
+}
+
+// A peer that goes quiet without leaving (it crashed, or cannot reach this
+// instance although this instance's own link works) may have published
+// invalidations that never arrived: flush.
+func TestPeerLostFlushes(t *testing.T) {
+	hub := memtransport.NewHub()
+	hb := core.WithHeartbeat(10*time.Millisecond, 100*time.Millisecond)
+	crashing := hub.New(ns)
+	a, err := core.Open(context.Background(), newStore(t), crashing, hb, core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, _ := open(t, hub, hb)
+	eventually(t, "b knows a", func() bool { return b.Health().Peers == 1 })
+	_ = b.Set("k", []byte("v"))
+	crashing.Disconnect(errors.New("crash")) // a's messages stop; b's own link is fine
+	eventually(t, "b flushes for the lost peer", func() bool { return b.Health().LastFlushCause == "peer-lost" })
+	if _, ok := b.Get("k"); ok {
+		t.Fatal("entry survived a lost peer")
+	}
+	if h := b.Health(); !h.Healthy() || h.Peers != 0 {
+		t.Fatalf("b's health: %+v", h)
+	}
+}

@@ -24,7 +24,7 @@ import (
 // (one byte, 1..MaxKeyIDLen), and 32 bytes of HMAC-SHA256 over every byte
 // before the MAC. See Keyring.
 //
-// Heartbeat and clear messages carry no keys. Nothing may follow the last
+// Heartbeat, leave and clear messages carry no keys. Nothing may follow the last
 // key. Varints must be minimal, so every message has one encoding. Decoding checks every declared length against the bytes that are
 // actually there before allocating, so hostile input cannot make the decoder
 // allocate more than a small multiple of the payload size.
@@ -58,6 +58,10 @@ const (
 	// OpHeartbeat carries the source's last used sequence number, so that
 	// receivers notice a lost tail of messages.
 	OpHeartbeat Op = 3
+	// OpLeave says the source is closing cleanly; like a heartbeat it
+	// carries the last sequence number used. Peers forget it without
+	// treating its silence as a loss.
+	OpLeave Op = 4
 )
 
 // String returns the op's name.
@@ -69,6 +73,8 @@ func (o Op) String() string {
 		return "clear"
 	case OpHeartbeat:
 		return "heartbeat"
+	case OpLeave:
+		return "leave"
 	default:
 		return fmt.Sprintf("Op(%d)", uint8(o))
 	}
@@ -160,7 +166,7 @@ func (e *Envelope) MarshalBinary() ([]byte, error) {
 func (e *Envelope) validate() error {
 	switch e.Op {
 	case OpInvalidate:
-	case OpClear, OpHeartbeat:
+	case OpClear, OpHeartbeat, OpLeave:
 		if len(e.Keys) != 0 {
 			return fmt.Errorf("backplane: %v message with %d keys", e.Op, len(e.Keys))
 		}
@@ -203,7 +209,7 @@ func DecodeEnvelope(p []byte) (Envelope, error) {
 		return e, fmt.Errorf("%w: unsupported version %d (this build speaks %d)", ErrDecode, p[2], wireVersion)
 	}
 	e.Op = Op(p[3])
-	if e.Op < OpInvalidate || e.Op > OpHeartbeat {
+	if e.Op < OpInvalidate || e.Op > OpLeave {
 		return e, fmt.Errorf("%w: unknown op %d", ErrDecode, p[3])
 	}
 	if p[4]&^flagSigned != 0 {

@@ -16,6 +16,7 @@ func sampleEnvelopes() []Envelope {
 		{Op: OpInvalidate, Source: src, Seq: 1 << 40, Sent: at, Keys: []string{"a", "b", strings.Repeat("k", MaxKeyLen), "\x00\xff"}},
 		{Op: OpClear, Source: src, Seq: 7, Sent: at},
 		{Op: OpHeartbeat, Source: src, Seq: 0},
+		{Op: OpLeave, Source: src, Seq: 12},
 	}
 }
 
@@ -50,6 +51,7 @@ func TestEnvelopeEncodeRejects(t *testing.T) {
 		"unknown op":        {Op: 9},
 		"keys on heartbeat": {Op: OpHeartbeat, Keys: []string{"a"}},
 		"keys on clear":     {Op: OpClear, Keys: []string{"a"}},
+		"keys on leave":     {Op: OpLeave, Keys: []string{"a"}},
 		"empty key":         {Op: OpInvalidate, Keys: []string{""}},
 		"long key":          {Op: OpInvalidate, Keys: []string{strings.Repeat("x", MaxKeyLen+1)}},
 		"too many keys":     {Op: OpInvalidate, Keys: make([]string, MaxKeysPerMessage+1)},
