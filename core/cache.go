@@ -781,7 +781,13 @@ func (c *Cache) receive(p []byte) {
 		return
 	}
 	if kr := c.opts.Keyring; kr != nil {
-		if err := kr.Verify(p, &env); err != nil && !(errors.Is(err, ErrUnsigned) && c.opts.AcceptUnsigned) {
+		err := kr.Verify(p, &env)
+		if err == nil {
+			if age := c.now().Sub(env.Sent); age > c.opts.ReplayWindow || age < -c.opts.ReplayWindow {
+				err = fmt.Errorf("%w: published %v from now, outside the replay window %v", ErrBadSignature, -age, c.opts.ReplayWindow)
+			}
+		}
+		if err != nil && !(errors.Is(err, ErrUnsigned) && c.opts.AcceptUnsigned) {
 			c.ctr.rejected.Add(1)
 			c.inst.rejected.Add(bg, 1)
 			c.log.Debug("backplane: dropped a message that failed verification", "err", err)

@@ -103,6 +103,12 @@ type Options struct {
 	// and drops received messages that are unsigned or do not verify
 	// (counted in Stats.Rejected). Every instance needs the same keys.
 	Keyring *Keyring
+	// ReplayWindow, with a Keyring, rejects signed messages published
+	// (by the sender's clock) more than this long before or after the
+	// receiver's clock, so a captured message cannot be replayed later.
+	// Hosts' clocks must agree within it. Default 2 minutes; ignored
+	// without a Keyring.
+	ReplayWindow time.Duration
 	// AcceptUnsigned keeps accepting unsigned messages while Keyring is set:
 	// for turning signing on in a running fleet, one instance at a time.
 	AcceptUnsigned bool
@@ -133,6 +139,7 @@ func DefaultOptions() Options {
 		QueueSize:         1024,
 		PublishTimeout:    5 * time.Second,
 		CloseTimeout:      5 * time.Second,
+		ReplayWindow:      2 * time.Minute,
 		Codec:             JSONCodec{},
 	}
 }
@@ -218,6 +225,8 @@ func (o *Options) Validate() error {
 		return bad("negative canary interval %v or timeout %v", o.CanaryInterval, o.CanaryTimeout)
 	case o.CanaryInterval > 0 && o.CanaryTimeout != 0 && o.CanaryTimeout <= o.CanaryInterval:
 		return bad("CanaryTimeout %v must exceed CanaryInterval %v", o.CanaryTimeout, o.CanaryInterval)
+	case o.Keyring != nil && o.ReplayWindow <= 0:
+		return bad("ReplayWindow %v must be positive with a Keyring", o.ReplayWindow)
 	case o.QueueSize <= 0:
 		return bad("QueueSize %d must be positive", o.QueueSize)
 	case o.PublishTimeout <= 0:

@@ -3,6 +3,7 @@ package core_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/transports/memtransport"
@@ -79,4 +80,27 @@ func TestAcceptUnsignedDuringRollout(t *testing.T) {
 	// An instance without a keyring accepts signed messages too.
 	_ = signed.Invalidate(context.Background(), "s")
 	eventually(t, "signed accepted by a plain instance", func() bool { _, ok := plain.Get("s"); return !ok })
+}
+
+// A captured signed message replayed outside the replay window is rejected.
+func TestReplayWindow(t *testing.T) {
+	hub := memtransport.NewHub()
+	kr := keyring(t, keyOld)
+	b, _ := open(t, hub, quiet, core.WithKeyring(kr), func(o *core.Options) { o.ReplayWindow = time.Minute })
+	_ = b.Set("k", []byte("v"))
+	rogue := hub.New(ns)
+	defer rogue.Close()
+	old, _ := kr.AppendSigned(nil, &core.Envelope{Op: core.OpClear, Seq: 1, Source: core.NewSourceID(), Sent: time.Now().Add(-2 * time.Minute)})
+	future, _ := kr.AppendSigned(nil, &core.Envelope{Op: core.OpClear, Seq: 1, Source: core.NewSourceID(), Sent: time.Now().Add(2 * time.Minute)})
+	if err := rogue.Publish(context.Background(), old, future); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "replays rejected", func() bool { return b.Stats().Rejected == 2 })
+	mustGet(t, b, "k", "v")
+	fresh, _ := kr.AppendSigned(nil, &core.Envelope{Op: core.OpClear, Seq: 1, Source: core.NewSourceID(), Sent: time.Now()})
+	_ = rogue.Publish(context.Background(), fresh)
+	eventually(t, "a fresh signed clear applies", func() bool { _, ok := b.Get("k"); return !ok })
+	if _, err := core.New(newStore(t), hub.New(ns), core.WithKeyring(kr), func(o *core.Options) { o.ReplayWindow = 0 }); err == nil {
+		t.Fatal("zero replay window with a keyring accepted")
+	}
 }
