@@ -32,10 +32,9 @@
 //	go test -tags chaos -run Chaos -v -timeout 40m ./chaos/
 //	BACKPLANE_CHAOS_FULL=1 go test -run Chaos -v -timeout 40m ./chaos/
 //
-// The full run fails today where the engine misses a fault (a slow
-// subscriber, a blackhole from the instance to the broker); the reduced
-// run reports the latter as a known gap. RELIABILITY.md has the figures
-// and the reasons.
+// Both forms fail on any read past the bound and on any blackhole the
+// engine does not detect by itself. RELIABILITY.md has the figures of the
+// full run.
 //
 // Both need redis-server on PATH (otherwise the Redis scenarios are
 // skipped, or fail with BACKPLANE_REQUIRE_SERVICES=1); NATS is embedded.
