@@ -47,6 +47,7 @@ func (c *counters) snapshot() Stats {
 // instruments are the OpenTelemetry instruments; no-op unless a
 // MeterProvider is given.
 type instruments struct {
+	enabled bool // a MeterProvider was given: the read path records too
 	hits, misses, published, received, ignoredOwn, decodeErrors, rejected, flushes, publishErrors metric.Int64Counter
 	publishDuration, propagationLag, canaryLag                                                    metric.Float64Histogram
 }
@@ -54,11 +55,11 @@ type instruments struct {
 const meterName = "github.com/backplane-go/backplane/core"
 
 func newInstruments(mp metric.MeterProvider) *instruments {
+	in := &instruments{enabled: mp != nil}
 	if mp == nil {
 		mp = noop.NewMeterProvider()
 	}
 	m := mp.Meter(meterName)
-	in := &instruments{}
 	counter := func(name, desc string) metric.Int64Counter {
 		c, err := m.Int64Counter(name, metric.WithDescription(desc))
 		if err != nil {

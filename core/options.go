@@ -37,7 +37,9 @@ func (p Policy) String() string {
 // not valid. Every field is checked by New.
 type Options struct {
 	// TTL is the lifetime of a cached entry, enforced by the engine
-	// whatever the store does: the last safety net against staleness.
+	// whatever the store does: the last safety net against staleness. The
+	// read path checks it against a clock refreshed every 5 ms, so an entry
+	// may outlive its TTL by that much.
 	// Zero means entries live until evicted. Default 10 minutes.
 	TTL time.Duration
 	// TTLJitter spreads expiries: each entry lives TTL*(1-j) to TTL*(1+j)
@@ -122,7 +124,8 @@ type Options struct {
 	MeterProvider metric.MeterProvider
 
 	// now is the clock; tests replace it.
-	now func() time.Time
+	now       func() time.Time
+	realClock bool
 }
 
 // DefaultOptions returns the defaults documented on each Options field.
