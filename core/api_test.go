@@ -186,7 +186,11 @@ func (g *gateBackplane) Publish(ctx context.Context, payloads ...[]byte) error {
 		case g.entered <- struct{}{}:
 		default:
 		}
-		<-gate
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return g.Backplane.Publish(ctx, payloads...)
 }

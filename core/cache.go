@@ -57,6 +57,9 @@ type Cache struct {
 	closed   bool
 	inflight sync.WaitGroup // Invalidate/Clear calls between enqueue and done
 	reqs     chan *pubReq
+	pubToken chan struct{} // held by whoever publishes; guards seq
+	kick     chan struct{}
+	seq      uint64 // last sequence number used
 	stop     chan struct{}
 	runCtx   context.Context
 	cancel   context.CancelFunc
@@ -173,6 +176,8 @@ func New(store LocalStore, bp Backplane, opts ...Option) (*Cache, error) {
 		maxPayload: max - trailer,
 		trailer:    trailer,
 		reqs:       make(chan *pubReq, o.QueueSize),
+		pubToken:   make(chan struct{}, 1),
+		kick:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		peers:      make(map[SourceID]*peer),
 	}
@@ -603,8 +608,10 @@ func callLoader(ctx context.Context, key string, loader func(context.Context) ([
 // Invalidate evicts keys on this instance, then publishes them so that
 // every other instance evicts them too. It returns once the message is on
 // the broker, or with the error. Concurrent calls are coalesced into few
-// messages. If ctx ends first, Invalidate returns ctx's error; the keys may
-// still be published.
+// messages: on an idle instance the caller publishes itself, otherwise its
+// keys go out with the next round. If ctx ends first, Invalidate returns
+// ctx's error; the keys may still be published (a round that carries other
+// callers' keys too finishes, bounded by Options.PublishTimeout).
 func (c *Cache) Invalidate(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
@@ -654,6 +661,19 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 		return ctx.Err()
 	}
 	c.queued.Add(1)
+	// Group commit with a leader: when nobody is publishing, the caller
+	// publishes what is queued itself, saving the wake-up of another
+	// goroutine on an idle instance; otherwise the current publisher takes
+	// the request in its next round.
+	select {
+	case c.pubToken <- struct{}{}:
+		c.leadRounds(ctx, r)
+		<-c.pubToken
+		if len(c.reqs) > 0 {
+			c.kickPublisher()
+		}
+	default:
+	}
 	select {
 	case err := <-r.done:
 		return err
@@ -662,6 +682,31 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 	}
 }
 
+// leadRounds publishes rounds, holding the publish token, until r is
+// answered. A round that carries only r is bounded by the caller's ctx too.
+func (c *Cache) leadRounds(ctx context.Context, r *pubReq) {
+	for len(r.done) == 0 {
+		batch := c.collect()
+		if len(batch) == 0 {
+			return // r was in a round that finished before this one
+		}
+		var own context.Context
+		if len(batch) == 1 && batch[0] == r {
+			own = ctx
+		}
+		c.publishBatch(own, batch)
+	}
+}
+
+func (c *Cache) kickPublisher() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// publishLoop publishes heartbeats, the goodbye, and the rounds that no
+// caller leads.
 func (c *Cache) publishLoop() {
 	defer c.wg.Done()
 	var tick <-chan time.Time
@@ -670,29 +715,46 @@ func (c *Cache) publishLoop() {
 		defer t.Stop()
 		tick = t.C
 	}
-	var seq uint64
 	for {
+		var heartbeat, leave bool
 		select {
-		case r := <-c.reqs:
-			batch := c.collect(r)
-			c.publishBatch(batch, &seq)
+		case <-c.kick:
 		case <-tick:
-			c.publish([]Envelope{{Op: OpHeartbeat, Source: c.id, Seq: seq}}, OpHeartbeat)
+			heartbeat = true
 		case <-c.stop:
+			leave = true
+		}
+		c.pubToken <- struct{}{}
+		for {
+			batch := c.collect()
+			if len(batch) == 0 {
+				break
+			}
+			c.publishBatch(nil, batch)
+		}
+		switch {
+		case leave:
 			// Every accepted call is answered by now: say goodbye, so
 			// that peers do not take this instance's silence for a loss.
 			if c.opts.HeartbeatInterval > 0 {
-				c.publish([]Envelope{{Op: OpLeave, Source: c.id, Seq: seq}}, OpLeave)
+				c.publish(nil, []Envelope{{Op: OpLeave, Source: c.id, Seq: c.seq}}, OpLeave)
 			}
+			<-c.pubToken
 			return
+		case heartbeat:
+			c.publish(nil, []Envelope{{Op: OpHeartbeat, Source: c.id, Seq: c.seq}}, OpHeartbeat)
+		}
+		<-c.pubToken
+		if len(c.reqs) > 0 {
+			c.kickPublisher()
 		}
 	}
 }
 
-// collect takes r and whatever else is queued, up to MaxBatchKeys keys.
-func (c *Cache) collect(r *pubReq) []*pubReq {
-	batch := []*pubReq{r}
-	n := len(r.keys)
+// collect takes what is queued, up to MaxBatchKeys keys.
+func (c *Cache) collect() []*pubReq {
+	var batch []*pubReq
+	n := 0
 	for n < c.opts.MaxBatchKeys {
 		select {
 		case r := <-c.reqs:
@@ -706,9 +768,9 @@ func (c *Cache) collect(r *pubReq) []*pubReq {
 }
 
 // publishBatch publishes one coalesced round and answers its callers.
-func (c *Cache) publishBatch(batch []*pubReq, seq *uint64) {
-	envs := c.encodeBatch(batch, seq)
-	err := c.publish(envs, OpInvalidate)
+func (c *Cache) publishBatch(ctx context.Context, batch []*pubReq) {
+	envs := c.encodeBatch(batch, &c.seq)
+	err := c.publish(ctx, envs, OpInvalidate)
 	for _, r := range batch {
 		r.done <- err
 		c.queued.Add(-1)
@@ -757,8 +819,9 @@ func (c *Cache) encodeBatch(batch []*pubReq, seq *uint64) []Envelope {
 	return envs
 }
 
-// publish encodes and sends envs in one Publish call.
-func (c *Cache) publish(envs []Envelope, op Op) error {
+// publish encodes and sends envs in one Publish call, bounded by
+// PublishTimeout, Close, and ctx when not nil.
+func (c *Cache) publish(ctx context.Context, envs []Envelope, op Op) error {
 	if len(envs) == 0 {
 		return nil
 	}
@@ -781,10 +844,14 @@ func (c *Cache) publish(envs []Envelope, op Op) error {
 		payloads[i] = p
 		keys += len(envs[i].Keys)
 	}
-	ctx, cancel := context.WithTimeout(c.runCtx, c.opts.PublishTimeout)
+	pctx, cancel := context.WithTimeout(c.runCtx, c.opts.PublishTimeout)
 	defer cancel()
+	if ctx != nil {
+		stop := context.AfterFunc(ctx, cancel)
+		defer stop()
+	}
 	start := time.Now()
-	err := c.bp.Publish(ctx, payloads...)
+	err := c.bp.Publish(pctx, payloads...)
 	c.inst.publishDuration.Record(bg, seconds(time.Since(start)))
 	last := envs[len(envs)-1].Seq
 	if last > c.lastSeqSent.Load() {
