@@ -47,7 +47,8 @@ func (c *counters) snapshot() Stats {
 // instruments are the OpenTelemetry instruments; no-op unless a
 // MeterProvider is given.
 type instruments struct {
-	enabled                                                                                       bool // a MeterProvider was given: the read path records too
+	enabled bool // a MeterProvider was given: the read path records too
+
 	hits, misses, published, received, ignoredOwn, decodeErrors, rejected, flushes, publishErrors metric.Int64Counter
 	publishDuration, propagationLag, canaryLag                                                    metric.Float64Histogram
 }
