@@ -102,6 +102,18 @@
 //	    token=S, credentials=FILE, nkey=FILE
 //	    tls_ca=FILE, tls_cert=FILE, tls_key=FILE, tls_server_name=S
 //
+//	sb://host[:port]?key_name=K&key=S   Azure Service Bus topic (transports/servicebustransport)
+//	servicebus://...                    the same
+//	    key_name=K, key=S       a shared access policy of the namespace (required;
+//	                            URL-encode the key; it never appears in errors)
+//	    topic=S                 default "backplane.<namespace>"
+//	    subscription=S          a pre-provisioned subscription for this instance
+//	    provision=admin|none    without subscription: admin (default) creates one per
+//	                            instance with the admin client, deleted on Close
+//	    peek_lock=true          PeekLock + Complete instead of ReceiveAndDelete
+//	    max_message_size=N, receive_batch=N
+//	    emulator=true           plain AMQP without TLS (the Service Bus emulator)
+//
 // A transport that uses a client from the graph (or WithRedisClient,
 // WithNATSConn) ignores the URL's address, credentials and connection
 // parameters; the transport parameters (namespace, sharded, max_payload,

@@ -189,7 +189,7 @@ func parseURL(rawURL string) (*url.URL, error) {
 }
 
 // secretParams are query parameters whose values redact hides.
-var secretParams = []string{"token", "password"}
+var secretParams = []string{"token", "password", "key"}
 
 // redact returns u for messages: a password, or a user name without a
 // password (a NATS token), and secret query parameters become "xxxxx".
