@@ -6,20 +6,9 @@ import (
 
 	"github.com/backplane-go/backplane/conformance"
 	"github.com/backplane-go/backplane/core"
-	"github.com/backplane-go/backplane/stores/bigcachestore"
+	"github.com/backplane-go/backplane/internal/shipped"
 	"github.com/backplane-go/backplane/transports/memtransport"
 )
-
-// stores lists every LocalStore the module ships.
-var stores = map[string]func(t testing.TB) core.LocalStore{
-	"bigcache": func(t testing.TB) core.LocalStore {
-		s, err := bigcachestore.New(bigcachestore.DefaultConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	},
-}
 
 // matrixMemHarness is the in-process transport, with fault injection.
 func matrixMemHarness() conformance.BackplaneHarness {
@@ -36,23 +25,18 @@ func matrixMemHarness() conformance.BackplaneHarness {
 	}
 }
 
-// transports lists every transport the module ships. Each returns its
-// harness, or skips (loudly; fails in CI) when its server is missing.
+// transports lists the shipped transports that need no server.
 var transports = map[string]func(t *testing.T) conformance.BackplaneHarness{
 	"mem": func(*testing.T) conformance.BackplaneHarness { return matrixMemHarness() },
 }
 
 // TestCacheMatrix runs the engine end to end on every (store, transport)
-// pair the module ships.
+// pair the module ships whose transport needs no server. Each transport
+// package runs the same (internal/shipped.RunCache) on its own harnesses,
+// against real servers: transports/redistransport, natstransport and
+// servicebustransport, TestCacheConformance.
 func TestCacheMatrix(t *testing.T) {
-	for sname, newStore := range stores {
-		for tname, harness := range transports {
-			t.Run(sname+"/"+tname, func(t *testing.T) {
-				conformance.RunCache(t, conformance.CacheHarness{
-					Backplane: harness(t),
-					NewStore:  newStore,
-				})
-			})
-		}
+	for tname, harness := range transports {
+		t.Run(tname, func(t *testing.T) { shipped.RunCache(t, harness) })
 	}
 }

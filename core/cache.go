@@ -576,6 +576,11 @@ func (c *Cache) lead(ctx context.Context, key string, f *flight, loader func(con
 		f.ctxDone = err != nil && ctx.Err() != nil
 		close(f.done)
 	}()
+	// A load that finished between this caller's miss and its taking the
+	// lead stored its value before leaving: use it.
+	if v, ok := c.get(key); ok {
+		return v, nil
+	}
 	c.ctr.loads.Add(1)
 	val, err = callLoader(ctx, key, loader)
 	if err != nil {

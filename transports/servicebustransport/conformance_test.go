@@ -10,8 +10,8 @@ import (
 
 	"github.com/backplane-go/backplane/conformance"
 	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/shipped"
 	"github.com/backplane-go/backplane/internal/testenv/sbfake"
-	"github.com/backplane-go/backplane/stores/bigcachestore"
 	"github.com/backplane-go/backplane/transports/servicebustransport"
 )
 
@@ -107,21 +107,10 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-// TestCacheConformance runs the engine end to end over this transport and
-// bigcachestore, over the fake.
+// TestCacheConformance runs the engine end to end over this transport with
+// every store the module ships, on every harness.
 func TestCacheConformance(t *testing.T) {
 	for _, h := range harnesses {
-		t.Run(h.name, func(t *testing.T) {
-			conformance.RunCache(t, conformance.CacheHarness{
-				Backplane: h.make(t),
-				NewStore: func(t testing.TB) core.LocalStore {
-					s, err := bigcachestore.New(bigcachestore.DefaultConfig())
-					if err != nil {
-						t.Fatal(err)
-					}
-					return s
-				},
-			})
-		})
+		t.Run(h.name, func(t *testing.T) { shipped.RunCache(t, h.make) })
 	}
 }
