@@ -102,6 +102,7 @@ func TestInvalidateReachesEveryPeer(t *testing.T) {
 	if s := a.Stats(); s.Received != 0 || s.KeysEvicted != 0 {
 		t.Fatalf("own message was processed: %+v", s)
 	}
+	eventually(t, "b counts the message", func() bool { return b.Stats().Received == 1 })
 	if s := b.Stats(); s.Received != 1 || s.KeysEvicted != 1 || s.Flushes != 0 {
 		t.Fatalf("peer stats: %+v", s)
 	}
