@@ -1,8 +1,3 @@
-// Package propbench measures propagation: how long an invalidation takes
-// from the call on one instance to the eviction on another, and how many
-// keys per second a fleet absorbs. It runs the full engine and, in the same
-// run, the raw client of the transport, so results are ratios on the same
-// broker, not absolute numbers from different days.
 package propbench
 
 import (
@@ -42,6 +37,7 @@ type Result struct {
 	Samples       []time.Duration
 }
 
+// String summarises the result on one line.
 func (r Result) String() string {
 	return fmt.Sprintf("n=%d p50=%v p99=%v max=%v keys/s=%.0f", r.Received, r.P50, r.P99, r.Max, r.KeysPerSecond)
 }
