@@ -24,6 +24,7 @@ import (
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/fxmodule"
+	"github.com/backplane-go/backplane/internal/syncbuf"
 	"github.com/backplane-go/backplane/internal/testenv"
 	"github.com/backplane-go/backplane/stores/bigcachestore"
 )
@@ -248,32 +249,13 @@ func TestCheckFails(t *testing.T) {
 	r.expect(t, exitFailure, "ok    subscribe", "FAIL  delivery", "FAIL  echo", "2 of 3 cases failed")
 }
 
-// syncBuffer is a bytes.Buffer safe for a process writing and a test
-// reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // background starts the binary and returns its output buffers and a wait
 // function bounded by a minute.
-func background(t *testing.T, args ...string) (cmd *exec.Cmd, stdout, stderr *syncBuffer, wait func() result) {
+func background(t *testing.T, args ...string) (cmd *exec.Cmd, stdout, stderr *syncbuf.Buffer, wait func() result) {
 	t.Helper()
 	cmd = exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), namespaceEnv+"=")
-	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	stdout, stderr = &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

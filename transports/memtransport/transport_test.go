@@ -1,7 +1,6 @@
 package memtransport
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/internal/goid"
+	"github.com/backplane-go/backplane/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) {
@@ -441,7 +441,7 @@ func TestCloseSubscriberUnblocksPublisher(t *testing.T) {
 }
 
 func TestHandlerPanicRecovered(t *testing.T) {
-	var logBuf syncBuffer
+	var logBuf syncbuf.Buffer
 	h := newHub(t, WithLogger(slog.New(slog.NewTextHandler(&logBuf, nil))))
 	a := h.New("ns")
 	r := &recorder{}
@@ -462,23 +462,6 @@ func TestHandlerPanicRecovered(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestPublishFromHandlerToOwnFullQueue checks that a handler publishing to

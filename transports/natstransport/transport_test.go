@@ -1,7 +1,6 @@
 package natstransport_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/syncbuf"
 	"github.com/backplane-go/backplane/internal/testenv"
 	"github.com/backplane-go/backplane/transports/natstransport"
 )
@@ -363,27 +363,9 @@ func TestSubscribeDoesNotCallHandler(t *testing.T) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestHandlerPanicLogged(t *testing.T) {
 	srv := testenv.StartNATS(t)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	tr := open(t, srv.URL(), namespace(t), natstransport.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	rec := &recorder{onMsg: func([]byte) { panic("handler failure") }}
 	if err := tr.Subscribe(ctxT(t), rec); err != nil {

@@ -1,7 +1,6 @@
 package redistransport_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/syncbuf"
 	"github.com/backplane-go/backplane/internal/testenv"
 	"github.com/backplane-go/backplane/transports/redistransport"
 )
@@ -822,7 +821,7 @@ func TestOptions(t *testing.T) {
 
 func TestShardedOnStandaloneAndLogging(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ns := uniq("sharded-standalone")
 	name := uniq("sub")
@@ -841,24 +840,6 @@ func TestShardedOnStandaloneAndLogging(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, logs.String())
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestSubscribeHonoursContextAndClose(t *testing.T) {
