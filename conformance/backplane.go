@@ -929,18 +929,13 @@ func (e *env) caseNoHandlerAfterClose() {
 	}
 }
 
-// caseCloseDuringHandler: Close called while a handler call is running
-// waits for that call to return (after Close returns, no handler call
-// happens, including one that started before), then returns. The case
-// cannot deadlock the suite: Close runs in its own goroutine, the handler
-// is always released, and both waits have deadlines.
-func (e *env) caseCloseDuringHandler() {
-	sub := e.instance()
-	rec := e.recorder("blocked subscriber")
-	entered := make(chan struct{})
+// blockFirst makes rec's first message call block until releaseHandler is
+// called (at the latest when the test ends); entered closes when it starts.
+func (e *env) blockFirst(rec *recorder) (entered chan struct{}, releaseHandler func()) {
+	entered = make(chan struct{})
 	release := make(chan struct{})
 	var once sync.Once
-	releaseHandler := func() { once.Do(func() { close(release) }) }
+	releaseHandler = func() { once.Do(func() { close(release) }) }
 	e.t.Cleanup(releaseHandler)
 	var first atomic.Bool
 	rec.onMessage = func([]byte) {
@@ -949,6 +944,18 @@ func (e *env) caseCloseDuringHandler() {
 			<-release
 		}
 	}
+	return entered, releaseHandler
+}
+
+// caseCloseDuringHandler: Close called while a handler call is running
+// waits for that call to return (after Close returns, no handler call
+// happens, including one that started before), then returns. The case
+// cannot deadlock the suite: Close runs in its own goroutine, the handler
+// is always released, and both waits have deadlines.
+func (e *env) caseCloseDuringHandler() {
+	sub := e.instance()
+	rec := e.recorder("blocked subscriber")
+	entered, releaseHandler := e.blockFirst(rec)
 	e.subscribe(sub, rec)
 	e.publish(e.instance(), e.msg("block", 0))
 	select {
@@ -1036,18 +1043,7 @@ func (e *env) sub(t *testing.T) *env {
 func (e *env) caseSlowHandler() {
 	sub := e.instance()
 	rec := e.recorder("slow subscriber")
-	entered := make(chan struct{})
-	release := make(chan struct{})
-	var once sync.Once
-	releaseHandler := func() { once.Do(func() { close(release) }) }
-	e.t.Cleanup(releaseHandler)
-	var first atomic.Bool
-	rec.onMessage = func([]byte) {
-		if first.CompareAndSwap(false, true) {
-			close(entered)
-			<-release
-		}
-	}
+	entered, releaseHandler := e.blockFirst(rec)
 	e.subscribe(sub, rec)
 	pub := e.instance()
 	e.publish(pub, e.msg("slow", 0))
