@@ -476,3 +476,34 @@ type claimBackplane struct {
 }
 
 func (c *claimBackplane) Limits() core.Limits { return core.Limits{MaxPayload: c.max} }
+
+// cancellingBackplane's Publish takes a moment and honours its context.
+type cancellingBackplane struct{ core.Backplane }
+
+func (s cancellingBackplane) Publish(ctx context.Context, payloads ...[]byte) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(200 * time.Microsecond):
+		return s.Backplane.Publish(ctx, payloads...)
+	}
+}
+
+// A caller whose context ends during its own round ends that round only:
+// the next caller's round, with a context that does not end, succeeds.
+func TestCancelledRoundDoesNotFailTheNext(t *testing.T) {
+	hub := memtransport.NewHub()
+	c, err := core.Open(context.Background(), newStore(t), &cancellingBackplane{hub.New(ns)}, quiet, core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 300 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%5)*50*time.Microsecond)
+		_ = c.Invalidate(ctx, "cancelled")
+		cancel()
+		if err := c.Invalidate(context.Background(), "next"); err != nil {
+			t.Fatalf("iteration %d: the round after a cancelled one failed: %v", i, err)
+		}
+	}
+}

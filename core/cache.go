@@ -40,8 +40,11 @@ type Cache struct {
 	// coarseTick while started: reading the clock costs more than the
 	// rest of a cache hit on some hosts. Tests with their own clock
 	// bypass it (exactClock).
-	coarse     atomic.Int64
-	exactClock bool
+	coarse      atomic.Int64
+	clockRead   atomic.Bool   // a read used the clock since the last tick
+	clockAsleep atomic.Bool   // clockLoop sleeps until a read wakes it
+	clockWake   chan struct{} // buffered: wakes clockLoop
+	exactClock  bool
 
 	stripes [numStripes]stripe
 
@@ -60,12 +63,17 @@ type Cache struct {
 	pubToken chan struct{} // held by whoever publishes; guards seq
 	kick     chan struct{}
 	seq      uint64 // last sequence number used
-	stop     chan struct{}
-	runCtx   context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	closeErr error
-	closeOne sync.Once
+	// the context publish rounds share (see roundContext); guarded by
+	// pubToken
+	roundCtx      context.Context
+	roundCancel   context.CancelFunc
+	roundDeadline time.Time
+	stop          chan struct{}
+	runCtx        context.Context
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
+	closeErr      error
+	closeOne      sync.Once
 
 	// receive side, guarded by recvMu
 	recvMu       sync.Mutex
@@ -122,6 +130,10 @@ func hasCanary(keys []string) bool {
 	}
 	return false
 }
+
+// smallBatch is the number of keys up to which a round is de-duplicated
+// without a map.
+const smallBatch = 16
 
 type pubReq struct {
 	op   Op
@@ -184,6 +196,7 @@ func New(store LocalStore, bp Backplane, opts ...Option) (*Cache, error) {
 	c.log = o.Logger.With("backplane.instance", c.id.String()[:8])
 	c.exactClock = o.now != nil && !o.realClock
 	c.coarse.Store(time.Now().UnixNano())
+	c.clockWake = make(chan struct{}, 1)
 	return c, nil
 }
 
@@ -253,14 +266,38 @@ func (c *Cache) Start(ctx context.Context) error {
 // outlive their TTL by up to this much.
 const coarseTick = 5 * time.Millisecond
 
+// clockIdleTicks is how many ticks without a read put the clock to sleep.
+const clockIdleTicks = 20
+
+// clockLoop refreshes the read path's clock every coarseTick while reads
+// happen. After clockIdleTicks ticks without a read it sleeps, so that an
+// instance that only publishes and evicts is not woken 200 times a second;
+// the first read after that reads the exact clock and wakes it.
 func (c *Cache) clockLoop() {
 	defer c.wg.Done()
 	t := time.NewTicker(coarseTick)
 	defer t.Stop()
+	idle := 0
 	for {
 		select {
 		case now := <-t.C:
 			c.coarse.Store(now.UnixNano())
+			if c.clockRead.Swap(false) {
+				idle = 0
+				continue
+			}
+			if idle++; idle < clockIdleTicks {
+				continue
+			}
+			t.Stop()
+			c.clockAsleep.Store(true)
+			select {
+			case <-c.clockWake:
+			case <-c.stop:
+				return
+			}
+			idle = 0
+			t.Reset(coarseTick)
 		case <-c.stop:
 			return
 		}
@@ -271,6 +308,22 @@ func (c *Cache) clockLoop() {
 func (c *Cache) nowNano() int64 {
 	if c.exactClock {
 		return c.now().UnixNano()
+	}
+	if c.clockAsleep.Load() {
+		n := time.Now().UnixNano()
+		c.coarse.Store(n)
+		if c.clockAsleep.CompareAndSwap(true, false) {
+			select {
+			case c.clockWake <- struct{}{}:
+			default:
+			}
+		}
+		return n
+	}
+	if !c.clockRead.Load() {
+		// Stored once per tick at most: readers on other cores keep the
+		// cache line shared.
+		c.clockRead.Store(true)
 	}
 	return c.coarse.Load()
 }
@@ -367,14 +420,10 @@ func (c *Cache) Get(key string) ([]byte, bool) {
 	v, ok := c.get(key)
 	if ok {
 		c.ctr.hits.Add(1)
-		if c.inst.enabled {
-			c.inst.hits.Add(bg, 1)
-		}
+		c.inst.add(c.inst.hits, 1)
 	} else {
 		c.ctr.misses.Add(1)
-		if c.inst.enabled {
-			c.inst.misses.Add(bg, 1)
-		}
+		c.inst.add(c.inst.misses, 1)
 	}
 	return v, ok
 }
@@ -470,11 +519,11 @@ func (c *Cache) isClosed() bool {
 
 // evictLocal deletes keys and invalidates loads in flight for them.
 func (c *Cache) evictLocal(keys []string) {
-	for _, k := range keys {
+	for i, k := range keys {
 		s := c.stripeOf(k)
 		s.mu.Lock()
 		s.gen.Add(1)
-		_ = c.store.Delete(k)
+		_ = c.store.Delete(keys[i : i+1]...) // a sub-slice: no allocation
 		c.detachFlight(k)
 		s.mu.Unlock()
 	}
@@ -633,7 +682,9 @@ func (c *Cache) Invalidate(ctx context.Context, keys ...string) error {
 		return err
 	}
 	c.evictLocal(keys)
-	return c.enqueue(ctx, &pubReq{op: OpInvalidate, keys: keys})
+	// The round may be encoded after a cancelled caller returned: it owns a
+	// copy of the keys, never the caller's slice.
+	return c.enqueue(ctx, &pubReq{op: OpInvalidate, keys: slices.Clone(keys)})
 }
 
 // Clear evicts every entry on this instance, then tells every other
@@ -647,7 +698,6 @@ func (c *Cache) Clear(ctx context.Context) error {
 }
 
 func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
-	r.done = make(chan error, 1)
 	c.lifeMu.RLock()
 	if c.closed {
 		c.lifeMu.RUnlock()
@@ -655,9 +705,30 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 	}
 	c.inflight.Add(1)
 	c.lifeMu.RUnlock()
-	// Counted as pending before the send, so the publisher's decrement
-	// never comes first; a failed send takes it back.
+	// Counted as pending before the request is handed on, so the
+	// publisher's decrement never comes first; a failed send takes it back.
 	c.pendingCalls.Add(1)
+	// Group commit with a leader: when nobody is publishing, the caller
+	// publishes itself, saving the wake-up of another goroutine on an idle
+	// instance; otherwise the current publisher takes the request in its
+	// next round.
+	select {
+	case c.pubToken <- struct{}{}:
+		if len(c.reqs) == 0 {
+			// Nothing waits: a round of r alone, without queueing it.
+			c.queued.Add(1)
+			batch := [1]*pubReq{r}
+			err := c.publishBatch(ctx, batch[:])
+			<-c.pubToken
+			if len(c.reqs) > 0 {
+				c.kickPublisher()
+			}
+			return err
+		}
+		<-c.pubToken // others wait: r queues behind them
+	default:
+	}
+	r.done = make(chan error, 1)
 	select {
 	case c.reqs <- r: // the publisher now owns the inflight count
 	case <-ctx.Done():
@@ -666,10 +737,6 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 		return ctx.Err()
 	}
 	c.queued.Add(1)
-	// Group commit with a leader: when nobody is publishing, the caller
-	// publishes what is queued itself, saving the wake-up of another
-	// goroutine on an idle instance; otherwise the current publisher takes
-	// the request in its next round.
 	select {
 	case c.pubToken <- struct{}{}:
 		c.leadRounds(ctx, r)
@@ -772,16 +839,20 @@ func (c *Cache) collect() []*pubReq {
 	return batch
 }
 
-// publishBatch publishes one coalesced round and answers its callers.
-func (c *Cache) publishBatch(ctx context.Context, batch []*pubReq) {
+// publishBatch publishes one coalesced round, answers its queued callers
+// and returns the round's error.
+func (c *Cache) publishBatch(ctx context.Context, batch []*pubReq) error {
 	envs := c.encodeBatch(batch, &c.seq)
 	err := c.publish(ctx, envs, OpInvalidate)
 	for _, r := range batch {
-		r.done <- err
+		if r.done != nil {
+			r.done <- err
+		}
 		c.queued.Add(-1)
 		c.pendingCalls.Add(-1)
 		c.inflight.Done()
 	}
+	return err
 }
 
 // encodeBatch de-duplicates the batch's keys and splits them into
@@ -795,7 +866,41 @@ func (c *Cache) encodeBatch(batch []*pubReq, seq *uint64) []Envelope {
 			return []Envelope{{Op: OpClear, Source: c.id, Seq: *seq, Sent: now}}
 		}
 	}
-	seen := make(map[string]struct{})
+	if len(batch) == 1 && len(batch[0].keys) == 1 {
+		// The common case of an idle instance: one call, one key.
+		k := batch[0].keys[0]
+		if headerLen+3+keyEncodedLen(k) <= c.maxPayload {
+			*seq++
+			return []Envelope{{Op: OpInvalidate, Source: c.id, Seq: *seq, Sent: now, Keys: batch[0].keys}}
+		}
+	}
+	total := 0
+	for _, r := range batch {
+		total += len(r.keys)
+	}
+	// Few keys are de-duplicated by scanning the keys taken so far; many
+	// through a map.
+	var seen map[string]struct{}
+	var taken []string
+	if total > smallBatch {
+		seen = make(map[string]struct{}, total)
+	} else {
+		taken = make([]string, 0, total)
+	}
+	dup := func(k string) bool {
+		if seen != nil {
+			if _, ok := seen[k]; ok {
+				return true
+			}
+			seen[k] = struct{}{}
+			return false
+		}
+		if slices.Contains(taken, k) {
+			return true
+		}
+		taken = append(taken, k)
+		return false
+	}
 	var envs []Envelope
 	var cur []string
 	size := headerLen + 3
@@ -806,10 +911,9 @@ func (c *Cache) encodeBatch(batch []*pubReq, seq *uint64) []Envelope {
 	}
 	for _, r := range batch {
 		for _, k := range r.keys {
-			if _, dup := seen[k]; dup {
+			if dup(k) {
 				continue
 			}
-			seen[k] = struct{}{}
 			kl := keyEncodedLen(k)
 			if len(cur) > 0 && (size+kl > c.maxPayload || len(cur) == MaxKeysPerMessage) {
 				emit()
@@ -849,22 +953,30 @@ func (c *Cache) publish(ctx context.Context, envs []Envelope, op Op) error {
 		payloads[i] = p
 		keys += len(envs[i].Keys)
 	}
-	pctx, cancel := context.WithTimeout(c.runCtx, c.opts.PublishTimeout)
-	defer cancel()
-	if ctx != nil {
-		stop := context.AfterFunc(ctx, cancel)
-		defer stop()
+	pctx := c.roundContext()
+	if ctx != nil && ctx.Done() != nil {
+		// The round carries only the caller's keys: the caller's ctx ends
+		// it. Rounds run one at a time, so cancelling the shared context
+		// ends this round only; the next round makes a new one.
+		stop := context.AfterFunc(ctx, c.roundCancel)
+		defer func() {
+			if !stop() {
+				// The cancellation is under way and may land after
+				// this round: retire the context.
+				c.roundCtx = nil
+			}
+		}()
 	}
 	start := time.Now()
 	err := c.bp.Publish(pctx, payloads...)
-	c.inst.publishDuration.Record(bg, seconds(time.Since(start)))
+	c.inst.record(c.inst.publishDuration, time.Since(start))
 	last := envs[len(envs)-1].Seq
 	if last > c.lastSeqSent.Load() {
 		c.lastSeqSent.Store(last)
 	}
 	if err != nil {
 		c.ctr.publishErrors.Add(1)
-		c.inst.publishErrors.Add(bg, 1)
+		c.inst.add(c.inst.publishErrors, 1)
 		if op != OpHeartbeat {
 			c.log.Warn("backplane: publish failed", "op", op, "messages", len(payloads), "err", err)
 		}
@@ -876,6 +988,23 @@ func (c *Cache) publish(ctx context.Context, envs []Envelope, op Op) error {
 	return nil
 }
 
+// roundContext returns the context of a publish round: done at Close or
+// when the round's deadline passes. Rounds share one context while its
+// deadline is at least PublishTimeout away, which saves a timer per round:
+// a round gets PublishTimeout to a quarter more. Called with the publish
+// token held.
+func (c *Cache) roundContext() context.Context {
+	now := time.Now()
+	if c.roundCtx == nil || c.roundCtx.Err() != nil || c.roundDeadline.Sub(now) < c.opts.PublishTimeout {
+		if c.roundCancel != nil {
+			c.roundCancel()
+		}
+		c.roundDeadline = now.Add(c.opts.PublishTimeout + c.opts.PublishTimeout/4)
+		c.roundCtx, c.roundCancel = context.WithDeadline(c.runCtx, c.roundDeadline)
+	}
+	return c.roundCtx
+}
+
 // handler is the Cache's Handler; a separate type keeps the methods off
 // Cache's API.
 type handler struct{ c *Cache }
@@ -884,10 +1013,19 @@ func (h handler) HandleMessage(p []byte) { h.c.receive(p) }
 func (h handler) HandleEvent(ev Event)   { h.c.event(ev) }
 
 func (c *Cache) receive(p []byte) {
+	if c.opts.Keyring == nil && c.opts.CanaryInterval <= 0 {
+		// An own message needs its header only: skip decoding its keys.
+		if op, src, sent, ok := peekHeader(p); ok && src == c.id {
+			c.recvMu.Lock()
+			c.ownMessage(op, sent, false, c.now())
+			c.recvMu.Unlock()
+			return
+		}
+	}
 	env, err := DecodeEnvelope(p)
 	if err != nil {
 		c.ctr.decodeErrors.Add(1)
-		c.inst.decodeErrors.Add(bg, 1)
+		c.inst.add(c.inst.decodeErrors, 1)
 		c.log.Debug("backplane: dropped undecodable payload", "bytes", len(p), "err", err)
 		return
 	}
@@ -900,7 +1038,7 @@ func (c *Cache) receive(p []byte) {
 		}
 		if err != nil && !(errors.Is(err, ErrUnsigned) && c.opts.AcceptUnsigned) {
 			c.ctr.rejected.Add(1)
-			c.inst.rejected.Add(bg, 1)
+			c.inst.add(c.inst.rejected, 1)
 			c.log.Debug("backplane: dropped a message that failed verification", "err", err)
 			return
 		}
@@ -910,20 +1048,7 @@ func (c *Cache) receive(p []byte) {
 	defer c.recvMu.Unlock()
 	c.lastRecv = now
 	if env.Source == c.id {
-		// Own messages carry the own clock: their age is how far behind
-		// delivery to this instance runs. Only a fresh one ends a silence.
-		if env.Sent.After(c.ownFresh) {
-			c.ownFresh = env.Sent
-		}
-		if c.silent && now.Sub(env.Sent) <= c.opts.heartbeatTimeout() {
-			c.silent = false
-			c.linkRestored("resumed")
-		}
-		if env.Op == OpInvalidate && hasCanary(env.Keys) {
-			c.selfCanary = now
-		}
-		c.ctr.ignoredOwn.Add(1)
-		c.inst.ignoredOwn.Add(bg, 1)
+		c.ownMessage(env.Op, env.Sent, env.Op == OpInvalidate && hasCanary(env.Keys), now)
 		return
 	}
 	c.lastHeard = now
@@ -932,13 +1057,13 @@ func (c *Cache) receive(p []byte) {
 	case OpInvalidate:
 		c.evictLocal(env.Keys)
 		if !env.Sent.IsZero() {
-			c.inst.propagationLag.Record(bg, seconds(now.Sub(env.Sent)))
+			c.inst.record(c.inst.propagationLag, now.Sub(env.Sent))
 		}
 		if hasCanary(env.Keys) {
 			if p := c.peers[env.Source]; p != nil {
 				p.lastCanary, p.canaryLag = now, now.Sub(env.Sent)
 			}
-			c.inst.canaryLag.Record(bg, seconds(now.Sub(env.Sent)))
+			c.inst.record(c.inst.canaryLag, now.Sub(env.Sent))
 		}
 	case OpClear:
 		c.flush("")
@@ -958,6 +1083,25 @@ func (c *Cache) receive(p []byte) {
 	c.ctr.keysEvicted.Add(uint64(len(env.Keys)))
 	c.ctr.received.Add(1)
 	c.inst.opCount(c.inst.received, env.Op, 1)
+}
+
+// ownMessage notes an own message received back. Own messages carry the
+// own clock: their age is how far behind delivery to this instance runs.
+// Only a fresh one ends a silence. Called with recvMu held.
+func (c *Cache) ownMessage(op Op, sent time.Time, canary bool, now time.Time) {
+	c.lastRecv = now
+	if sent.After(c.ownFresh) {
+		c.ownFresh = sent
+	}
+	if c.silent && now.Sub(sent) <= c.opts.heartbeatTimeout() {
+		c.silent = false
+		c.linkRestored("resumed")
+	}
+	if canary {
+		c.selfCanary = now
+	}
+	c.ctr.ignoredOwn.Add(1)
+	c.inst.add(c.inst.ignoredOwn, 1)
 }
 
 // trackSeq updates the peer table and reports whether messages of the

@@ -47,7 +47,10 @@ func (c *counters) snapshot() Stats {
 // instruments are the OpenTelemetry instruments; no-op unless a
 // MeterProvider is given.
 type instruments struct {
-	enabled bool // a MeterProvider was given: the read path records too
+	// enabled: a MeterProvider was given. Without one nothing is recorded,
+	// so the hot paths pay for a branch only.
+	enabled bool
+	opAttrs [OpLeave + 1]metric.AddOption // the "op" attribute of each op
 
 	hits, misses, published, received, ignoredOwn, decodeErrors, rejected, flushes, publishErrors metric.Int64Counter
 	publishDuration, propagationLag, canaryLag                                                    metric.Float64Histogram
@@ -75,6 +78,9 @@ func newInstruments(mp metric.MeterProvider) *instruments {
 		}
 		return h
 	}
+	for op := range in.opAttrs {
+		in.opAttrs[op] = metric.WithAttributeSet(attribute.NewSet(attribute.String("op", Op(op).String())))
+	}
 	in.hits = counter("backplane.cache.hits", "Reads served from the local store.")
 	in.misses = counter("backplane.cache.misses", "Reads not served from the local store.")
 	in.published = counter("backplane.messages.published", "Messages published, by op.")
@@ -93,11 +99,32 @@ func newInstruments(mp metric.MeterProvider) *instruments {
 var bg = context.Background()
 
 func (in *instruments) opCount(c metric.Int64Counter, op Op, n int64) {
+	if !in.enabled {
+		return
+	}
+	if int(op) < len(in.opAttrs) {
+		c.Add(bg, n, in.opAttrs[op])
+		return
+	}
 	c.Add(bg, n, metric.WithAttributes(attribute.String("op", op.String())))
 }
 
-func (in *instruments) flush(cause string) {
-	in.flushes.Add(bg, 1, metric.WithAttributes(attribute.String("cause", cause)))
+// add adds n to c when metrics are enabled.
+func (in *instruments) add(c metric.Int64Counter, n int64) {
+	if in.enabled {
+		c.Add(bg, n)
+	}
 }
 
-func seconds(d time.Duration) float64 { return d.Seconds() }
+// record records d in seconds in h when metrics are enabled.
+func (in *instruments) record(h metric.Float64Histogram, d time.Duration) {
+	if in.enabled {
+		h.Record(bg, d.Seconds())
+	}
+}
+
+func (in *instruments) flush(cause string) {
+	if in.enabled {
+		in.flushes.Add(bg, 1, metric.WithAttributes(attribute.String("cause", cause)))
+	}
+}

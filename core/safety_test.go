@@ -378,3 +378,32 @@ func TestPeerLostFlushes(t *testing.T) {
 		t.Fatalf("b still lists the lost peer: %+v", h)
 	}
 }
+
+// TestTTLAfterIdleClock reads after the read path's clock went to sleep
+// (no reads for a while): the read must use the current time, not the time
+// the clock stopped at.
+func TestTTLAfterIdleClock(t *testing.T) {
+	hub := memtransport.NewHub()
+	c, _ := open(t, hub, quiet, core.WithTTL(time.Hour, 0))
+	time.Sleep(300 * time.Millisecond) // no reads: the clock sleeps
+	if err := c.SetWithTTL("k", []byte("v"), 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, c, "k", "v")
+	time.Sleep(300 * time.Millisecond) // no reads again
+	if _, ok := c.Get("k"); ok {
+		t.Fatal("an entry outlived its TTL: the read used a clock that had stopped")
+	}
+	// Reads keep the clock running: an entry still expires.
+	_ = c.SetWithTTL("k2", []byte("v"), 50*time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := c.Get("k2"); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("an entry read continuously never expired")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

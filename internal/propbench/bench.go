@@ -14,7 +14,11 @@ import (
 // 10k invalidations/s (three seconds of load each), and keys/s with one
 // publisher and four subscribers. newBackplane makes one instance's
 // transport on a namespace shared by the run; raw makes a raw publisher and
-// subscribers on a channel of their own. Run with -benchtime 1x: each
+// subscribers on a channel of their own. The raw client is measured twice:
+// "raw" with the publisher subscribed too, the topology of the engine (every
+// instance of a fleet subscribes, so the broker delivers each message to its
+// publisher as well), and "raw-unsubscribed-publisher" without that
+// delivery. Run with -benchtime 1x: each
 // sub-benchmark is one fixed-size measurement, reported as p50-µs, p99-µs
 // and keys/s.
 func Bench(b *testing.B, newBackplane func() (core.Backplane, error), raw func(b *testing.B, subscribers int) (Raw, []Raw), opts ...core.Option) {
@@ -31,10 +35,17 @@ func Bench(b *testing.B, newBackplane func() (core.Backplane, error), raw func(b
 	}
 	for _, rate := range []float64{1000, 10000} {
 		n := int(rate * 3)
-		b.Run(fmt.Sprintf("latency-%dk/raw", int(rate/1000)), func(b *testing.B) {
+		b.Run(fmt.Sprintf("latency-%dk/raw-unsubscribed-publisher", int(rate/1000)), func(b *testing.B) {
 			pub, subs := raw(b, 1)
 			for b.Loop() {
 				r, err := RawLatency(ctx, pub, subs, n, rate)
+				report(b, r, err)
+			}
+		})
+		b.Run(fmt.Sprintf("latency-%dk/raw", int(rate/1000)), func(b *testing.B) {
+			pub, subs := raw(b, 1)
+			for b.Loop() {
+				r, err := RawLatency(ctx, pub, subs, n, rate, PublisherSubscribed())
 				report(b, r, err)
 			}
 		})
@@ -46,10 +57,17 @@ func Bench(b *testing.B, newBackplane func() (core.Backplane, error), raw func(b
 		})
 	}
 	const n = 50000
-	b.Run("throughput-1pub-4sub/raw", func(b *testing.B) {
+	b.Run("throughput-1pub-4sub/raw-unsubscribed-publisher", func(b *testing.B) {
 		pub, subs := raw(b, 4)
 		for b.Loop() {
 			r, err := RawLatency(ctx, pub, subs, n, 0)
+			report(b, r, err)
+		}
+	})
+	b.Run("throughput-1pub-4sub/raw", func(b *testing.B) {
+		pub, subs := raw(b, 4)
+		for b.Loop() {
+			r, err := RawLatency(ctx, pub, subs, n, 0, PublisherSubscribed())
 			report(b, r, err)
 		}
 	})

@@ -58,10 +58,35 @@ func summarize(sent, subscribers int, lat []time.Duration, elapsed time.Duration
 }
 
 // pace calls send(i) for i in [0, n) at rate per second (open loop: a slow
-// send does not delay the next one), with at most 256 sends in flight.
+// send does not delay the next one), with at most 256 sends in flight. The
+// sends run on up to 256 long-lived goroutines, the most recently idle one
+// first, as calls in a service run on goroutines that served calls before:
+// a fresh goroutine per send would also measure the growth of its stack,
+// and a rotation through all of them a cold cache each time.
 func pace(ctx context.Context, n int, rate float64, send func(i int)) {
-	sem := make(chan struct{}, 256)
-	var wg sync.WaitGroup
+	const workers = 256
+	var (
+		mu   sync.Mutex
+		idle []chan int // a stack: the last to finish is the first reused
+		wg   sync.WaitGroup
+	)
+	free := make(chan struct{}, workers) // one token per idle worker
+	all := make([]chan int, workers)
+	for w := range all {
+		ch := make(chan int)
+		all[w] = ch
+		idle = append(idle, ch)
+		free <- struct{}{}
+		wg.Go(func() {
+			for i := range ch {
+				send(i)
+				mu.Lock()
+				idle = append(idle, ch)
+				mu.Unlock()
+				free <- struct{}{}
+			}
+		})
+	}
 	start := time.Now()
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		if rate > 0 {
@@ -69,8 +94,19 @@ func pace(ctx context.Context, n int, rate float64, send func(i int)) {
 				time.Sleep(d)
 			}
 		}
-		sem <- struct{}{}
-		wg.Go(func() { defer func() { <-sem }(); send(i) })
+		select {
+		case <-free:
+		case <-ctx.Done():
+			continue
+		}
+		mu.Lock()
+		ch := idle[len(idle)-1]
+		idle = idle[:len(idle)-1]
+		mu.Unlock()
+		ch <- i
+	}
+	for _, ch := range all {
+		close(ch)
 	}
 	wg.Wait()
 }
@@ -116,9 +152,32 @@ func (c *collector) wait(ctx context.Context) error {
 	}
 }
 
+// RawOption adjusts a raw measurement.
+type RawOption func(*rawConfig)
+
+type rawConfig struct{ pubSubscribed bool }
+
+// PublisherSubscribed makes the raw publisher subscribe to its own channel
+// before the subscribers do, and discard what it receives: the topology of
+// the engine's measurement, where the publishing instance is subscribed
+// like every instance of a fleet, so that the broker delivers every message
+// to the publisher as well.
+func PublisherSubscribed() RawOption { return func(c *rawConfig) { c.pubSubscribed = true } }
+
 // RawLatency publishes n messages at rate per second from one client and
 // measures publish-start to receipt at subscribers subscribers.
-func RawLatency(ctx context.Context, pub Raw, subs []Raw, n int, rate float64) (Result, error) {
+func RawLatency(ctx context.Context, pub Raw, subs []Raw, n int, rate float64, opts ...RawOption) (Result, error) {
+	var cfg rawConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.pubSubscribed {
+		stop, err := pub.Subscribe(ctx, func([]byte) {})
+		if err != nil {
+			return Result{}, err
+		}
+		defer stop()
+	}
 	col := newCollector(n, len(subs))
 	for si, s := range subs {
 		stop, err := s.Subscribe(ctx, func(p []byte) {
