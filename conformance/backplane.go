@@ -104,6 +104,7 @@ var backplaneCases = []bpCase{
 	{"PublishNoPayloads", (*env).caseNoPayloads},
 	{"ConcurrentPublishers", (*env).caseConcurrentPublishers},
 	{"PerPublisherOrder", (*env).casePerPublisherOrder},
+	{"SenderOrder", (*env).caseSenderOrder},
 	{"CancelledContext", (*env).caseCancelledContext},
 	{"SubscribeTwice", (*env).caseSubscribeTwice},
 	{"SubscribeContextEnds", (*env).caseSubscribeContextEnds},
@@ -709,6 +710,56 @@ func (e *env) casePerPublisherOrder() {
 	e.waitAll([]*recorder{selfRec, rec}, want, "")
 	e.checkOrder(selfRec, "seq")
 	e.checkOrder(rec, "seq")
+}
+
+// caseSenderOrder: a transport that is a core.Sender delivers what Send
+// sent in the order of the Send and Publish calls, while earlier confirms
+// have not been waited for, and every confirm succeeds afterwards.
+func (e *env) caseSenderOrder() {
+	pub, selfRec := e.subscribed("publisher's own subscription")
+	sender, ok := pub.(core.Sender)
+	if !ok {
+		e.t.Skip("transport is not a core.Sender")
+	}
+	_, rec := e.subscribed("subscriber")
+	ctx, cancel := ctxFor(e.bound)
+	defer cancel()
+	total := scaled(100, 30)
+	var want []string
+	var confirms []func(context.Context) error
+	for i := 0; i < total; {
+		batch := min(1+i%3, total-i)
+		ps := make([]string, batch)
+		bs := make([][]byte, batch)
+		for j := range ps {
+			ps[j] = e.msg("send", i+j)
+			bs[j] = []byte(ps[j])
+		}
+		if i%10 == 9 {
+			e.publish(pub, ps...) // a Publish between Sends keeps its place
+		} else {
+			confirm, err := sender.Send(ctx, bs...)
+			if err != nil {
+				e.t.Fatalf("Send: %v", err)
+			}
+			confirms = append(confirms, confirm)
+		}
+		want = append(want, ps...)
+		i += batch
+	}
+	e.waitAll([]*recorder{selfRec, rec}, want, "Send delivers without waiting for its confirm")
+	for i, confirm := range confirms {
+		if err := confirm(ctx); err != nil {
+			e.t.Errorf("confirm of Send %d: %v", i, err)
+		}
+	}
+	if e.h.Ordered {
+		e.checkOrder(selfRec, "send")
+		e.checkOrder(rec, "send")
+	}
+	if _, err := sender.Send(ctx, e.filled("send-too-large", pub.Limits().MaxPayload+1)); !errors.Is(err, core.ErrPayloadTooLarge) {
+		e.t.Errorf("Send of a payload over MaxPayload: %v; want ErrPayloadTooLarge", err)
+	}
 }
 
 // caseCancelledContext: Publish with an already cancelled or expired

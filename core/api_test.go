@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -505,5 +506,82 @@ func TestCancelledRoundDoesNotFailTheNext(t *testing.T) {
 		if err := c.Invalidate(context.Background(), "next"); err != nil {
 			t.Fatalf("iteration %d: the round after a cancelled one failed: %v", i, err)
 		}
+	}
+}
+
+// gatedSender is a core.Sender over memtransport whose confirmations wait
+// for a gate: Send delivers at once, confirm returns once the gate opens (or
+// its context ends).
+type gatedSender struct {
+	*memtransport.Transport
+	gate    chan struct{}
+	waiting atomic.Int32
+}
+
+func (g *gatedSender) Send(ctx context.Context, payloads ...[]byte) (func(context.Context) error, error) {
+	if err := g.Transport.Publish(ctx, payloads...); err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		g.waiting.Add(1)
+		defer g.waiting.Add(-1)
+		select {
+		case <-g.gate:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, nil
+}
+
+// With a Sender, an idle instance's next round goes out while the previous
+// one waits for its confirmation; each caller returns once its own round is
+// confirmed, and a caller whose context ends stops waiting without ending
+// anyone else's round.
+func TestSenderOverlapsRounds(t *testing.T) {
+	hub := memtransport.NewHub()
+	gs := &gatedSender{Transport: hub.New(ns), gate: make(chan struct{})}
+	a, err := core.Open(context.Background(), newStore(t), gs, quiet, core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, _ := open(t, hub, quiet)
+	_ = b.Set("k1", []byte("v"))
+	_ = b.Set("k2", []byte("v"))
+	_ = b.Set("k3", []byte("v"))
+
+	first := make(chan error, 1)
+	go func() { first <- a.Invalidate(context.Background(), "k1") }()
+	eventually(t, "k1 evicted on the peer before its confirmation", func() bool { _, ok := b.Get("k1"); return !ok })
+	eventually(t, "the first round waits for its confirmation", func() bool { return gs.waiting.Load() == 1 })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	second := make(chan error, 1)
+	go func() { second <- a.Invalidate(ctx, "k2") }()
+	eventually(t, "k2 sent while the first round waits", func() bool { _, ok := b.Get("k2"); return !ok })
+	eventually(t, "both rounds wait", func() bool { return gs.waiting.Load() == 2 })
+	cancel()
+	if err := <-second; !errors.Is(err, context.Canceled) {
+		t.Fatalf("second caller: %v; want context.Canceled", err)
+	}
+	select {
+	case err := <-first:
+		t.Fatalf("the first caller returned (%v) before its confirmation", err)
+	default:
+	}
+
+	third := make(chan error, 1)
+	go func() { third <- a.Invalidate(context.Background(), "k3") }()
+	eventually(t, "k3 sent", func() bool { _, ok := b.Get("k3"); return !ok })
+	close(gs.gate)
+	if err := <-first; err != nil {
+		t.Fatalf("first caller: %v", err)
+	}
+	if err := <-third; err != nil {
+		t.Fatalf("third caller: %v", err)
+	}
+	if s := a.Stats(); s.Published != 2 || s.PublishErrors != 1 {
+		t.Fatalf("published %d, errors %d; want 2 confirmed and 1 failed (the cancelled round)", s.Published, s.PublishErrors)
 	}
 }

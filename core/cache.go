@@ -65,6 +65,7 @@ type Cache struct {
 	seq      uint64 // last sequence number used
 	// the context publish rounds share (see roundContext); guarded by
 	// pubToken
+	sender        Sender // bp as a Sender, or nil
 	roundCtx      context.Context
 	roundCancel   context.CancelFunc
 	roundDeadline time.Time
@@ -197,6 +198,7 @@ func New(store LocalStore, bp Backplane, opts ...Option) (*Cache, error) {
 	c.exactClock = o.now != nil && !o.realClock
 	c.coarse.Store(time.Now().UnixNano())
 	c.clockWake = make(chan struct{}, 1)
+	c.sender, _ = bp.(Sender)
 	return c, nil
 }
 
@@ -718,6 +720,9 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 			// Nothing waits: a round of r alone, without queueing it.
 			c.queued.Add(1)
 			batch := [1]*pubReq{r}
+			if c.sender != nil {
+				return c.sendRound(ctx, batch[:]) // releases the token
+			}
 			err := c.publishBatch(ctx, batch[:])
 			<-c.pubToken
 			if len(c.reqs) > 0 {
@@ -934,58 +939,102 @@ func (c *Cache) publish(ctx context.Context, envs []Envelope, op Op) error {
 	if len(envs) == 0 {
 		return nil
 	}
-	payloads := make([][]byte, len(envs))
-	keys := 0
+	payloads, keys, err := c.encode(envs)
+	if err != nil {
+		return err
+	}
+	pctx, release := c.roundCtxFor(ctx)
+	start := time.Now()
+	err = c.bp.Publish(pctx, payloads...)
+	release()
+	c.noteSent(envs)
+	return c.published(op, envs[0].Op, len(payloads), keys, start, err)
+}
+
+// encode encodes envs (signed with a Keyring) and counts their keys.
+func (c *Cache) encode(envs []Envelope) (payloads [][]byte, keys int, err error) {
+	payloads = make([][]byte, len(envs))
 	for i := range envs {
 		if envs[i].Sent.IsZero() {
 			envs[i].Sent = c.now()
 		}
 		var p []byte
-		var err error
 		if kr := c.opts.Keyring; kr != nil {
 			p, err = kr.AppendSigned(make([]byte, 0, envs[i].EncodedLen()+kr.trailerLen()), &envs[i])
 		} else {
 			p, err = envs[i].MarshalBinary()
 		}
 		if err != nil { // keys were validated on entry: this is a bug
-			return fmt.Errorf("backplane: encode: %w", err)
+			return nil, 0, fmt.Errorf("backplane: encode: %w", err)
 		}
 		payloads[i] = p
 		keys += len(envs[i].Keys)
 	}
-	pctx := c.roundContext()
-	if ctx != nil && ctx.Done() != nil {
-		// The round carries only the caller's keys: the caller's ctx ends
-		// it. Rounds run one at a time, so cancelling the shared context
-		// ends this round only; the next round makes a new one.
-		stop := context.AfterFunc(ctx, c.roundCancel)
-		defer func() {
-			if !stop() {
-				// The cancellation is under way and may land after
-				// this round: retire the context.
-				c.roundCtx = nil
-			}
-		}()
-	}
-	start := time.Now()
-	err := c.bp.Publish(pctx, payloads...)
-	c.inst.record(c.inst.publishDuration, time.Since(start))
-	last := envs[len(envs)-1].Seq
-	if last > c.lastSeqSent.Load() {
+	return payloads, keys, nil
+}
+
+// noteSent records the last sequence number sent. Called with the publish
+// token held.
+func (c *Cache) noteSent(envs []Envelope) {
+	if last := envs[len(envs)-1].Seq; last > c.lastSeqSent.Load() {
 		c.lastSeqSent.Store(last)
 	}
+}
+
+// published counts the outcome of a publish that started at start and
+// returns the error to give its callers.
+func (c *Cache) published(op, first Op, messages, keys int, start time.Time, err error) error {
+	c.inst.record(c.inst.publishDuration, time.Since(start))
 	if err != nil {
 		c.ctr.publishErrors.Add(1)
 		c.inst.add(c.inst.publishErrors, 1)
 		if op != OpHeartbeat {
-			c.log.Warn("backplane: publish failed", "op", op, "messages", len(payloads), "err", err)
+			c.log.Warn("backplane: publish failed", "op", op, "messages", messages, "err", err)
 		}
 		return fmt.Errorf("backplane: publish: %w", err)
 	}
-	c.ctr.published.Add(uint64(len(payloads)))
+	c.ctr.published.Add(uint64(messages))
 	c.ctr.keysPublished.Add(uint64(keys))
-	c.inst.opCount(c.inst.published, envs[0].Op, int64(len(payloads)))
+	c.inst.opCount(c.inst.published, first, int64(messages))
 	return nil
+}
+
+// sendRound publishes the round of one idle caller over a Sender: it sends
+// holding the publish token, releases the token, and only then waits for
+// the confirmation, so that the next round may go out meanwhile. It answers
+// the round like publishBatch.
+func (c *Cache) sendRound(ctx context.Context, batch []*pubReq) error {
+	envs := c.encodeBatch(batch, &c.seq)
+	payloads, keys, err := c.encode(envs)
+	var confirm func(context.Context) error
+	var pctx context.Context
+	release := func() {}
+	start := time.Now()
+	if err == nil {
+		pctx, release = c.roundCtxFor(ctx)
+		confirm, err = c.sender.Send(pctx, payloads...)
+		c.noteSent(envs)
+	}
+	<-c.pubToken
+	if len(c.reqs) > 0 {
+		c.kickPublisher()
+	}
+	if err == nil {
+		err = confirm(pctx)
+	}
+	release()
+	if len(envs) > 0 {
+		err = c.published(OpInvalidate, envs[0].Op, len(payloads), keys, start, err)
+	}
+	for _, r := range batch {
+		if r.done != nil {
+			r.done <- err
+		}
+		c.queued.Add(-1)
+		c.pendingCalls.Add(-1)
+		c.inflight.Done()
+	}
+	return err
 }
 
 // roundContext returns the context of a publish round: done at Close or
@@ -996,13 +1045,40 @@ func (c *Cache) publish(ctx context.Context, envs []Envelope, op Op) error {
 func (c *Cache) roundContext() context.Context {
 	now := time.Now()
 	if c.roundCtx == nil || c.roundCtx.Err() != nil || c.roundDeadline.Sub(now) < c.opts.PublishTimeout {
-		if c.roundCancel != nil {
-			c.roundCancel()
-		}
+		// The context replaced is not cancelled: a round waiting for its
+		// confirmation may still use it; its deadline ends it.
 		c.roundDeadline = now.Add(c.opts.PublishTimeout + c.opts.PublishTimeout/4)
 		c.roundCtx, c.roundCancel = context.WithDeadline(c.runCtx, c.roundDeadline)
 	}
 	return c.roundCtx
+}
+
+// roundCtxFor returns the context of a round and a function to call when
+// the round is done with it. A caller's ctx that can end, given for a round
+// that carries only that caller's keys, ends the round too. Called with the
+// publish token held.
+func (c *Cache) roundCtxFor(ctx context.Context) (context.Context, func()) {
+	pctx := c.roundContext()
+	if ctx == nil || ctx.Done() == nil {
+		return pctx, func() {}
+	}
+	if c.sender == nil {
+		// Rounds run one at a time, so cancelling the shared context ends
+		// this round only; the next round makes a new one.
+		stop := context.AfterFunc(ctx, c.roundCancel)
+		return pctx, func() {
+			if !stop() {
+				// The cancellation is under way and may land after
+				// this round: retire the context. (Called before the
+				// token is released.)
+				c.roundCtx = nil
+			}
+		}
+	}
+	// Rounds overlap: this round's cancellation must not reach another's.
+	rctx, cancel := context.WithCancel(pctx)
+	stop := context.AfterFunc(ctx, cancel)
+	return rctx, func() { stop(); cancel() }
 }
 
 // handler is the Cache's Handler; a separate type keeps the methods off

@@ -121,6 +121,23 @@ type Backplane interface {
 	Close() error
 }
 
+// Sender is an optional extension of a Backplane whose connection keeps the
+// order of what is sent on it (one connection to one broker node, for
+// example). Send hands the payloads to the connection after those of every
+// earlier Send or Publish and before those of later ones, and returns
+// without waiting for the broker; they go out whether or not confirm is
+// ever called. confirm waits until the broker has them and returns what
+// Publish would have returned. An error from Send
+// means nothing was sent. Send and confirm honour their contexts like
+// Publish, and several confirms may wait at once.
+//
+// With a Sender the engine lets an idle instance's next round go out while
+// the previous one waits for its confirmation; without one it waits for
+// each Publish before starting the next round.
+type Sender interface {
+	Send(ctx context.Context, payloads ...[]byte) (confirm func(ctx context.Context) error, err error)
+}
+
 // Handler receives what a Backplane delivers. The transport calls it from
 // its own goroutine(s), one call at a time (messages and events together);
 // a handler must not block for long. A transport recovers a panicking

@@ -729,11 +729,25 @@ func (t *Transport) confirmUp(nc *nats.Conn) bool {
 // Limits().MaxPayload fails the call with core.ErrPayloadTooLarge before
 // anything is sent.
 func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
+	confirm, err := t.Send(ctx, payloads...)
+	if err != nil {
+		return err
+	}
+	return confirm(ctx)
+}
+
+// Send is the first half of Publish (core.Sender): it writes the payloads
+// to the connection, after those of every earlier Send or Publish and
+// before those of later ones, and returns without waiting for the server.
+// confirm waits for the round trip that tells the server has them. One
+// connection keeps the order, so the engine may send its next round while
+// an earlier one waits for its confirmation.
+func (t *Transport) Send(ctx context.Context, payloads ...[]byte) (confirm func(context.Context) error, err error) {
 	if t.closed.Load() {
-		return core.ErrClosed
+		return nil, core.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("natstransport: publish: %w", err)
+		return nil, fmt.Errorf("natstransport: publish: %w", err)
 	}
 	nc := t.nc.Load()
 	if nc == nil {
@@ -742,33 +756,35 @@ func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
 		nc, err = t.conn(dctx)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("natstransport: publish: %w", err)
+			return nil, fmt.Errorf("natstransport: publish: %w", err)
 		}
 	}
 	limit := t.maxPayload(nc)
 	for i, p := range payloads {
 		if len(p) > limit {
-			return fmt.Errorf("natstransport: payload %d of %d bytes over %d: %w", i, len(p), limit, core.ErrPayloadTooLarge)
+			return nil, fmt.Errorf("natstransport: payload %d of %d bytes over %d: %w", i, len(p), limit, core.ErrPayloadTooLarge)
 		}
 	}
 	if len(payloads) == 0 {
-		return nil
+		return func(context.Context) error { return nil }, nil
 	}
 	if st := nc.Status(); st != nats.CONNECTED {
 		if t.closed.Load() {
-			return core.ErrClosed
+			return nil, core.ErrClosed
 		}
-		return fmt.Errorf("natstransport: publish: connection %s: %w", st, ErrNotConnected)
+		return nil, fmt.Errorf("natstransport: publish: connection %s: %w", st, ErrNotConnected)
 	}
 	for _, p := range payloads {
 		if err := nc.Publish(t.subject, p); err != nil {
-			return t.publishErr(nc, err)
+			return nil, t.publishErr(nc, err)
 		}
 	}
-	if err := t.flush(ctx, nc); err != nil {
-		return t.publishErr(nc, err)
-	}
-	return nil
+	return func(ctx context.Context) error {
+		if err := t.flush(ctx, nc); err != nil {
+			return t.publishErr(nc, err)
+		}
+		return nil
+	}, nil
 }
 
 // publishErr classifies an error of nats.go's Publish or Flush.
@@ -818,4 +834,7 @@ func (t *Transport) Close() error {
 	return nil
 }
 
-var _ core.Backplane = (*Transport)(nil)
+var (
+	_ core.Backplane = (*Transport)(nil)
+	_ core.Sender    = (*Transport)(nil)
+)
