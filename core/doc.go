@@ -46,6 +46,16 @@
 // propagation time while the link is up, and at most HeartbeatTimeout plus
 // one heartbeat interval when a link silently breaks.
 //
+// # Publishing
+//
+// An idle instance's caller publishes its own invalidation, without handing
+// it to another goroutine. Calls that arrive while a round is being
+// published queue and go out together in the next round, de-duplicated and
+// split by the transport's payload limit. A transport that keeps the order
+// of what it sends (a Sender, such as natstransport) lets the next round go
+// out while the previous one waits for the broker's confirmation; others
+// publish one round at a time.
+//
 // # Canary and signing
 //
 // With Options.CanaryInterval, every instance periodically invalidates

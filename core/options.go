@@ -38,8 +38,8 @@ func (p Policy) String() string {
 type Options struct {
 	// TTL is the lifetime of a cached entry, enforced by the engine
 	// whatever the store does: the last safety net against staleness. The
-	// read path checks it against a clock refreshed every 5 ms, so an entry
-	// may outlive its TTL by that much.
+	// read path checks it against a clock refreshed every 5 ms while reads
+	// happen, so an entry may outlive its TTL by that much.
 	// Zero means entries live until evicted. Default 10 minutes.
 	TTL time.Duration
 	// TTLJitter spreads expiries: each entry lives TTL*(1-j) to TTL*(1+j)

@@ -52,6 +52,11 @@
 // before may still be sent after the reconnect; duplicates of invalidations
 // are harmless.) Messages of one publisher arrive in publish order.
 //
+// Transport is also a core.Sender: Send is Publish without the round trip,
+// and its confirm makes the round trip. One connection keeps the order of
+// what is written to it, so the engine sends an idle instance's next
+// invalidation while the previous one still waits for its confirmation.
+//
 // # Handler Calls
 //
 // The handler is called one call at a time: messages from nats.go's delivery
