@@ -760,6 +760,11 @@ func (e *env) caseSenderOrder() {
 	if _, err := sender.Send(ctx, e.filled("send-too-large", pub.Limits().MaxPayload+1)); !errors.Is(err, core.ErrPayloadTooLarge) {
 		e.t.Errorf("Send of a payload over MaxPayload: %v; want ErrPayloadTooLarge", err)
 	}
+	ended, end := context.WithCancel(context.Background())
+	end()
+	if _, err := sender.Send(ended, []byte(e.msg("send-cancelled", 0))); !errors.Is(err, context.Canceled) {
+		e.t.Errorf("Send with a cancelled context: %v; want an error wrapping context.Canceled", err)
+	}
 }
 
 // caseCancelledContext: Publish with an already cancelled or expired

@@ -127,9 +127,10 @@ type Backplane interface {
 // earlier Send or Publish and before those of later ones, and returns
 // without waiting for the broker; they go out whether or not confirm is
 // ever called. confirm waits until the broker has them and returns what
-// Publish would have returned. An error from Send
-// means nothing was sent. Send and confirm honour their contexts like
-// Publish, and several confirms may wait at once.
+// Publish would have returned. Send fails like Publish: a payload over
+// Limits().MaxPayload or an ended ctx fails it before anything is sent; a
+// later failure may leave some payloads sent. Send and confirm honour
+// their contexts like Publish, and several confirms may wait at once.
 //
 // With a Sender the engine lets an idle instance's next round go out while
 // the previous one waits for its confirmation; without one it waits for
