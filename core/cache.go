@@ -844,11 +844,8 @@ func (c *Cache) collect() []*pubReq {
 	return batch
 }
 
-// publishBatch publishes one coalesced round, answers its queued callers
-// and returns the round's error.
-func (c *Cache) publishBatch(ctx context.Context, batch []*pubReq) error {
-	envs := c.encodeBatch(batch, &c.seq)
-	err := c.publish(ctx, envs, OpInvalidate)
+// answer ends the calls of a round with its error.
+func (c *Cache) answer(batch []*pubReq, err error) {
 	for _, r := range batch {
 		if r.done != nil {
 			r.done <- err
@@ -857,6 +854,14 @@ func (c *Cache) publishBatch(ctx context.Context, batch []*pubReq) error {
 		c.pendingCalls.Add(-1)
 		c.inflight.Done()
 	}
+}
+
+// publishBatch publishes one coalesced round, answers its queued callers
+// and returns the round's error.
+func (c *Cache) publishBatch(ctx context.Context, batch []*pubReq) error {
+	envs := c.encodeBatch(batch, &c.seq)
+	err := c.publish(ctx, envs, OpInvalidate)
+	c.answer(batch, err)
 	return err
 }
 
@@ -1026,14 +1031,7 @@ func (c *Cache) sendRound(ctx context.Context, batch []*pubReq) error {
 	if len(envs) > 0 {
 		err = c.published(OpInvalidate, envs[0].Op, len(payloads), keys, start, err)
 	}
-	for _, r := range batch {
-		if r.done != nil {
-			r.done <- err
-		}
-		c.queued.Add(-1)
-		c.pendingCalls.Add(-1)
-		c.inflight.Done()
-	}
+	c.answer(batch, err)
 	return err
 }
 
