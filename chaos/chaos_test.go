@@ -275,7 +275,7 @@ func (r *run) open(i int, ns string) *instance {
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	in := &instance{idx: i, run: r, proxy: p, rec: newRecorder()}
-	bp := &tap{Backplane: r.brk.open(t, p.Addr(), ns), inst: in}
+	bp := newTap(r.brk.open(t, p.Addr(), ns), in)
 	c, err := core.New(newStore(t), bp,
 		core.WithHeartbeat(r.cfg.hbInterval, r.cfg.hbTimeout),
 		core.WithPublishTimeout(r.cfg.publishLimit),

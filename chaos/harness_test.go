@@ -191,17 +191,54 @@ func (t *tap) Publish(ctx context.Context, payloads ...[]byte) error {
 	start := time.Now()
 	err := t.Backplane.Publish(ctx, payloads...)
 	if err == nil {
-		now := pubTimes{start, time.Now()}
-		l := t.inst.run.ledger
-		l.mu.Lock()
-		for _, p := range payloads {
-			if id, ok, _ := decodeID(p); ok {
-				l.published[id] = now
-			}
-		}
-		l.mu.Unlock()
+		t.published(start, payloads)
 	}
 	return err
+}
+
+// published records payloads as on the broker: their publish started at
+// start and has just been confirmed.
+func (t *tap) published(start time.Time, payloads [][]byte) {
+	now := pubTimes{start, time.Now()}
+	l := t.inst.run.ledger
+	l.mu.Lock()
+	for _, p := range payloads {
+		if id, ok, _ := decodeID(p); ok {
+			l.published[id] = now
+		}
+	}
+	l.mu.Unlock()
+}
+
+// senderTap is a tap over a transport that is a core.Sender, so that the
+// engine sends through it as it would without the tap.
+type senderTap struct {
+	*tap
+	s core.Sender
+}
+
+func (t senderTap) Send(ctx context.Context, payloads ...[]byte) (func(context.Context) error, error) {
+	start := time.Now()
+	confirm, err := t.s.Send(ctx, payloads...)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		err := confirm(ctx)
+		if err == nil {
+			t.published(start, payloads)
+		}
+		return err
+	}, nil
+}
+
+// newTap wraps bp, keeping it a core.Sender when it is one.
+func newTap(bp core.Backplane, in *instance) core.Backplane {
+	t := &tap{Backplane: bp, inst: in}
+	if s, ok := bp.(core.Sender); ok {
+		return senderTap{tap: t, s: s}
+	}
+	return t
 }
 
 func (t *tap) Subscribe(ctx context.Context, h core.Handler) error {

@@ -585,3 +585,52 @@ func TestSenderOverlapsRounds(t *testing.T) {
 		t.Fatalf("published %d, errors %d; want 2 confirmed and 1 failed (the cancelled round)", s.Published, s.PublishErrors)
 	}
 }
+
+// Many callers on a queue of one, without heartbeats (nothing else wakes
+// the publisher): every call completes. A caller that finds the publish
+// token free but others queued must make sure someone publishes them;
+// otherwise their callers wait until their contexts end, and Close waits
+// for them forever.
+func TestSmallQueueNeverStalls(t *testing.T) {
+	hub := memtransport.NewHub()
+	// Not closed by a cleanup: with the stall, Close would never return.
+	c, err := core.Open(context.Background(), newStore(t), hub.New(ns), quiet, core.WithQueueSize(1), core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var stalled atomic.Int64
+	for g := range 16 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				if err := c.Invalidate(ctx, fmt.Sprintf("k%d-%d", g, i%7)); err != nil {
+					stalled.Add(1)
+				}
+				cancel()
+			}
+		})
+	}
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	if n := stalled.Load(); n > 0 {
+		t.Fatalf("%d calls failed: requests sat in the queue with nobody publishing them", n)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Close did not return: a request was left in the queue")
+	}
+}

@@ -90,7 +90,6 @@ type Cache struct {
 	selfCanary   time.Time   // when the own canary last came back
 	canarySince  time.Time   // since when canaries are expected
 	degraded     atomic.Bool // not caching: link down or silent under PolicyFlush
-	lastSeqSent  atomic.Uint64
 	pendingCalls atomic.Int64
 	queued       atomic.Int64 // calls handed to the publisher and not answered (tests)
 }
@@ -731,6 +730,9 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 			return err
 		}
 		<-c.pubToken // others wait: r queues behind them
+		// Whoever queued them may have found the token taken (by this
+		// caller) and be waiting: make sure someone publishes them.
+		c.kickPublisher()
 	default:
 	}
 	r.done = make(chan error, 1)
@@ -952,7 +954,6 @@ func (c *Cache) publish(ctx context.Context, envs []Envelope, op Op) error {
 	start := time.Now()
 	err = c.bp.Publish(pctx, payloads...)
 	release()
-	c.noteSent(envs)
 	return c.published(op, envs[0].Op, len(payloads), keys, start, err)
 }
 
@@ -976,14 +977,6 @@ func (c *Cache) encode(envs []Envelope) (payloads [][]byte, keys int, err error)
 		keys += len(envs[i].Keys)
 	}
 	return payloads, keys, nil
-}
-
-// noteSent records the last sequence number sent. Called with the publish
-// token held.
-func (c *Cache) noteSent(envs []Envelope) {
-	if last := envs[len(envs)-1].Seq; last > c.lastSeqSent.Load() {
-		c.lastSeqSent.Store(last)
-	}
 }
 
 // published counts the outcome of a publish that started at start and
@@ -1018,7 +1011,6 @@ func (c *Cache) sendRound(ctx context.Context, batch []*pubReq) error {
 	if err == nil {
 		pctx, release = c.roundCtxFor(ctx)
 		confirm, err = c.sender.Send(pctx, payloads...)
-		c.noteSent(envs)
 	}
 	<-c.pubToken
 	if len(c.reqs) > 0 {

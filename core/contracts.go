@@ -130,7 +130,12 @@ type Backplane interface {
 // Publish would have returned. Send fails like Publish: a payload over
 // Limits().MaxPayload or an ended ctx fails it before anything is sent; a
 // later failure may leave some payloads sent. Send and confirm honour
-// their contexts like Publish, and several confirms may wait at once.
+// their contexts like Publish; several confirms may wait at once, while
+// later Send and Publish calls go on.
+//
+// A wrapper around a Sender (to count or trace publishes, say) must wrap
+// Send too, or hide it: the engine calls Send instead of Publish when it is
+// there.
 //
 // With a Sender the engine lets an idle instance's next round go out while
 // the previous one waits for its confirmation; without one it waits for

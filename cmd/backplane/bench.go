@@ -298,7 +298,7 @@ func benchEngine(ctx context.Context, g *globals, rawURL string, o benchOptions,
 			}
 			last.Store(handled.UnixNano())
 		}
-		b, err := g.openCache(ctx, rawURL, ns, func(bp core.Backplane) core.Backplane { return &tap{Backplane: bp, observe: observe} })
+		b, err := g.openCache(ctx, rawURL, ns, func(bp core.Backplane) core.Backplane { return newTap(bp, observe) })
 		if err != nil {
 			_ = a.Close()
 			return res, err

@@ -226,7 +226,7 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 			return err
 		}
 		in.cache, err = g.openCache(ctx, rawURL, namespace, func(bp core.Backplane) core.Backplane {
-			return &tap{Backplane: bp, observe: in.observe}
+			return newTap(bp, in.observe)
 		})
 		if err != nil {
 			_ = in.db.Close()

@@ -29,6 +29,22 @@ func (t *tap) Subscribe(ctx context.Context, h core.Handler) error {
 	})
 }
 
+// senderTap is a tap over a transport that is a core.Sender, so that the
+// engine publishes through it as it would without the tap.
+type senderTap struct {
+	*tap
+	core.Sender
+}
+
+// newTap wraps bp, keeping it a core.Sender when it is one.
+func newTap(bp core.Backplane, observe func(p []byte, handled time.Time)) core.Backplane {
+	t := &tap{Backplane: bp, observe: observe}
+	if s, ok := bp.(core.Sender); ok {
+		return senderTap{tap: t, Sender: s}
+	}
+	return t
+}
+
 // latencies collects duration samples. It is safe for concurrent use.
 type latencies struct {
 	mu sync.Mutex
