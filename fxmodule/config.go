@@ -91,6 +91,26 @@ type Config struct {
 	// BACKPLANE_PUBLISH_TIMEOUT. Default 5s.
 	PublishTimeout time.Duration `yaml:"publish_timeout" json:"publish_timeout"`
 
+	// CanaryInterval, when positive, makes the instance invalidate a
+	// synthetic key this often and report, in its health check, when its
+	// own canary or a live peer's is overdue (core.Options.CanaryInterval).
+	// YAML canary_interval, env BACKPLANE_CANARY_INTERVAL. Default 0 (off).
+	CanaryInterval time.Duration `yaml:"canary_interval" json:"canary_interval"`
+	// CanaryTimeout is how overdue a canary may be; 0 means the engine's
+	// default (core.Options.CanaryTimeout). YAML canary_timeout, env
+	// BACKPLANE_CANARY_TIMEOUT. Default 0.
+	CanaryTimeout time.Duration `yaml:"canary_timeout" json:"canary_timeout"`
+	// ReplayWindow, when messages are signed (a *core.Keyring in the fx
+	// graph), rejects signed messages published more than this long away
+	// from the receiver's clock (core.Options.ReplayWindow). YAML
+	// replay_window, env BACKPLANE_REPLAY_WINDOW. Default 2m.
+	ReplayWindow time.Duration `yaml:"replay_window" json:"replay_window"`
+	// AcceptUnsigned keeps accepting unsigned messages while signing is on,
+	// for turning signing on in a running fleet one instance at a time
+	// (core.Options.AcceptUnsigned). YAML accept_unsigned, env
+	// BACKPLANE_ACCEPT_UNSIGNED. Default false.
+	AcceptUnsigned bool `yaml:"accept_unsigned" json:"accept_unsigned"`
+
 	// StartTimeout bounds the start of the Cache (dial, subscribe, wait
 	// until delivery is active) on top of the fx start context. YAML
 	// start_timeout, env BACKPLANE_START_TIMEOUT. Default 10s.
@@ -184,6 +204,10 @@ func DefaultConfig() Config {
 		MaxPayload:        o.MaxPayload,
 		QueueSize:         o.QueueSize,
 		PublishTimeout:    o.PublishTimeout,
+		CanaryInterval:    o.CanaryInterval,
+		CanaryTimeout:     o.CanaryTimeout,
+		ReplayWindow:      o.ReplayWindow,
+		AcceptUnsigned:    o.AcceptUnsigned,
 		StartTimeout:      DefaultStartTimeout,
 		CloseTimeout:      o.CloseTimeout,
 	}
@@ -225,6 +249,9 @@ func (c Config) Validate() error {
 	}
 	if c.StartTimeout <= 0 {
 		bad("start_timeout", "%v must be positive", c.StartTimeout)
+	}
+	if c.ReplayWindow <= 0 {
+		bad("replay_window", "%v must be positive", c.ReplayWindow)
 	}
 	if strings.EqualFold(c.Store.Name, "bigcache") {
 		if err := c.Store.BigCache.validate(); err != nil {
@@ -280,6 +307,8 @@ func (c Config) CoreOptions() core.Options {
 	o.MaxKeysPerCall, o.MaxBatchKeys = c.MaxKeysPerCall, c.MaxBatchKeys
 	o.MaxPayload, o.QueueSize = c.MaxPayload, c.QueueSize
 	o.PublishTimeout, o.CloseTimeout = c.PublishTimeout, c.CloseTimeout
+	o.CanaryInterval, o.CanaryTimeout = c.CanaryInterval, c.CanaryTimeout
+	o.ReplayWindow, o.AcceptUnsigned = c.ReplayWindow, c.AcceptUnsigned
 	return o
 }
 

@@ -15,9 +15,14 @@
 // of hanging; OnStop drains pending invalidations (bounded by the stop
 // context) and closes the cache, its transport and its store. When the
 // graph holds a redis.UniversalClient or a *nats.Conn, the matching
-// transport uses it instead of dialling, and leaves it open. The
-// HealthCheck it provides reports whether invalidations are flowing, for a
-// readiness probe.
+// transport uses it instead of dialling, and leaves it open. A
+// *core.Keyring in the graph (built from the application's secrets) signs
+// every message and makes the cache drop unsigned and forged ones;
+// Config.ReplayWindow and Config.AcceptUnsigned tune it. The HealthCheck it
+// provides reports whether invalidations are flowing, for a readiness
+// probe; with Config.CanaryInterval it also reports an instance whose
+// invalidations stopped getting through although its connection looks
+// fine.
 //
 // Everything works without fx too: OpenBackplane, OpenStore,
 // Config.CoreOptions and core.New.

@@ -1,5 +1,7 @@
 package fxmodule
 
+import "github.com/backplane-go/backplane/core"
+
 // ConfigFieldPaths lists the YAML paths of every Config field, for the
 // completeness check of the field table test.
 func ConfigFieldPaths() []string {
@@ -9,3 +11,6 @@ func ConfigFieldPaths() []string {
 	}
 	return out
 }
+
+// HealthError is healthError, for tests of every health state.
+func HealthError(h core.Health) error { return healthError(h) }

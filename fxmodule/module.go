@@ -60,6 +60,11 @@ type Params struct {
 	Logger *slog.Logger `optional:"true"`
 	// MeterProvider, when present, receives the engine's metrics.
 	MeterProvider metric.MeterProvider `optional:"true"`
+	// Keyring, when present, signs every published message and rejects
+	// unsigned and forged ones (core.Options.Keyring). Its keys are
+	// secrets: provide it from the application's secret store. Every
+	// instance of the namespace needs the same keys.
+	Keyring *core.Keyring `optional:"true"`
 }
 
 // Result are the outputs of New.
@@ -104,6 +109,9 @@ func New(p Params) (Result, error) {
 	opts := []core.Option{core.WithOptions(cfg.CoreOptions()), core.WithLogger(log)}
 	if p.MeterProvider != nil {
 		opts = append(opts, core.WithMeterProvider(p.MeterProvider))
+	}
+	if p.Keyring != nil {
+		opts = append(opts, core.WithKeyring(p.Keyring))
 	}
 	c, err := core.New(store, bp, opts...)
 	if err != nil {
@@ -159,11 +167,16 @@ var (
 	// ErrSilent: the instance's own heartbeats stopped coming back, so
 	// invalidations may not be flowing.
 	ErrSilent = errors.New("backplane: link silent")
+	// ErrSyncBroken: with Config.CanaryInterval, the instance's own canary
+	// or a live peer's is overdue: invalidations are not getting through
+	// although the connection looks fine.
+	ErrSyncBroken = errors.New("backplane: invalidations not getting through (canary overdue)")
 )
 
 // HealthCheck reports whether invalidations are flowing: nil when the
-// cache is started, connected and not silent; otherwise an error wrapping
-// core.ErrNotStarted, ErrDisconnected or ErrSilent, whose message also
+// cache is started, connected, not silent and (with the canary on) in sync;
+// otherwise an error wrapping core.ErrNotStarted, ErrDisconnected,
+// ErrSilent or ErrSyncBroken, whose message also
 // gives the last heartbeat seen and the last flush and its cause. Use it
 // as (part of) a readiness probe. The context is not used yet; it is there
 // so that checks can be composed with ones that do I/O.
@@ -183,6 +196,8 @@ func healthError(h core.Health) error {
 		cause = ErrDisconnected
 	case h.Silent:
 		cause = ErrSilent
+	case h.SyncBroken:
+		cause = ErrSyncBroken
 	default:
 		return nil
 	}

@@ -442,3 +442,61 @@ func TestClientsFromGraph(t *testing.T) {
 		}
 	})
 }
+
+// A *core.Keyring in the graph signs what the Module's cache publishes:
+// apps with the same keys share invalidations, and an app without them is
+// not listened to.
+func TestKeyringFromGraph(t *testing.T) {
+	ns := namespace(t)
+	kr, err := core.NewKeyring(core.SigningKey{ID: "k1", Secret: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newApp(t, fx.Supply(config(t, "mem://keyring", ns)), fx.Supply(kr))
+	b := newApp(t, fx.Supply(config(t, "mem://keyring", ns)), fx.Supply(kr))
+	// Without heartbeats the unsigned app publishes nothing but the
+	// invalidation below, so a rejection on a is that invalidation's.
+	quiet := config(t, "mem://keyring", ns)
+	quiet.HeartbeatInterval = 0
+	unsigned := newApp(t, fx.Supply(quiet))
+	start(t, a)
+	start(t, b)
+	start(t, unsigned)
+	shareInvalidations(t, a, b)
+
+	ctx := context.Background()
+	if err := a.cache.Set("k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unsigned.cache.Invalidate(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the unsigned message to be rejected", func() bool { return a.cache.Stats().Rejected > 0 })
+	if _, ok := a.cache.Get("k"); !ok {
+		t.Fatal("an unsigned invalidation evicted a key on a signing app")
+	}
+}
+
+func TestHealthErrorStates(t *testing.T) {
+	ok := core.Health{Started: true, Connected: true}
+	tests := []struct {
+		name string
+		h    core.Health
+		want error
+	}{
+		{"healthy", ok, nil},
+		{"not started", core.Health{}, core.ErrNotStarted},
+		{"disconnected", core.Health{Started: true}, fxmodule.ErrDisconnected},
+		{"silent", core.Health{Started: true, Connected: true, Silent: true}, fxmodule.ErrSilent},
+		{"sync broken", core.Health{Started: true, Connected: true, SyncBroken: true}, fxmodule.ErrSyncBroken},
+	}
+	for _, tt := range tests {
+		err := fxmodule.HealthError(tt.h)
+		if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
+		if (err == nil) != tt.h.Healthy() {
+			t.Errorf("%s: health check %v disagrees with Health.Healthy() = %v", tt.name, err, tt.h.Healthy())
+		}
+	}
+}
