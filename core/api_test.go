@@ -598,17 +598,13 @@ func TestSmallQueueNeverStalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var stalled atomic.Int64
+	// Load for two seconds: the stall needs an unlucky interleaving.
+	end := time.Now().Add(2 * time.Second)
 	for g := range 16 {
 		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			for i := 0; time.Now().Before(end); i++ {
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 				if err := c.Invalidate(ctx, fmt.Sprintf("k%d-%d", g, i%7)); err != nil {
 					stalled.Add(1)
@@ -617,8 +613,6 @@ func TestSmallQueueNeverStalls(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(2 * time.Second)
-	close(stop)
 	wg.Wait()
 	if n := stalled.Load(); n > 0 {
 		t.Fatalf("%d calls failed: requests sat in the queue with nobody publishing them", n)
@@ -632,5 +626,18 @@ func TestSmallQueueNeverStalls(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("Close did not return: a request was left in the queue")
+	}
+}
+
+// Keys repeated within a call and across calls of a round are published
+// once.
+func TestRoundDeduplicatesKeys(t *testing.T) {
+	hub := memtransport.NewHub()
+	a, _ := open(t, hub, quiet)
+	if err := a.Invalidate(context.Background(), "x", "y", "x", "z", "y"); err != nil {
+		t.Fatal(err)
+	}
+	if s := a.Stats(); s.KeysPublished != 3 || s.Published != 1 {
+		t.Fatalf("published %d keys in %d messages; want 3 in 1", s.KeysPublished, s.Published)
 	}
 }

@@ -878,43 +878,28 @@ func (c *Cache) encodeBatch(batch []*pubReq, seq *uint64) []Envelope {
 			return []Envelope{{Op: OpClear, Source: c.id, Seq: *seq, Sent: now}}
 		}
 	}
-	if len(batch) == 1 && len(batch[0].keys) == 1 {
-		// The common case of an idle instance: one call, one key.
-		k := batch[0].keys[0]
-		if headerLen+3+keyEncodedLen(k) <= c.maxPayload {
-			*seq++
-			return []Envelope{{Op: OpInvalidate, Source: c.id, Seq: *seq, Sent: now, Keys: batch[0].keys}}
-		}
-	}
 	total := 0
 	for _, r := range batch {
 		total += len(r.keys)
 	}
-	// Few keys are de-duplicated by scanning the keys taken so far; many
-	// through a map.
-	var seen map[string]struct{}
-	var taken []string
-	if total > smallBatch {
-		seen = make(map[string]struct{}, total)
-	} else {
-		taken = make([]string, 0, total)
-	}
-	dup := func(k string) bool {
-		if seen != nil {
-			if _, ok := seen[k]; ok {
-				return true
-			}
-			seen[k] = struct{}{}
-			return false
-		}
-		if slices.Contains(taken, k) {
-			return true
-		}
-		taken = append(taken, k)
-		return false
-	}
 	var envs []Envelope
 	var cur []string
+	// Few keys are de-duplicated by scanning the keys accepted so far;
+	// many through a map.
+	var seen map[string]struct{}
+	if total > smallBatch {
+		seen = make(map[string]struct{}, total)
+	}
+	dup := func(k string) bool {
+		if seen == nil {
+			return slices.Contains(cur, k) || slices.ContainsFunc(envs, func(e Envelope) bool { return slices.Contains(e.Keys, k) })
+		}
+		if _, ok := seen[k]; ok {
+			return true
+		}
+		seen[k] = struct{}{}
+		return false
+	}
 	size := headerLen + 3
 	emit := func() {
 		*seq++
@@ -1112,12 +1097,11 @@ func (c *Cache) receive(p []byte) {
 	now := c.now()
 	c.recvMu.Lock()
 	defer c.recvMu.Unlock()
-	c.lastRecv = now
 	if env.Source == c.id {
 		c.ownMessage(env.Op, env.Sent, env.Op == OpInvalidate && hasCanary(env.Keys), now)
 		return
 	}
-	c.lastHeard = now
+	c.lastRecv, c.lastHeard = now, now
 	gap := c.trackSeq(&env, now)
 	switch env.Op {
 	case OpInvalidate:

@@ -8,3 +8,7 @@ func WithClock(now func() time.Time) Option { return withClock(now) }
 // Queued reports the Invalidate and Clear calls handed to the publisher and
 // not yet answered.
 func (c *Cache) Queued() int { return int(c.queued.Load()) }
+
+// ClockAsleep reports whether the read path's clock sleeps for lack of
+// reads.
+func (c *Cache) ClockAsleep() bool { return c.clockAsleep.Load() }

@@ -385,25 +385,24 @@ func TestPeerLostFlushes(t *testing.T) {
 func TestTTLAfterIdleClock(t *testing.T) {
 	hub := memtransport.NewHub()
 	c, _ := open(t, hub, quiet, core.WithTTL(time.Hour, 0))
-	time.Sleep(300 * time.Millisecond) // no reads: the clock sleeps
+	eventually(t, "the clock to sleep without reads", c.ClockAsleep)
 	if err := c.SetWithTTL("k", []byte("v"), 50*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	mustGet(t, c, "k", "v")
-	time.Sleep(300 * time.Millisecond) // no reads again
+	set := time.Now()
+	mustGet(t, c, "k", "v") // wakes the clock
+	if c.ClockAsleep() {
+		t.Fatal("a read did not wake the clock")
+	}
+	// Falling asleep again takes longer than the TTL.
+	eventually(t, "the clock to sleep again", c.ClockAsleep)
+	if time.Since(set) <= 50*time.Millisecond {
+		t.Fatal("the clock fell asleep before the entry's TTL passed")
+	}
 	if _, ok := c.Get("k"); ok {
 		t.Fatal("an entry outlived its TTL: the read used a clock that had stopped")
 	}
 	// Reads keep the clock running: an entry still expires.
 	_ = c.SetWithTTL("k2", []byte("v"), 50*time.Millisecond)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, ok := c.Get("k2"); !ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("an entry read continuously never expired")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "an entry read continuously to expire", func() bool { _, ok := c.Get("k2"); return !ok })
 }

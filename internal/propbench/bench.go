@@ -24,35 +24,26 @@ import (
 func Bench(b *testing.B, newBackplane func() (core.Backplane, error), raw func(b *testing.B, subscribers int) (Raw, []Raw), opts ...core.Option) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	report := func(b *testing.B, r Result, err error) {
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(float64(r.P50.Microseconds()), "p50-µs")
-		b.ReportMetric(float64(r.P99.Microseconds()), "p99-µs")
-		b.ReportMetric(r.KeysPerSecond, "keys/s")
-		b.ReportMetric(0, "ns/op")
-	}
 	for _, rate := range []float64{1000, 10000} {
 		n := int(rate * 3)
 		b.Run(fmt.Sprintf("latency-%dk/raw-unsubscribed-publisher", int(rate/1000)), func(b *testing.B) {
 			pub, subs := raw(b, 1)
 			for b.Loop() {
 				r, err := RawLatency(ctx, pub, subs, n, rate)
-				report(b, r, err)
+				Report(b, r, err)
 			}
 		})
 		b.Run(fmt.Sprintf("latency-%dk/raw", int(rate/1000)), func(b *testing.B) {
 			pub, subs := raw(b, 1)
 			for b.Loop() {
 				r, err := RawLatency(ctx, pub, subs, n, rate, PublisherSubscribed())
-				report(b, r, err)
+				Report(b, r, err)
 			}
 		})
 		b.Run(fmt.Sprintf("latency-%dk/engine", int(rate/1000)), func(b *testing.B) {
 			for b.Loop() {
 				r, err := EngineLatency(ctx, newBackplane, 1, n, rate, opts...)
-				report(b, r, err)
+				Report(b, r, err)
 			}
 		})
 	}
@@ -61,20 +52,32 @@ func Bench(b *testing.B, newBackplane func() (core.Backplane, error), raw func(b
 		pub, subs := raw(b, 4)
 		for b.Loop() {
 			r, err := RawLatency(ctx, pub, subs, n, 0)
-			report(b, r, err)
+			Report(b, r, err)
 		}
 	})
 	b.Run("throughput-1pub-4sub/raw", func(b *testing.B) {
 		pub, subs := raw(b, 4)
 		for b.Loop() {
 			r, err := RawLatency(ctx, pub, subs, n, 0, PublisherSubscribed())
-			report(b, r, err)
+			Report(b, r, err)
 		}
 	})
 	b.Run("throughput-1pub-4sub/engine", func(b *testing.B) {
 		for b.Loop() {
 			r, err := EngineLatency(ctx, newBackplane, 4, n, 0, opts...)
-			report(b, r, err)
+			Report(b, r, err)
 		}
 	})
+}
+
+// Report reports a measurement as the metrics p50-µs, p99-µs and keys/s of
+// b, or fails b with err.
+func Report(b *testing.B, r Result, err error) {
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(r.P50.Microseconds()), "p50-µs")
+	b.ReportMetric(float64(r.P99.Microseconds()), "p99-µs")
+	b.ReportMetric(r.KeysPerSecond, "keys/s")
+	b.ReportMetric(0, "ns/op")
 }

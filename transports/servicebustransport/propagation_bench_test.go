@@ -94,34 +94,25 @@ func BenchmarkPropagation(b *testing.B) {
 		}
 		return rawSB(b, srv, topic, fmt.Sprintf("pub%d", subs)), s
 	}
-	report := func(b *testing.B, r propbench.Result, err error) {
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(float64(r.P50.Microseconds()), "p50-µs")
-		b.ReportMetric(float64(r.P99.Microseconds()), "p99-µs")
-		b.ReportMetric(r.KeysPerSecond, "keys/s")
-		b.ReportMetric(0, "ns/op")
-	}
 	for _, rate := range []float64{200, 1000} {
 		n := int(rate * 3)
 		b.Run(fmt.Sprintf("latency-%d/raw-sdk", int(rate)), func(b *testing.B) {
 			pub, subs := raw(1)
 			for b.Loop() {
 				r, err := propbench.RawLatency(ctx, pub, subs, n, rate)
-				report(b, r, err)
+				propbench.Report(b, r, err)
 			}
 		})
 		b.Run(fmt.Sprintf("latency-%d/engine-servicebus", int(rate)), func(b *testing.B) {
 			for b.Loop() {
 				r, err := propbench.EngineLatency(ctx, newSB, 1, n, rate)
-				report(b, r, err)
+				propbench.Report(b, r, err)
 			}
 		})
 		b.Run(fmt.Sprintf("latency-%d/engine-mem", int(rate)), func(b *testing.B) {
 			for b.Loop() {
 				r, err := propbench.EngineLatency(ctx, newMem, 1, n, rate)
-				report(b, r, err)
+				propbench.Report(b, r, err)
 			}
 		})
 	}
@@ -129,13 +120,13 @@ func BenchmarkPropagation(b *testing.B) {
 	b.Run("throughput-1pub-4sub/engine-servicebus", func(b *testing.B) {
 		for b.Loop() {
 			r, err := propbench.EngineLatency(ctx, newSB, 4, n, 0)
-			report(b, r, err)
+			propbench.Report(b, r, err)
 		}
 	})
 	b.Run("throughput-1pub-4sub/engine-mem", func(b *testing.B) {
 		for b.Loop() {
 			r, err := propbench.EngineLatency(ctx, newMem, 4, n, 0)
-			report(b, r, err)
+			propbench.Report(b, r, err)
 		}
 	})
 }
