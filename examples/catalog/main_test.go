@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
@@ -19,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/backplane-go/backplane/examples/catalog/catalog"
+	"github.com/backplane-go/backplane/examples/catalog/internal/pgtest"
 	"github.com/backplane-go/backplane/internal/testenv"
 )
 
@@ -131,7 +131,7 @@ func TestProcesses(t *testing.T) {
 			case "sqlite":
 				args = append(args, "-sqlite", filepath.Join(t.TempDir(), "catalog.db"))
 			case "postgres":
-				dsn := postgres(t)
+				dsn := pgtest.DSN(t)
 				table := "catalog_proc_test_" + hex.EncodeToString(b)
 				args = append(args, "-postgres", dsn, "-table", table)
 				t.Cleanup(func() {
@@ -173,22 +173,4 @@ func TestProcesses(t *testing.T) {
 			}
 		})
 	}
-}
-
-func postgres(t *testing.T) string {
-	dsn := os.Getenv("CATALOG_TEST_POSTGRES")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable&connect_timeout=3"
-	}
-	db, err := sql.Open("pgx", dsn)
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = db.PingContext(ctx)
-		cancel()
-		_ = db.Close()
-	}
-	if err != nil {
-		testenv.Unavailable(t, "no PostgreSQL at %s (set CATALOG_TEST_POSTGRES): %v", dsn, err)
-	}
-	return dsn
 }

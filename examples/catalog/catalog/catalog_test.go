@@ -4,22 +4,20 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib"
 	"go.uber.org/goleak"
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/examples/catalog/catalog"
+	"github.com/backplane-go/backplane/examples/catalog/internal/pgtest"
 	"github.com/backplane-go/backplane/fxmodule"
 	"github.com/backplane-go/backplane/internal/testenv"
 	"github.com/backplane-go/backplane/stores/bigcachestore"
@@ -27,27 +25,6 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// postgresDSNEnv points the PostgreSQL tests at a server.
-const postgresDSNEnv = "CATALOG_TEST_POSTGRES"
-
-func postgresDSN(t *testing.T) string {
-	dsn := os.Getenv(postgresDSNEnv)
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable&connect_timeout=3"
-	}
-	db, err := sql.Open("pgx", dsn)
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = db.PingContext(ctx)
-		cancel()
-		_ = db.Close()
-	}
-	if err != nil {
-		testenv.Unavailable(t, "no PostgreSQL at %s (set %s): %v", dsn, postgresDSNEnv, err)
-	}
-	return dsn
 }
 
 func randomName(prefix string) string {
@@ -62,7 +39,7 @@ func openDB(t *testing.T, kind string) catalog.Config {
 	t.Helper()
 	cfg := catalog.Config{Driver: catalog.DriverSQLite, DSN: filepath.Join(t.TempDir(), "catalog.db")}
 	if kind == catalog.DriverPostgres {
-		cfg = catalog.Config{Driver: catalog.DriverPostgres, DSN: postgresDSN(t), Table: randomName("catalog_test_")}
+		cfg = catalog.Config{Driver: catalog.DriverPostgres, DSN: pgtest.DSN(t), Table: randomName("catalog_test_")}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
