@@ -165,129 +165,115 @@ func need(b []byte, n int) error {
 	return nil
 }
 
+// fixedWidth is the payload size of each fixed-width type code that
+// decodeFixed knows.
+var fixedWidth = map[byte]int{
+	0x40: 0, 0x41: 0, 0x42: 0, 0x43: 0, 0x44: 0, 0x45: 0,
+	0x50: 1, 0x51: 1, 0x52: 1, 0x53: 1, 0x54: 1, 0x55: 1, 0x56: 1,
+	0x60: 2, 0x61: 2,
+	0x70: 4, 0x71: 4, 0x72: 4, 0x73: 4,
+	0x80: 8, 0x81: 8, 0x82: 8, 0x83: 8,
+	0x98: 16,
+}
+
+// decodeFixed decodes p, the fixedWidth[code] bytes of a fixed-width value.
+func decodeFixed(code byte, p []byte) any {
+	switch code {
+	case 0x41:
+		return true
+	case 0x42:
+		return false
+	case 0x56:
+		return p[0] != 0
+	case 0x50:
+		return p[0]
+	case 0x51:
+		return int8(p[0])
+	case 0x60:
+		return binary.BigEndian.Uint16(p)
+	case 0x61:
+		return int16(binary.BigEndian.Uint16(p))
+	case 0x43:
+		return uint32(0)
+	case 0x52:
+		return uint32(p[0])
+	case 0x70:
+		return binary.BigEndian.Uint32(p)
+	case 0x54:
+		return int32(int8(p[0]))
+	case 0x71:
+		return int32(binary.BigEndian.Uint32(p))
+	case 0x72:
+		return math.Float32frombits(binary.BigEndian.Uint32(p))
+	case 0x73:
+		return rune(binary.BigEndian.Uint32(p))
+	case 0x44:
+		return uint64(0)
+	case 0x53:
+		return uint64(p[0])
+	case 0x80:
+		return binary.BigEndian.Uint64(p)
+	case 0x55:
+		return int64(int8(p[0]))
+	case 0x81, 0x83:
+		return int64(binary.BigEndian.Uint64(p))
+	case 0x82:
+		return math.Float64frombits(binary.BigEndian.Uint64(p))
+	case 0x98:
+		return [16]byte(p)
+	case 0x45:
+		return list{}
+	}
+	return nil // 0x40
+}
+
+// compound reads the size and count of a list, map or array (the one-byte
+// encoding when small) and splits its body off b.
+func compound(b []byte, small bool) (body []byte, count int, rest []byte, err error) {
+	var size int
+	if small {
+		if err := need(b, 2); err != nil {
+			return nil, 0, nil, err
+		}
+		size, count, b = int(b[0])-1, int(b[1]), b[2:]
+	} else {
+		if err := need(b, 8); err != nil {
+			return nil, 0, nil, err
+		}
+		size, count, b = int(binary.BigEndian.Uint32(b))-4, int(binary.BigEndian.Uint32(b[4:])), b[8:]
+	}
+	if err := need(b, size); err != nil {
+		return nil, 0, nil, err
+	}
+	return b[:size], count, b[size:], nil
+}
+
+// decodeCount decodes count values from body with dec.
+func decodeCount(body []byte, count int, dec func([]byte) (any, []byte, error)) ([]any, error) {
+	if count > len(body) {
+		return nil, errShort
+	}
+	vals := make([]any, 0, count)
+	for range count {
+		v, r, err := dec(body)
+		if err != nil {
+			return nil, err
+		}
+		vals = append(vals, v)
+		body = r
+	}
+	return vals, nil
+}
+
 // decodeCode decodes a value whose constructor code was already read.
 func decodeCode(code byte, b []byte) (any, []byte, error) {
-	fixed := func(n int) ([]byte, []byte, error) {
+	if n, ok := fixedWidth[code]; ok {
 		if err := need(b, n); err != nil {
 			return nil, nil, err
 		}
-		return b[:n], b[n:], nil
+		return decodeFixed(code, b[:n]), b[n:], nil
 	}
 	switch code {
-	case 0x40:
-		return nil, b, nil
-	case 0x41:
-		return true, b, nil
-	case 0x42:
-		return false, b, nil
-	case 0x56:
-		p, r, err := fixed(1)
-		if err != nil {
-			return nil, nil, err
-		}
-		return p[0] != 0, r, nil
-	case 0x50:
-		p, r, err := fixed(1)
-		if err != nil {
-			return nil, nil, err
-		}
-		return p[0], r, nil
-	case 0x51:
-		p, r, err := fixed(1)
-		if err != nil {
-			return nil, nil, err
-		}
-		return int8(p[0]), r, nil
-	case 0x60:
-		p, r, err := fixed(2)
-		if err != nil {
-			return nil, nil, err
-		}
-		return binary.BigEndian.Uint16(p), r, nil
-	case 0x61:
-		p, r, err := fixed(2)
-		if err != nil {
-			return nil, nil, err
-		}
-		return int16(binary.BigEndian.Uint16(p)), r, nil
-	case 0x43:
-		return uint32(0), b, nil
-	case 0x52:
-		p, r, err := fixed(1)
-		if err != nil {
-			return nil, nil, err
-		}
-		return uint32(p[0]), r, nil
-	case 0x70:
-		p, r, err := fixed(4)
-		if err != nil {
-			return nil, nil, err
-		}
-		return binary.BigEndian.Uint32(p), r, nil
-	case 0x54:
-		p, r, err := fixed(1)
-		if err != nil {
-			return nil, nil, err
-		}
-		return int32(int8(p[0])), r, nil
-	case 0x71:
-		p, r, err := fixed(4)
-		if err != nil {
-			return nil, nil, err
-		}
-		return int32(binary.BigEndian.Uint32(p)), r, nil
-	case 0x72:
-		p, r, err := fixed(4)
-		if err != nil {
-			return nil, nil, err
-		}
-		return math.Float32frombits(binary.BigEndian.Uint32(p)), r, nil
-	case 0x73:
-		p, r, err := fixed(4)
-		if err != nil {
-			return nil, nil, err
-		}
-		return rune(binary.BigEndian.Uint32(p)), r, nil
-	case 0x44:
-		return uint64(0), b, nil
-	case 0x53:
-		p, r, err := fixed(1)
-		if err != nil {
-			return nil, nil, err
-		}
-		return uint64(p[0]), r, nil
-	case 0x80:
-		p, r, err := fixed(8)
-		if err != nil {
-			return nil, nil, err
-		}
-		return binary.BigEndian.Uint64(p), r, nil
-	case 0x55:
-		p, r, err := fixed(1)
-		if err != nil {
-			return nil, nil, err
-		}
-		return int64(int8(p[0])), r, nil
-	case 0x81, 0x83:
-		p, r, err := fixed(8)
-		if err != nil {
-			return nil, nil, err
-		}
-		return int64(binary.BigEndian.Uint64(p)), r, nil
-	case 0x82:
-		p, r, err := fixed(8)
-		if err != nil {
-			return nil, nil, err
-		}
-		return math.Float64frombits(binary.BigEndian.Uint64(p)), r, nil
-	case 0x98:
-		p, r, err := fixed(16)
-		if err != nil {
-			return nil, nil, err
-		}
-		var u [16]byte
-		copy(u[:], p)
-		return u, r, nil
 	case 0xa0, 0xa1, 0xa3, 0xb0, 0xb1, 0xb3:
 		var n int
 		if code&0xf0 == 0xa0 {
@@ -313,38 +299,14 @@ func decodeCode(code byte, b []byte) (any, []byte, error) {
 		default:
 			return symbol(p), r, nil
 		}
-	case 0x45:
-		return list{}, b, nil
 	case 0xc0, 0xc1, 0xd0, 0xd1:
-		var size, count int
-		if code&0xf0 == 0xc0 {
-			if err := need(b, 2); err != nil {
-				return nil, nil, err
-			}
-			size, count, b = int(b[0]), int(b[1]), b[2:]
-			size--
-		} else {
-			if err := need(b, 8); err != nil {
-				return nil, nil, err
-			}
-			size, count, b = int(binary.BigEndian.Uint32(b)), int(binary.BigEndian.Uint32(b[4:])), b[8:]
-			size -= 4
-		}
-		if err := need(b, size); err != nil {
+		body, count, rest, err := compound(b, code&0xf0 == 0xc0)
+		if err != nil {
 			return nil, nil, err
 		}
-		body, rest := b[:size], b[size:]
-		if count > len(body) {
-			return nil, nil, errShort
-		}
-		vals := make([]any, 0, count)
-		for range count {
-			v, r, err := decode(body)
-			if err != nil {
-				return nil, nil, err
-			}
-			vals = append(vals, v)
-			body = r
+		vals, err := decodeCount(body, count, decode)
+		if err != nil {
+			return nil, nil, err
 		}
 		if code == 0xc0 || code == 0xd0 {
 			return list(vals), rest, nil
@@ -355,24 +317,10 @@ func decodeCode(code byte, b []byte) (any, []byte, error) {
 		}
 		return m, rest, nil
 	case 0xe0, 0xf0:
-		var size, count int
-		if code == 0xe0 {
-			if err := need(b, 2); err != nil {
-				return nil, nil, err
-			}
-			size, count, b = int(b[0]), int(b[1]), b[2:]
-			size--
-		} else {
-			if err := need(b, 8); err != nil {
-				return nil, nil, err
-			}
-			size, count, b = int(binary.BigEndian.Uint32(b)), int(binary.BigEndian.Uint32(b[4:])), b[8:]
-			size -= 4
-		}
-		if err := need(b, size); err != nil {
+		body, count, rest, err := compound(b, code == 0xe0)
+		if err != nil {
 			return nil, nil, err
 		}
-		body, rest := b[:size], b[size:]
 		if count == 0 {
 			return []any{}, rest, nil
 		}
@@ -380,18 +328,9 @@ func decodeCode(code byte, b []byte) (any, []byte, error) {
 			return nil, nil, err
 		}
 		elem := body[0]
-		body = body[1:]
-		if count > len(body) {
-			return nil, nil, errShort
-		}
-		vals := make([]any, 0, count)
-		for range count {
-			v, r, err := decodeCode(elem, body)
-			if err != nil {
-				return nil, nil, err
-			}
-			vals = append(vals, v)
-			body = r
+		vals, err := decodeCount(body[1:], count, func(b []byte) (any, []byte, error) { return decodeCode(elem, b) })
+		if err != nil {
+			return nil, nil, err
 		}
 		return vals, rest, nil
 	}

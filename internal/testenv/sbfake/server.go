@@ -396,13 +396,18 @@ func (c *conn) send(ch uint16, fields list, code uint64, payload []byte) {
 	c.sendRaw(0, ch, body.Bytes())
 }
 
-func (c *conn) sendRaw(typ byte, ch uint16, body []byte) {
+// frame is body as a frame of type typ on channel ch.
+func frame(typ byte, ch uint16, body []byte) []byte {
 	fr := make([]byte, 8, 8+len(body))
 	binary.BigEndian.PutUint32(fr, uint32(8+len(body)))
 	fr[4] = 2
 	fr[5] = typ
 	binary.BigEndian.PutUint16(fr[6:], ch)
-	fr = append(fr, body...)
+	return append(fr, body...)
+}
+
+func (c *conn) sendRaw(typ byte, ch uint16, body []byte) {
+	fr := frame(typ, ch, body)
 	c.outMu.Lock()
 	c.out = append(c.out, fr)
 	c.outMu.Unlock()
@@ -410,6 +415,15 @@ func (c *conn) sendRaw(typ byte, ch uint16, body []byte) {
 	case c.wake <- struct{}{}:
 	default:
 	}
+}
+
+// takeOut empties the queue of frames and returns what it held.
+func (c *conn) takeOut() [][]byte {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	out := c.out
+	c.out = nil
+	return out
 }
 
 func (c *conn) writeLoop() {
@@ -424,11 +438,7 @@ func (c *conn) writeLoop() {
 			c.sendRaw(0, 0, nil)
 		case <-c.wake:
 		}
-		c.outMu.Lock()
-		out := c.out
-		c.out = nil
-		c.outMu.Unlock()
-		for _, fr := range out {
+		for _, fr := range c.takeOut() {
 			if _, err := c.nc.Write(fr); err != nil {
 				c.nc.Close()
 				return
@@ -472,11 +482,7 @@ func (c *conn) readLoop() {
 
 // flushAndClose writes what is queued, then closes the connection.
 func (c *conn) flushAndClose() {
-	c.outMu.Lock()
-	out := c.out
-	c.out = nil
-	c.outMu.Unlock()
-	for _, fr := range out {
+	for _, fr := range c.takeOut() {
 		if _, err := c.nc.Write(fr); err != nil {
 			break
 		}
@@ -530,16 +536,8 @@ func (c *conn) handshake() error {
 		if err := c.writeDirect(1, b.Bytes()); err != nil {
 			return err
 		}
-		typ, _, body, err := c.readFrame()
-		if err != nil {
+		if _, err := c.expect(1, codeSASLInit, "sasl-init"); err != nil {
 			return err
-		}
-		v, _, err := decode(body)
-		if err != nil {
-			return err
-		}
-		if code, _, ok := performative(v); typ != 1 || !ok || code != codeSASLInit {
-			return errors.New("sbfake: expected sasl-init")
 		}
 		b.Reset()
 		encode(&b, described{desc: uint64(codeSASLOutcome), value: list{uint8(0)}})
@@ -556,17 +554,9 @@ func (c *conn) handshake() error {
 	if _, err := c.nc.Write(amqpHeader); err != nil {
 		return err
 	}
-	typ, _, body, err := c.readFrame()
+	fields, err := c.expect(0, codeOpen, "open")
 	if err != nil {
 		return err
-	}
-	v, _, err := decode(body)
-	if err != nil {
-		return err
-	}
-	code, fields, ok := performative(v)
-	if typ != 0 || !ok || code != codeOpen {
-		return errors.New("sbfake: expected open")
 	}
 	mf := uint32(DefaultMaxFrameSize)
 	if n, ok := asUint(field(fields, 2)); ok && n >= 512 {
@@ -580,13 +570,26 @@ func (c *conn) handshake() error {
 	return nil
 }
 
+// expect reads one frame and returns its fields when it is of type typ and
+// holds performative code; otherwise an error naming what was expected.
+func (c *conn) expect(typ byte, code uint64, name string) (list, error) {
+	t, _, body, err := c.readFrame()
+	if err != nil {
+		return nil, err
+	}
+	v, _, err := decode(body)
+	if err != nil {
+		return nil, err
+	}
+	got, fields, ok := performative(v)
+	if t != typ || !ok || got != code {
+		return nil, errors.New("sbfake: expected " + name)
+	}
+	return fields, nil
+}
+
 func (c *conn) writeDirect(typ byte, body []byte) error {
-	fr := make([]byte, 8, 8+len(body))
-	binary.BigEndian.PutUint32(fr, uint32(8+len(body)))
-	fr[4] = 2
-	fr[5] = typ
-	fr = append(fr, body...)
-	_, err := c.nc.Write(fr)
+	_, err := c.nc.Write(frame(typ, 0, body))
 	return err
 }
 
@@ -698,6 +701,24 @@ func entityPath(addr string) string {
 	return addr
 }
 
+// rpcNode reports whether l's address is $cbs or an entity's $management
+// node; if so it makes l of kind, and sets *notFound when the entity of a
+// $management node does not exist.
+func (l *link) rpcNode(kind linkKind, notFound *string) bool {
+	switch {
+	case l.address == "$cbs":
+	case strings.HasSuffix(strings.ToLower(l.address), "/$management"):
+		l.entity = strings.TrimSuffix(l.address[:len(l.address)-len("/$management")], "/")
+		if !l.sess.c.s.entityExists(l.entity) {
+			*notFound = l.entity
+		}
+	default:
+		return false
+	}
+	l.kind = kind
+	return true
+}
+
 func (se *session) attach(f list) {
 	c := se.c
 	s := c.s
@@ -715,16 +736,7 @@ func (se *session) attach(f list) {
 		l.address = entityPath(srcAddr)
 		l.reply = tgtAddr
 		l.preSettled = sndMode == 1
-		switch {
-		case l.address == "$cbs":
-			l.kind = kindRPCReceiver
-		case strings.HasSuffix(strings.ToLower(l.address), "/$management"):
-			l.kind = kindRPCReceiver
-			l.entity = strings.TrimSuffix(l.address[:len(l.address)-len("/$management")], "/")
-			if !s.entityExists(l.entity) {
-				notFound = l.entity
-			}
-		default:
+		if !l.rpcNode(kindRPCReceiver, &notFound) {
 			l.kind = kindSubReceiver
 			l.sub = s.lookupSub(l.address)
 			if l.sub == nil {
@@ -733,16 +745,7 @@ func (se *session) attach(f list) {
 		}
 	} else {
 		l.address = entityPath(tgtAddr)
-		switch {
-		case l.address == "$cbs":
-			l.kind = kindRPCSender
-		case strings.HasSuffix(strings.ToLower(l.address), "/$management"):
-			l.kind = kindRPCSender
-			l.entity = strings.TrimSuffix(l.address[:len(l.address)-len("/$management")], "/")
-			if !s.entityExists(l.entity) {
-				notFound = l.entity
-			}
-		default:
+		if !l.rpcNode(kindRPCSender, &notFound) {
 			l.kind = kindTopicSender
 			if s.topics[strings.ToLower(l.address)] == nil {
 				notFound = l.address
