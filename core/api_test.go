@@ -167,11 +167,18 @@ func TestOptionsValidation(t *testing.T) {
 // gateBackplane holds Publish calls until released and records payloads.
 type gateBackplane struct {
 	core.Backplane
-	mu       sync.Mutex
-	gate     chan struct{}
-	calls    int
-	payloads [][]byte
-	entered  chan struct{}
+	mu         sync.Mutex
+	gate       chan struct{}
+	calls      int
+	payloads   [][]byte
+	entered    chan struct{}
+	concurrent int // Limits.ConcurrentPublish
+}
+
+func (g *gateBackplane) Limits() core.Limits {
+	l := g.Backplane.Limits()
+	l.ConcurrentPublish = g.concurrent
+	return l
 }
 
 func (g *gateBackplane) Publish(ctx context.Context, payloads ...[]byte) error {
@@ -639,5 +646,43 @@ func TestRoundDeduplicatesKeys(t *testing.T) {
 	}
 	if s := a.Stats(); s.KeysPublished != 3 || s.Published != 1 {
 		t.Fatalf("published %d keys in %d messages; want 3 in 1", s.KeysPublished, s.Published)
+	}
+}
+
+// Over a transport that publishes on several connections, an idle
+// instance's next round does not wait for the round in flight; beyond
+// Limits.ConcurrentPublish rounds, calls queue and coalesce as usual.
+func TestConcurrentRoundsOverlap(t *testing.T) {
+	hub := memtransport.NewHub()
+	g := &gateBackplane{Backplane: hub.New(ns), gate: make(chan struct{}), entered: make(chan struct{}, 8), concurrent: 2}
+	// Rounds wait at the gate far longer than the test does.
+	a, err := core.Open(context.Background(), newStore(t), g, quiet, core.WithLogger(discard), core.WithPublishTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	errs := make(chan error, 3)
+	for _, k := range []string{"k1", "k2"} {
+		go func() { errs <- a.Invalidate(ctx, k) }()
+		select {
+		case <-g.entered:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the round of %s did not start while the one before it was in flight", k)
+		}
+	}
+	go func() { errs <- a.Invalidate(ctx, "k3") }()
+	eventually(t, "k3 queued", func() bool { return a.Queued() == 3 })
+	if calls, _ := g.stats(); calls != 2 {
+		t.Fatalf("%d Publish calls with two rounds in flight; want 2 (a third waits)", calls)
+	}
+	close(g.gate)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls, _ := g.stats(); calls != 3 {
+		t.Fatalf("%d Publish calls; want 3", calls)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -65,7 +66,9 @@ type Cache struct {
 	seq      uint64 // last sequence number used
 	// the context publish rounds share (see roundContext); guarded by
 	// pubToken
-	sender        Sender // bp as a Sender, or nil
+	sender        Sender       // bp as a Sender, or nil
+	maxRounds     int          // Limits.ConcurrentPublish: rounds that may overlap
+	rounds        atomic.Int32 // rounds in flight whose callers released the token
 	roundCtx      context.Context
 	roundCancel   context.CancelFunc
 	roundDeadline time.Time
@@ -77,21 +80,25 @@ type Cache struct {
 	closeOne      sync.Once
 
 	// receive side, guarded by recvMu
-	recvMu       sync.Mutex
-	peers        map[SourceID]*peer
-	linkUp       bool
-	silent       bool
-	lastRecv     time.Time
-	ownFresh     time.Time // newest publish time (own clock) of an own message that came back
-	baseline     time.Time // since when the peer table is complete
-	lastFlush    time.Time
-	lastCause    string
-	lastHeard    time.Time
-	selfCanary   time.Time   // when the own canary last came back
-	canarySince  time.Time   // since when canaries are expected
-	degraded     atomic.Bool // not caching: link down or silent under PolicyFlush
-	pendingCalls atomic.Int64
-	queued       atomic.Int64 // calls handed to the publisher and not answered (tests)
+	recvMu    sync.Mutex
+	peers     map[SourceID]*peer
+	linkUp    bool
+	silent    bool
+	lastRecv  time.Time
+	ownFresh  time.Time // newest publish time (own clock) of an own message that came back
+	baseline  time.Time // since when the peer table is complete
+	lastFlush time.Time
+	lastCause string
+	lastHeard time.Time
+	// reorderWindow is Options.ReorderWindow over a transport whose
+	// messages may overtake one another, zero otherwise.
+	reorderWindow time.Duration
+	reorderTimer  *time.Timer // runs expireReorders while messages are missing
+	selfCanary    time.Time   // when the own canary last came back
+	canarySince   time.Time   // since when canaries are expected
+	degraded      atomic.Bool // not caching: link down or silent under PolicyFlush
+	pendingCalls  atomic.Int64
+	queued        atomic.Int64 // calls handed to the publisher and not answered (tests)
 }
 
 const numStripes = 1024
@@ -113,11 +120,80 @@ type flight struct {
 }
 
 type peer struct {
-	lastSeq    uint64
-	lastSeen   time.Time
-	lastCanary time.Time
-	canaryLag  time.Duration
+	// lastSeq: every message up to it arrived, or was given up as lost.
+	lastSeq uint64
+	// early: bit i is set when message lastSeq+1+i arrived ahead of a
+	// missing one (bit 0 never stays set: that message is the missing
+	// one).
+	early uint64
+	// highest is the highest sequence number the peer is known to have
+	// used; the messages between lastSeq and it are missing.
+	highest uint64
+	// missingSince is when the first missing message was last waited for;
+	// zero when none is missing.
+	missingSince time.Time
+	lastSeen     time.Time
+	lastCanary   time.Time
+	canaryLag    time.Duration
 }
+
+// reorderSpan bounds how far ahead of a missing message a peer's messages
+// may arrive before the missing one counts as lost at once.
+const reorderSpan = 64
+
+// arrived records the arrival of message seq. It reports whether messages
+// were given up as lost: at once without a reorder window, or when seq is
+// too far ahead.
+func (p *peer) arrived(seq uint64, now time.Time, window time.Duration) bool {
+	if seq <= p.lastSeq {
+		return false // a duplicate, or late: evicting again is harmless
+	}
+	p.highest = max(p.highest, seq)
+	if seq-p.lastSeq > reorderSpan {
+		p.giveUp()
+		return true
+	}
+	p.early |= 1 << (seq - p.lastSeq - 1)
+	n := bits.TrailingZeros64(^p.early) // the messages now in sequence
+	p.early >>= n
+	p.lastSeq += uint64(n)
+	if p.lastSeq < p.highest && n > 0 {
+		p.missingSince = time.Time{} // wait afresh for the next missing one
+	}
+	return p.settle(now, window)
+}
+
+// announced records that the peer has used every sequence number up to seq
+// (a heartbeat or a goodbye says so), and reports like arrived.
+func (p *peer) announced(seq uint64, now time.Time, window time.Duration) bool {
+	if seq <= p.highest {
+		return false
+	}
+	p.highest = seq
+	if seq-p.lastSeq > reorderSpan {
+		p.giveUp()
+		return true
+	}
+	return p.settle(now, window)
+}
+
+// settle starts or ends the wait for missing messages, or gives them up at
+// once without a window.
+func (p *peer) settle(now time.Time, window time.Duration) bool {
+	switch {
+	case p.lastSeq >= p.highest:
+		p.missingSince = time.Time{}
+	case window <= 0:
+		p.giveUp()
+		return true
+	case p.missingSince.IsZero():
+		p.missingSince = now
+	}
+	return false
+}
+
+// giveUp counts every missing message as lost.
+func (p *peer) giveUp() { p.lastSeq, p.early, p.missingSince = p.highest, 0, time.Time{} }
 
 // CanaryKey is the key the canary probe invalidates (Options.CanaryInterval).
 const CanaryKey = "\x00backplane.canary"
@@ -231,9 +307,11 @@ func (c *Cache) Start(ctx context.Context) error {
 	if err := c.bp.Subscribe(ctx, handler{c}); err != nil {
 		return fmt.Errorf("backplane: subscribe: %w", err)
 	}
-	// Some transports learn their limit only once connected: keep the
-	// smaller of the two.
-	if l := c.bp.Limits().MaxPayload - c.trailer; l > 0 && l < c.maxPayload {
+	// Some transports learn their limits only once connected: keep the
+	// smaller payload limit of the two.
+	lim := c.bp.Limits()
+	c.maxRounds = lim.ConcurrentPublish
+	if l := lim.MaxPayload - c.trailer; l > 0 && l < c.maxPayload {
 		if l < minPayload {
 			return fmt.Errorf("%w: transport payload limit %d is below the minimum %d", ErrInvalidOption, l+c.trailer, minPayload+c.trailer)
 		}
@@ -243,6 +321,9 @@ func (c *Cache) Start(ctx context.Context) error {
 	c.recvMu.Lock()
 	c.linkUp = true
 	c.lastRecv, c.baseline, c.ownFresh = now, now, now
+	if c.maxRounds > 1 {
+		c.reorderWindow = c.opts.ReorderWindow
+	}
 	c.recvMu.Unlock()
 	c.runCtx, c.cancel = context.WithCancel(context.Background())
 	c.started = true
@@ -384,6 +465,11 @@ func (c *Cache) shutdown(ctx context.Context) error {
 		close(c.stop)
 		c.wg.Wait()
 		c.cancel()
+		c.recvMu.Lock()
+		if c.reorderTimer != nil {
+			c.reorderTimer.Stop()
+		}
+		c.recvMu.Unlock()
 	}
 	if err := c.bp.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("backplane: close transport: %w", err))
@@ -719,7 +805,10 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 			// Nothing waits: a round of r alone, without queueing it.
 			c.queued.Add(1)
 			batch := [1]*pubReq{r}
-			if c.sender != nil {
+			// Rounds overlap over a Sender, and over a transport that
+			// publishes on several connections: up to maxRounds-1 whose
+			// callers released the token, plus the token holder's.
+			if c.sender != nil || int(c.rounds.Load()) < c.maxRounds-1 {
 				return c.sendRound(ctx, batch[:]) // releases the token
 			}
 			err := c.publishBatch(ctx, batch[:])
@@ -995,16 +1084,27 @@ func (c *Cache) sendRound(ctx context.Context, batch []*pubReq) error {
 	start := time.Now()
 	if err == nil {
 		pctx, release = c.roundCtxFor(ctx)
-		confirm, err = c.sender.Send(pctx, payloads...)
+		if c.sender != nil {
+			confirm, err = c.sender.Send(pctx, payloads...)
+		}
 	}
+	c.rounds.Add(1)
 	<-c.pubToken
 	if len(c.reqs) > 0 {
 		c.kickPublisher()
 	}
 	if err == nil {
-		err = confirm(pctx)
+		if confirm != nil {
+			err = confirm(pctx)
+		} else {
+			err = c.bp.Publish(pctx, payloads...)
+		}
 	}
+	c.rounds.Add(-1)
 	release()
+	if len(c.reqs) > 0 {
+		c.kickPublisher()
+	}
 	if len(envs) > 0 {
 		err = c.published(OpInvalidate, envs[0].Op, len(payloads), keys, start, err)
 	}
@@ -1037,7 +1137,7 @@ func (c *Cache) roundCtxFor(ctx context.Context) (context.Context, func()) {
 	if ctx == nil || ctx.Done() == nil {
 		return pctx, func() {}
 	}
-	if c.sender == nil {
+	if c.sender == nil && c.maxRounds <= 1 {
 		// Rounds run one at a time, so cancelling the shared context ends
 		// this round only; the next round makes a new one.
 		stop := context.AfterFunc(ctx, c.roundCancel)
@@ -1121,12 +1221,7 @@ func (c *Cache) receive(p []byte) {
 		defer delete(c.peers, env.Source) // after the gap check below
 	}
 	if gap {
-		if c.opts.OnGap == PolicyFlush {
-			c.flush("gap")
-		} else {
-			c.log.Warn("backplane: messages lost, keeping cache (OnGap=keep)", "peer", env.Source.String()[:8])
-		}
-		c.ctr.gaps.Add(1)
+		c.gapFound(env.Source)
 	}
 	// Counters move after the effects: whoever sees them sees the
 	// evictions and flushes done.
@@ -1159,7 +1254,7 @@ func (c *Cache) ownMessage(op Op, sent time.Time, canary bool, now time.Time) {
 func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
 	p, known := c.peers[env.Source]
 	if !known {
-		c.peers[env.Source] = &peer{lastSeq: env.Seq, lastSeen: now}
+		c.peers[env.Source] = &peer{lastSeq: env.Seq, highest: env.Seq, lastSeen: now}
 		// A peer heard of for the first time has published before (Seq
 		// says how much). If the peer table is complete (we have listened
 		// longer than a heartbeat timeout, so every live peer's heartbeat
@@ -1172,19 +1267,64 @@ func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
 			now.Sub(c.baseline) > c.opts.heartbeatTimeout()
 	}
 	p.lastSeen = now
-	switch {
-	case env.Op == OpHeartbeat || env.Op == OpLeave:
-		if env.Seq > p.lastSeq {
-			p.lastSeq = env.Seq
-			return true // a lost tail
+	var gap bool
+	if env.Op == OpHeartbeat || env.Op == OpLeave {
+		gap = p.announced(env.Seq, now, c.reorderWindow)
+		if env.Op == OpLeave && !p.missingSince.IsZero() {
+			// The peer is forgotten now: what is missing cannot be
+			// waited for.
+			p.giveUp()
+			gap = true
 		}
-	case env.Seq == p.lastSeq+1:
-		p.lastSeq = env.Seq
-	case env.Seq > p.lastSeq+1:
-		p.lastSeq = env.Seq
-		return true
+	} else {
+		gap = p.arrived(env.Seq, now, c.reorderWindow)
 	}
-	return false // duplicates and reordering: evicting again is harmless
+	if !p.missingSince.IsZero() && c.reorderTimer == nil {
+		c.reorderTimer = time.AfterFunc(c.reorderWindow, c.expireReorders)
+	}
+	return gap
+}
+
+// expireReorders gives up the messages that were overtaken longer than
+// ReorderWindow ago, and waits again while others are missing.
+func (c *Cache) expireReorders() {
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	c.reorderTimer = nil
+	select {
+	case <-c.stop:
+		return
+	default:
+	}
+	now := c.now()
+	next := time.Duration(0)
+	for id, p := range c.peers {
+		if p.missingSince.IsZero() {
+			continue
+		}
+		if left := c.reorderWindow - now.Sub(p.missingSince); left > 0 {
+			if next == 0 || left < next {
+				next = left
+			}
+			continue
+		}
+		p.giveUp()
+		c.gapFound(id)
+	}
+	if next > 0 {
+		c.reorderTimer = time.AfterFunc(next, c.expireReorders)
+	}
+}
+
+// gapFound applies OnGap to messages of a peer found lost. Called with
+// recvMu held.
+func (c *Cache) gapFound(src SourceID) {
+	if c.opts.OnGap == PolicyFlush {
+		c.flush("gap")
+	} else {
+		c.log.Warn("backplane: messages lost, keeping cache (OnGap=keep)", "peer", src.String()[:8])
+	}
+	c.ctr.gaps.Add(1)
 }
 
 func (c *Cache) event(ev Event) {

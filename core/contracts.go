@@ -83,6 +83,14 @@ type Limits struct {
 	// MaxPayload is the largest payload in bytes one message may carry.
 	// The engine splits batches so that no payload exceeds it.
 	MaxPayload int
+	// ConcurrentPublish is how many Publish calls of one instance the
+	// engine may have in flight at once. 0 or 1: one at a time, so that
+	// an instance's messages reach every receiver in the order it
+	// published them. Above 1: the transport spreads concurrent calls over
+	// several connections, which do not keep order between them, and
+	// receivers wait up to Options.ReorderWindow for a message that was
+	// overtaken before they count it as lost. A Sender ignores it.
+	ConcurrentPublish int
 }
 
 // Backplane is a broadcast pipe of opaque byte payloads plus connection

@@ -44,7 +44,10 @@
 //
 // The staleness bound after Invalidate returns is therefore the transport's
 // propagation time while the link is up, and at most HeartbeatTimeout plus
-// one heartbeat interval when a link silently breaks.
+// one heartbeat interval when a link silently breaks. A single message lost
+// while the link stays up is noticed when the peer's next message or
+// heartbeat arrives, plus Options.ReorderWindow over a transport whose
+// messages may overtake one another.
 //
 // # Publishing
 //
@@ -53,8 +56,13 @@
 // published queue and go out together in the next round, de-duplicated and
 // split by the transport's payload limit. A transport that keeps the order
 // of what it sends (a Sender, such as natstransport) lets the next round go
-// out while the previous one waits for the broker's confirmation; others
-// publish one round at a time.
+// out while the previous one waits for the broker's confirmation. A
+// transport that publishes on several connections at once
+// (Limits.ConcurrentPublish, such as redistransport) lets up to that many
+// rounds be in flight; an instance's messages may then overtake one
+// another, and receivers wait up to Options.ReorderWindow for an overtaken
+// message before they count it as lost (its keys are evicted whenever it
+// arrives). Other transports publish one round at a time.
 //
 // # Canary and signing
 //

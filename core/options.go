@@ -83,6 +83,15 @@ type Options struct {
 	// OnGap applies when a peer's sequence numbers show lost messages, or
 	// the transport reports a loss. Default PolicyFlush.
 	OnGap Policy
+	// ReorderWindow is how long a message that a later one of the same
+	// peer overtook may take to arrive before it counts as lost (a gap).
+	// It applies only over a transport that publishes on several
+	// connections at once (Limits.ConcurrentPublish above 1), where an
+	// instance's messages may overtake one another; over any other
+	// transport a missing message is a gap at once. It delays the
+	// detection of a message lost in such a transport by at most this
+	// much. Default 250 milliseconds, longer than dialling a connection.
+	ReorderWindow time.Duration
 
 	// MaxKeysPerCall bounds the keys of one Invalidate call. Default 10000.
 	MaxKeysPerCall int
@@ -138,6 +147,7 @@ func DefaultOptions() Options {
 		OnDisconnect:      PolicyFlush,
 		OnReconnect:       PolicyFlush,
 		OnGap:             PolicyFlush,
+		ReorderWindow:     250 * time.Millisecond,
 		MaxKeysPerCall:    10000,
 		MaxBatchKeys:      16384,
 		QueueSize:         1024,
@@ -194,6 +204,9 @@ func WithCanary(interval, timeout time.Duration) Option {
 // WithQueueSize sets Options.QueueSize.
 func WithQueueSize(n int) Option { return func(o *Options) { o.QueueSize = n } }
 
+// WithReorderWindow sets Options.ReorderWindow.
+func WithReorderWindow(d time.Duration) Option { return func(o *Options) { o.ReorderWindow = d } }
+
 // WithPublishTimeout sets Options.PublishTimeout.
 func WithPublishTimeout(d time.Duration) Option { return func(o *Options) { o.PublishTimeout = d } }
 
@@ -215,6 +228,8 @@ func (o *Options) Validate() error {
 		return bad("HeartbeatTimeout %v is negative", o.HeartbeatTimeout)
 	case o.HeartbeatInterval > 0 && o.HeartbeatTimeout != 0 && o.HeartbeatTimeout <= o.HeartbeatInterval:
 		return bad("HeartbeatTimeout %v must exceed HeartbeatInterval %v", o.HeartbeatTimeout, o.HeartbeatInterval)
+	case o.ReorderWindow < 0:
+		return bad("ReorderWindow %v is negative", o.ReorderWindow)
 	case !o.OnDisconnect.valid() || !o.OnReconnect.valid() || !o.OnGap.valid():
 		return bad("unknown policy (OnDisconnect %v, OnReconnect %v, OnGap %v)", o.OnDisconnect, o.OnReconnect, o.OnGap)
 	case o.MaxKeysPerCall <= 0:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -405,4 +406,122 @@ func TestTTLAfterIdleClock(t *testing.T) {
 	// Reads keep the clock running: an entry still expires.
 	_ = c.SetWithTTL("k2", []byte("v"), 50*time.Millisecond)
 	eventually(t, "an entry read continuously to expire", func() bool { _, ok := c.Get("k2"); return !ok })
+}
+
+// reorderBackplane is a memtransport Transport that declares publishing on
+// several connections (so that an instance's messages may overtake one
+// another), and that can hold back the delivery of one invalidation so
+// that the next one overtakes it.
+type reorderBackplane struct {
+	*memtransport.Transport
+	mu   sync.Mutex
+	h    core.Handler
+	hold string // the key whose invalidation to hold back
+	held []byte
+}
+
+func (r *reorderBackplane) Limits() core.Limits {
+	l := r.Transport.Limits()
+	l.ConcurrentPublish = 4
+	return l
+}
+
+func (r *reorderBackplane) Subscribe(ctx context.Context, h core.Handler) error {
+	r.h = h
+	return r.Transport.Subscribe(ctx, core.HandlerFuncs{
+		Message: func(p []byte) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if env, err := core.DecodeEnvelope(p); err == nil && r.hold != "" && slices.Contains(env.Keys, r.hold) {
+				r.held, r.hold = slices.Clone(p), ""
+				return
+			}
+			h.HandleMessage(p)
+		},
+		Event: h.HandleEvent,
+	})
+}
+
+// holdBack holds back the invalidation of key.
+func (r *reorderBackplane) holdBack(key string) { r.mu.Lock(); r.hold = key; r.mu.Unlock() }
+
+// release delivers the message held back.
+func (r *reorderBackplane) release() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.h.HandleMessage(r.held)
+}
+
+// openReordering opens an instance over a reorderBackplane of hub.
+func openReordering(t *testing.T, hub *memtransport.Hub, opts ...core.Option) (*core.Cache, *reorderBackplane) {
+	t.Helper()
+	rb := &reorderBackplane{Transport: hub.New(ns)}
+	c, err := core.Open(context.Background(), newStore(t), rb, append([]core.Option{quiet, core.WithLogger(discard)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, rb
+}
+
+// A message overtaken by the next one of the same instance, as happens when
+// it publishes on several connections, is not a gap when it arrives within
+// the reorder window; its keys are evicted when it does.
+func TestOvertakenMessageIsNoGap(t *testing.T) {
+	hub := memtransport.NewHub()
+	a, _ := openReordering(t, hub)
+	b, rb := openReordering(t, hub, core.WithReorderWindow(time.Hour))
+	ctx := context.Background()
+	_ = b.Set("unrelated", []byte("v"))
+	_ = b.Set("held", []byte("v"))
+	if err := a.Invalidate(ctx, "first"); err != nil { // introduces a to b
+		t.Fatal(err)
+	}
+	eventually(t, "b hears a", func() bool { return b.Stats().Received == 1 })
+	rb.holdBack("held")
+	_ = a.Invalidate(ctx, "held")
+	_ = a.Invalidate(ctx, "after")
+	eventually(t, "the later message arrives first", func() bool { return b.Stats().Received == 2 })
+	rb.release()
+	if s := b.Stats(); s.Received != 3 || s.Gaps != 0 {
+		t.Fatalf("received %d, gaps %d; want 3 and none", s.Received, s.Gaps)
+	}
+	if _, ok := b.Get("held"); ok {
+		t.Fatal("the overtaken message's key was not evicted")
+	}
+	mustGet(t, b, "unrelated", "v")
+}
+
+// An overtaken message that does not arrive within the reorder window is
+// lost: the receiver flushes.
+func TestOvertakenMessageLostAfterWindow(t *testing.T) {
+	hub := memtransport.NewHub()
+	now := time.Unix(1_000_000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	a, _ := openReordering(t, hub)
+	b, rb := openReordering(t, hub, core.WithReorderWindow(20*time.Millisecond), core.WithClock(clock))
+	ctx := context.Background()
+	_ = b.Set("unrelated", []byte("v"))
+	_ = a.Invalidate(ctx, "first")
+	eventually(t, "b hears a", func() bool { return b.Stats().Received == 1 })
+	rb.holdBack("lost")
+	_ = a.Invalidate(ctx, "lost")
+	_ = a.Invalidate(ctx, "after")
+	eventually(t, "the later message arrives", func() bool { return b.Stats().Received == 2 })
+	// b's clock stands still: the window has not passed, whatever the
+	// timers do.
+	if g := b.Stats().Gaps; g != 0 {
+		t.Fatalf("%d gaps before the reorder window passed", g)
+	}
+	mu.Lock()
+	now = now.Add(20 * time.Millisecond)
+	mu.Unlock()
+	eventually(t, "gap detected after the window", func() bool { return b.Stats().Gaps == 1 })
+	if _, ok := b.Get("unrelated"); ok {
+		t.Fatal("no flush after the overtaken message was lost")
+	}
+	if h := b.Health(); h.LastFlushCause != "gap" {
+		t.Fatalf("flush cause %q", h.LastFlushCause)
+	}
 }
