@@ -90,6 +90,12 @@ type Config struct {
 	// (core.Options.PublishTimeout). YAML publish_timeout, env
 	// BACKPLANE_PUBLISH_TIMEOUT. Default 5s.
 	PublishTimeout time.Duration `yaml:"publish_timeout" json:"publish_timeout"`
+	// ReorderWindow is how long a message overtaken by a later one of the
+	// same instance may take to arrive before it counts as lost, over a
+	// transport that publishes on several connections at once, such as
+	// Redis (core.Options.ReorderWindow). YAML reorder_window, env
+	// BACKPLANE_REORDER_WINDOW. Default 250ms.
+	ReorderWindow time.Duration `yaml:"reorder_window" json:"reorder_window"`
 
 	// CanaryInterval, when positive, makes the instance invalidate a
 	// synthetic key this often and report, in its health check, when its
@@ -204,6 +210,7 @@ func DefaultConfig() Config {
 		MaxPayload:        o.MaxPayload,
 		QueueSize:         o.QueueSize,
 		PublishTimeout:    o.PublishTimeout,
+		ReorderWindow:     o.ReorderWindow,
 		CanaryInterval:    o.CanaryInterval,
 		CanaryTimeout:     o.CanaryTimeout,
 		ReplayWindow:      o.ReplayWindow,
@@ -307,6 +314,7 @@ func (c Config) CoreOptions() core.Options {
 	o.MaxKeysPerCall, o.MaxBatchKeys = c.MaxKeysPerCall, c.MaxBatchKeys
 	o.MaxPayload, o.QueueSize = c.MaxPayload, c.QueueSize
 	o.PublishTimeout, o.CloseTimeout = c.PublishTimeout, c.CloseTimeout
+	o.ReorderWindow = c.ReorderWindow
 	o.CanaryInterval, o.CanaryTimeout = c.CanaryInterval, c.CanaryTimeout
 	o.ReplayWindow, o.AcceptUnsigned = c.ReplayWindow, c.AcceptUnsigned
 	return o

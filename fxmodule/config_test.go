@@ -56,6 +56,7 @@ func TestConfigFieldsFromEnvAndYAML(t *testing.T) {
 		{"max_payload", "65536", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().MaxPayload, 65536) }},
 		{"queue_size", "16", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().QueueSize, 16) }},
 		{"publish_timeout", "750ms", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().PublishTimeout, 750*time.Millisecond) }},
+		{"reorder_window", "40ms", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().ReorderWindow, 40*time.Millisecond) }},
 		{"canary_interval", "2s", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().CanaryInterval, 2*time.Second) }},
 		{"canary_timeout", "8s", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().CanaryTimeout, 8*time.Second) }},
 		{"replay_window", "30s", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().ReplayWindow, 30*time.Second) }},

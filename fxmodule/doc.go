@@ -59,6 +59,7 @@
 //	max_payload                          0         message size cap (0: the transport's limit)
 //	queue_size                           1024      Invalidate and Clear calls waiting to publish
 //	publish_timeout                      5s        one publish round trip
+//	reorder_window                       250ms     wait for an overtaken message (Redis)
 //	start_timeout                        10s       dial and subscribe at start
 //	close_timeout                        5s        drain at close when no context bounds it
 //
@@ -89,6 +90,7 @@
 //	    channel_prefix=S        channel is S{namespace} (default "backplane:")
 //	    client_name=S           CLIENT SETNAME (default "backplane")
 //	    health_check_interval=D, health_check_timeout=D   subscriber PING (3s, 5s)
+//	    concurrent_publish=N    publish calls in flight at once (default 4; 1: in order)
 //	    tls_ca=FILE, tls_cert=FILE, tls_key=FILE, tls_server_name=S   rediss:// only
 //	    and go-redis's own: db, protocol, dial_timeout, read_timeout, write_timeout,
 //	    pool_size, pool_timeout, pool_fifo, min_idle_conns, max_idle_conns,

@@ -31,6 +31,7 @@ func TestOpenBackplaneErrors(t *testing.T) {
 		{"redis unknown param", "redis://h:6379?shards=2", fxmodule.ErrUnknownParameter, []string{`"shards"`, "redis://", "sharded", "dial_timeout", "tls_ca"}},
 		{"redis bad bool", "redis://h:6379?sharded=maybe", core.ErrInvalidOption, []string{"sharded", "maybe"}},
 		{"redis bad duration", "redis://h:6379?health_check_interval=often", core.ErrInvalidOption, []string{"health_check_interval", "often"}},
+		{"redis negative concurrency", "redis://h:6379?concurrent_publish=-1", core.ErrInvalidOption, []string{"concurrent_publish", "negative"}},
 		{"redis tls without rediss", "redis://h:6379?tls_server_name=h", core.ErrInvalidOption, []string{"rediss://"}},
 		{"redis missing ca", "rediss://h:6379?tls_ca=/nonexistent/ca.pem", core.ErrInvalidOption, []string{"tls_ca", "/nonexistent/ca.pem"}},
 		{"redis cert without key", "rediss://h:6379?tls_cert=/x.pem", core.ErrInvalidOption, []string{"tls_key"}},

@@ -33,7 +33,7 @@ var (
 
 	redisParams = []string{
 		"sharded", "max_payload", "channel_prefix", "client_name",
-		"health_check_interval", "health_check_timeout",
+		"health_check_interval", "health_check_timeout", "concurrent_publish",
 		"tls_ca", "tls_cert", "tls_key", "tls_server_name",
 		"addr", "cluster",
 	}
@@ -211,6 +211,7 @@ func openRedis(_ context.Context, req TransportRequest) (core.Backplane, error) 
 	opts := []redistransport.Option{redistransport.WithLogger(req.Logger)}
 	p.bool("sharded", func(b bool) { opts = append(opts, redistransport.WithShardedPubSub(b)) })
 	p.int("max_payload", func(n int) { opts = append(opts, redistransport.WithMaxPayload(n)) })
+	p.int("concurrent_publish", func(n int) { opts = append(opts, redistransport.WithConcurrentPublish(n)) })
 	if v, ok := p.str("channel_prefix"); ok {
 		opts = append(opts, redistransport.WithChannelPrefix(v))
 	}

@@ -45,9 +45,16 @@
 // flush too. Per-entry TTLs bound staleness in any case.
 //
 // Publish sends the payloads of one call in one pipeline (one round trip)
-// and returns when Redis answered every PUBLISH; messages of one publisher
-// arrive in publish order. An error means some payloads may have been
-// published and others not.
+// and returns when Redis answered every PUBLISH; the payloads of one call
+// arrive in order. An error means some payloads may have been published and
+// others not. Concurrent calls run on different connections of the client's
+// pool, in parallel, and Redis may receive them in either order. The
+// transport lets the engine run up to Options.ConcurrentPublish of them at
+// once (default 4), so that an invalidation does not wait for the round
+// trip of the one before it; receivers then wait up to
+// core.Options.ReorderWindow for a message that a later one overtook before
+// they count it as lost. WithConcurrentPublish(1) publishes one call at a
+// time, in order.
 //
 // # URLs
 //

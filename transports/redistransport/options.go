@@ -58,6 +58,10 @@ const (
 	// connection failed; the wait doubles up to the maximum.
 	DefaultReconnectBackoff    = 50 * time.Millisecond
 	DefaultMaxReconnectBackoff = 2 * time.Second
+	// DefaultConcurrentPublish is how many Publish calls of one instance
+	// the engine may run at once, each on a connection of the client's
+	// pool.
+	DefaultConcurrentPublish = 4
 
 	// maxRedisBulk is Redis's default proto-max-bulk-len.
 	maxRedisBulk = 512 << 20
@@ -97,6 +101,14 @@ type Options struct {
 	// reconnect attempts of the subscriber connection.
 	ReconnectBackoff    time.Duration
 	MaxReconnectBackoff time.Duration
+	// ConcurrentPublish is how many Publish calls of one instance the
+	// engine may run at once (core.Limits.ConcurrentPublish). The client
+	// runs them on different connections of its pool, so that an
+	// invalidation does not wait for the round trip of the one before it;
+	// Redis may then receive them out of order, and receivers wait up to
+	// core.Options.ReorderWindow for an overtaken message. 1 publishes one
+	// call at a time. Default DefaultConcurrentPublish.
+	ConcurrentPublish int
 }
 
 // DefaultOptions returns the options with every default filled in.
@@ -111,6 +123,7 @@ func DefaultOptions() Options {
 		HealthCheckTimeout:  DefaultHealthCheckTimeout,
 		ReconnectBackoff:    DefaultReconnectBackoff,
 		MaxReconnectBackoff: DefaultMaxReconnectBackoff,
+		ConcurrentPublish:   DefaultConcurrentPublish,
 	}
 }
 
@@ -141,6 +154,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxReconnectBackoff == 0 {
 		o.MaxReconnectBackoff = d.MaxReconnectBackoff
 	}
+	if o.ConcurrentPublish == 0 {
+		o.ConcurrentPublish = d.ConcurrentPublish
+	}
 	switch {
 	case o.Mode < PubSubAuto || o.Mode > PubSubSharded:
 		return o, invalid("unknown pub/sub mode %v", o.Mode)
@@ -148,6 +164,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, invalid("MaxPayload %d is outside 1..%d", o.MaxPayload, maxRedisBulk)
 	case o.HealthCheckInterval > 0 && o.HealthCheckTimeout < 0:
 		return o, invalid("negative HealthCheckTimeout %v", o.HealthCheckTimeout)
+	case o.ConcurrentPublish < 0:
+		return o, invalid("negative ConcurrentPublish %d", o.ConcurrentPublish)
 	case o.ReconnectBackoff < 0 || o.MaxReconnectBackoff < o.ReconnectBackoff:
 		return o, invalid("reconnect backoff %v..%v is not a valid range", o.ReconnectBackoff, o.MaxReconnectBackoff)
 	}
@@ -212,3 +230,7 @@ func WithReconnectBackoff(min, max time.Duration) Option {
 		o.MaxReconnectBackoff = max
 	}
 }
+
+// WithConcurrentPublish sets how many Publish calls of one instance the
+// engine may run at once; 1 publishes one call at a time.
+func WithConcurrentPublish(n int) Option { return func(o *Options) { o.ConcurrentPublish = n } }

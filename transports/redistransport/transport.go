@@ -193,8 +193,11 @@ func (t *Transport) Sharded() bool { return t.sharded }
 // Client returns the client the Transport publishes and subscribes with.
 func (t *Transport) Client() redis.UniversalClient { return t.client }
 
-// Limits reports the largest payload Publish accepts.
-func (t *Transport) Limits() core.Limits { return core.Limits{MaxPayload: t.opts.MaxPayload} }
+// Limits reports the largest payload Publish accepts and how many Publish
+// calls the engine may run at once (Options.ConcurrentPublish).
+func (t *Transport) Limits() core.Limits {
+	return core.Limits{MaxPayload: t.opts.MaxPayload, ConcurrentPublish: t.opts.ConcurrentPublish}
+}
 
 // Publish sends each payload as one message on the namespace's channel, in
 // order, in one pipeline (one round trip to a standalone server or to the

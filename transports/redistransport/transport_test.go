@@ -38,6 +38,8 @@ func TestNewValidation(t *testing.T) {
 		{"bad mode", client, "ns", []redistransport.Option{redistransport.WithPubSubMode(42)}, false},
 		{"bad backoff", client, "ns", []redistransport.Option{redistransport.WithReconnectBackoff(time.Second, time.Millisecond)}, false},
 		{"health check off", client, "ns", []redistransport.Option{redistransport.WithHealthCheck(-1, 0)}, true},
+		{"negative concurrent publish", client, "ns", []redistransport.Option{redistransport.WithConcurrentPublish(-1)}, false},
+		{"one publish at a time", client, "ns", []redistransport.Option{redistransport.WithConcurrentPublish(1)}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
