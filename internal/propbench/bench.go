@@ -9,66 +9,92 @@ import (
 	"github.com/backplane-go/backplane/core"
 )
 
-// Bench runs the standard propagation benchmarks of a transport, each with
-// the raw client and the engine in the same run: one-way latency at 1k and
-// 10k invalidations/s (three seconds of load each), and keys/s with one
-// publisher and four subscribers. newBackplane makes one instance's
-// transport on a namespace shared by the run; raw makes a raw publisher and
-// subscribers on a channel of their own. The raw client is measured twice:
-// "raw" with the publisher subscribed too, the topology of the engine (every
-// instance of a fleet subscribes, so the broker delivers each message to its
-// publisher as well), and "raw-unsubscribed-publisher" without that
-// delivery. Run with -benchtime 1x: each
-// sub-benchmark is one fixed-size measurement, reported as p50-µs, p99-µs
-// and keys/s.
+// Bench runs the standard propagation benchmarks of a transport: one-way
+// latency at 1k and 10k invalidations/s (three seconds of load each), and
+// keys/s with one publisher and four subscribers. Each sub-benchmark
+// iteration measures the raw client and the engine back to back, in turns
+// (the engine first in every other iteration, so that neither always runs
+// on the machine the other has just warmed or loaded), and reports both
+// with their ratio: a ratio of one iteration compares two runs a few
+// seconds apart, which the drift of a shared machine over a longer run
+// does not bias. Run with -benchtime 1x and -count N for N pairs.
+//
+// newBackplane makes one instance's transport on a namespace shared by the
+// run; raw makes a raw publisher and subscribers on a channel of their own.
+// The raw client is measured in two topologies: "raw" with the publisher
+// subscribed too, the topology of the engine (every instance of a fleet
+// subscribes, so the broker delivers each message to its publisher as
+// well) and the basis of the ratios, and "raw-unsub" without that
+// delivery.
+//
+// Metrics, per iteration: raw-p50-µs, raw-p99-µs, raw-unsub-p50-µs,
+// raw-unsub-p99-µs, engine-p50-µs, engine-p99-µs, p50-ratio and p99-ratio
+// (engine / raw) for latency; raw-keys/s, raw-unsub-keys/s, engine-keys/s
+// and ratio for throughput.
 func Bench(b *testing.B, newBackplane func() (core.Backplane, error), raw func(b *testing.B, subscribers int) (Raw, []Raw), opts ...core.Option) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	// pair runs the measurements raw, raw-unsub and engine, in turns:
+	// the engine first in every other call.
+	turn := 0
+	pair := func(b *testing.B, runs [3]func() (Result, error)) (raw, unsub, engine Result) {
+		var res [3]Result
+		order := []int{0, 1, 2}
+		if turn++; turn%2 == 0 {
+			order = []int{2, 0, 1}
+		}
+		for _, i := range order {
+			r, err := runs[i]()
+			if err != nil {
+				b.Fatal(err)
+			}
+			res[i] = r
+		}
+		return res[0], res[1], res[2]
+	}
 	for _, rate := range []float64{1000, 10000} {
 		n := int(rate * 3)
-		b.Run(fmt.Sprintf("latency-%dk/raw-unsubscribed-publisher", int(rate/1000)), func(b *testing.B) {
+		b.Run(fmt.Sprintf("latency-%dk", int(rate/1000)), func(b *testing.B) {
 			pub, subs := raw(b, 1)
+			upub, usubs := raw(b, 1)
 			for b.Loop() {
-				r, err := RawLatency(ctx, pub, subs, n, rate)
-				Report(b, r, err)
-			}
-		})
-		b.Run(fmt.Sprintf("latency-%dk/raw", int(rate/1000)), func(b *testing.B) {
-			pub, subs := raw(b, 1)
-			for b.Loop() {
-				r, err := RawLatency(ctx, pub, subs, n, rate, PublisherSubscribed())
-				Report(b, r, err)
-			}
-		})
-		b.Run(fmt.Sprintf("latency-%dk/engine", int(rate/1000)), func(b *testing.B) {
-			for b.Loop() {
-				r, err := EngineLatency(ctx, newBackplane, 1, n, rate, opts...)
-				Report(b, r, err)
+				r, u, e := pair(b, [3]func() (Result, error){
+					func() (Result, error) { return RawLatency(ctx, pub, subs, n, rate, PublisherSubscribed()) },
+					func() (Result, error) { return RawLatency(ctx, upub, usubs, n, rate) },
+					func() (Result, error) { return EngineLatency(ctx, newBackplane, 1, n, rate, opts...) },
+				})
+				b.ReportMetric(us(r.P50), "raw-p50-µs")
+				b.ReportMetric(us(r.P99), "raw-p99-µs")
+				b.ReportMetric(us(u.P50), "raw-unsub-p50-µs")
+				b.ReportMetric(us(u.P99), "raw-unsub-p99-µs")
+				b.ReportMetric(us(e.P50), "engine-p50-µs")
+				b.ReportMetric(us(e.P99), "engine-p99-µs")
+				b.ReportMetric(us(e.P50)/us(r.P50), "p50-ratio")
+				b.ReportMetric(us(e.P99)/us(r.P99), "p99-ratio")
+				b.ReportMetric(0, "ns/op")
 			}
 		})
 	}
 	const n = 50000
-	b.Run("throughput-1pub-4sub/raw-unsubscribed-publisher", func(b *testing.B) {
+	b.Run("throughput-1pub-4sub", func(b *testing.B) {
 		pub, subs := raw(b, 4)
+		upub, usubs := raw(b, 4)
 		for b.Loop() {
-			r, err := RawLatency(ctx, pub, subs, n, 0)
-			Report(b, r, err)
-		}
-	})
-	b.Run("throughput-1pub-4sub/raw", func(b *testing.B) {
-		pub, subs := raw(b, 4)
-		for b.Loop() {
-			r, err := RawLatency(ctx, pub, subs, n, 0, PublisherSubscribed())
-			Report(b, r, err)
-		}
-	})
-	b.Run("throughput-1pub-4sub/engine", func(b *testing.B) {
-		for b.Loop() {
-			r, err := EngineLatency(ctx, newBackplane, 4, n, 0, opts...)
-			Report(b, r, err)
+			r, u, e := pair(b, [3]func() (Result, error){
+				func() (Result, error) { return RawLatency(ctx, pub, subs, n, 0, PublisherSubscribed()) },
+				func() (Result, error) { return RawLatency(ctx, upub, usubs, n, 0) },
+				func() (Result, error) { return EngineLatency(ctx, newBackplane, 4, n, 0, opts...) },
+			})
+			b.ReportMetric(r.KeysPerSecond, "raw-keys/s")
+			b.ReportMetric(u.KeysPerSecond, "raw-unsub-keys/s")
+			b.ReportMetric(e.KeysPerSecond, "engine-keys/s")
+			b.ReportMetric(e.KeysPerSecond/r.KeysPerSecond, "ratio")
+			b.ReportMetric(0, "ns/op")
 		}
 	})
 }
+
+func us(d time.Duration) float64 { return float64(d.Microseconds()) }
 
 // Report reports a measurement as the metrics p50-µs, p99-µs and keys/s of
 // b, or fails b with err.
@@ -76,8 +102,8 @@ func Report(b *testing.B, r Result, err error) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(r.P50.Microseconds()), "p50-µs")
-	b.ReportMetric(float64(r.P99.Microseconds()), "p99-µs")
+	b.ReportMetric(us(r.P50), "p50-µs")
+	b.ReportMetric(us(r.P99), "p99-µs")
 	b.ReportMetric(r.KeysPerSecond, "keys/s")
 	b.ReportMetric(0, "ns/op")
 }
