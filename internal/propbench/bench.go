@@ -30,7 +30,8 @@ import (
 // Metrics, per iteration: raw-p50-µs, raw-p99-µs, raw-unsub-p50-µs,
 // raw-unsub-p99-µs, engine-p50-µs, engine-p99-µs, p50-ratio and p99-ratio
 // (engine / raw) for latency; raw-keys/s, raw-unsub-keys/s, engine-keys/s
-// and ratio for throughput.
+// and ratio for throughput; and engine-gaps, the sequence gaps the
+// engine's subscribers detected (a spurious gap would cost a flush).
 func Bench(b *testing.B, newBackplane func() (core.Backplane, error), raw func(b *testing.B, subscribers int) (Raw, []Raw), opts ...core.Option) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -71,6 +72,7 @@ func Bench(b *testing.B, newBackplane func() (core.Backplane, error), raw func(b
 				b.ReportMetric(us(e.P99), "engine-p99-µs")
 				b.ReportMetric(us(e.P50)/us(r.P50), "p50-ratio")
 				b.ReportMetric(us(e.P99)/us(r.P99), "p99-ratio")
+				b.ReportMetric(float64(e.Gaps), "engine-gaps")
 				b.ReportMetric(0, "ns/op")
 			}
 		})
@@ -89,6 +91,7 @@ func Bench(b *testing.B, newBackplane func() (core.Backplane, error), raw func(b
 			b.ReportMetric(u.KeysPerSecond, "raw-unsub-keys/s")
 			b.ReportMetric(e.KeysPerSecond, "engine-keys/s")
 			b.ReportMetric(e.KeysPerSecond/r.KeysPerSecond, "ratio")
+			b.ReportMetric(float64(e.Gaps), "engine-gaps")
 			b.ReportMetric(0, "ns/op")
 		}
 	})

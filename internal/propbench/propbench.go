@@ -35,6 +35,9 @@ type Result struct {
 	// the whole run.
 	KeysPerSecond float64
 	Samples       []time.Duration
+	// Gaps is the sequence gaps the engine's subscriber instances
+	// detected (each flushed their store); zero for the raw client.
+	Gaps uint64
 }
 
 // String summarises the result on one line.
@@ -262,6 +265,7 @@ func EngineLatency(ctx context.Context, newBackplane func() (core.Backplane, err
 		return Result{}, err
 	}
 	defer pub.Close()
+	var subs []*core.Cache
 	for si := range subscribers {
 		c, err := open(func(p []byte) {
 			now := time.Now()
@@ -277,6 +281,7 @@ func EngineLatency(ctx context.Context, newBackplane func() (core.Backplane, err
 			return Result{}, err
 		}
 		defer c.Close()
+		subs = append(subs, c)
 	}
 	var pubErr atomic.Value
 	start := time.Now()
@@ -291,5 +296,8 @@ func EngineLatency(ctx context.Context, newBackplane func() (core.Backplane, err
 		err = errors.Join(err, e)
 	}
 	r := summarize(n, subscribers, col.got, time.Since(start))
+	for _, c := range subs {
+		r.Gaps += c.Stats().Gaps
+	}
 	return r, err
 }
