@@ -686,3 +686,95 @@ func TestConcurrentRoundsOverlap(t *testing.T) {
 		t.Fatalf("%d Publish calls; want 3", calls)
 	}
 }
+
+// stepBackplane holds each Publish call until the test releases that call
+// (numbered from 1 in the order the calls start).
+type stepBackplane struct {
+	core.Backplane
+	concurrent int
+	mu         sync.Mutex
+	gates      []chan struct{}
+	started    chan int
+}
+
+func (s *stepBackplane) Limits() core.Limits {
+	l := s.Backplane.Limits()
+	l.ConcurrentPublish = s.concurrent
+	return l
+}
+
+func (s *stepBackplane) gate(n int) chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.gates) < n {
+		s.gates = append(s.gates, make(chan struct{}))
+	}
+	return s.gates[n-1]
+}
+
+func (s *stepBackplane) Publish(ctx context.Context, payloads ...[]byte) error {
+	s.mu.Lock()
+	n := len(s.gates) + 1
+	s.mu.Unlock()
+	g := s.gate(n)
+	s.started <- n
+	select {
+	case <-g:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.Backplane.Publish(ctx, payloads...)
+}
+
+// Calls that queued behind a round go out in a round of their own that
+// overlaps the rounds in flight, as an idle caller's would, when fewer
+// than Limits.ConcurrentPublish rounds are in flight.
+func TestQueuedRoundsOverlap(t *testing.T) {
+	hub := memtransport.NewHub()
+	s := &stepBackplane{Backplane: hub.New(ns), concurrent: 3, started: make(chan int, 16)}
+	a, err := core.Open(context.Background(), newStore(t), s, quiet, core.WithLogger(discard), core.WithPublishTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	errs := make(chan error, 6)
+	invalidate := func(key string) { go func() { errs <- a.Invalidate(ctx, key) }() }
+	started := func(want int) {
+		t.Helper()
+		select {
+		case n := <-s.started:
+			if n != want {
+				t.Fatalf("Publish call %d started; want %d", n, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Publish call %d did not start", want)
+		}
+	}
+	// Two overlapping rounds and the token holder's: three in flight.
+	for i, k := range []string{"k1", "k2", "k3"} {
+		invalidate(k)
+		started(i + 1)
+	}
+	invalidate("k4")
+	invalidate("k5")
+	eventually(t, "k4 and k5 queued", func() bool { return a.Queued() == 5 })
+	close(s.gate(1)) // k1's round ends: two in flight
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	close(s.gate(3)) // the token holder's ends: k4 and k5 go out, overlapping k2's
+	started(4)
+	// The round of k4 and k5 released the token: the next caller does
+	// not wait for it.
+	invalidate("k6")
+	started(5)
+	close(s.gate(2))
+	close(s.gate(4))
+	close(s.gate(5))
+	for range 5 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

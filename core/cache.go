@@ -805,10 +805,7 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 			// Nothing waits: a round of r alone, without queueing it.
 			c.queued.Add(1)
 			batch := [1]*pubReq{r}
-			// Rounds overlap over a Sender, and over a transport that
-			// publishes on several connections: up to maxRounds-1 whose
-			// callers released the token, plus the token holder's.
-			if c.sender != nil || int(c.rounds.Load()) < c.maxRounds-1 {
+			if c.mayOverlap() {
 				return c.sendRound(ctx, batch[:]) // releases the token
 			}
 			err := c.publishBatch(ctx, batch[:])
@@ -835,11 +832,7 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 	c.queued.Add(1)
 	select {
 	case c.pubToken <- struct{}{}:
-		c.leadRounds(ctx, r)
-		<-c.pubToken
-		if len(c.reqs) > 0 {
-			c.kickPublisher()
-		}
+		c.leadRounds(ctx, r) // releases the token
 	default:
 	}
 	select {
@@ -850,20 +843,40 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 	}
 }
 
-// leadRounds publishes rounds, holding the publish token, until r is
-// answered. A round that carries only r is bounded by the caller's ctx too.
+// leadRounds publishes rounds until r is answered or has gone out, and
+// releases the publish token. A round that carries only r is bounded by
+// the caller's ctx too. A round that may overlap the next one is the last
+// this caller leads: it releases the token before its round trip, and
+// whatever is still queued goes to the publisher.
 func (c *Cache) leadRounds(ctx context.Context, r *pubReq) {
 	for len(r.done) == 0 {
 		batch := c.collect()
 		if len(batch) == 0 {
-			return // r was in a round that finished before this one
+			break // r was in a round that finished before this one
 		}
 		var own context.Context
 		if len(batch) == 1 && batch[0] == r {
 			own = ctx
 		}
+		if c.mayOverlap() {
+			c.sendRound(own, batch) // releases the token
+			return
+		}
 		c.publishBatch(own, batch)
 	}
+	<-c.pubToken
+	if len(c.reqs) > 0 {
+		c.kickPublisher()
+	}
+}
+
+// mayOverlap reports whether the next round may go out while the rounds in
+// flight wait for the broker: over a Sender, or over a transport that
+// publishes on several connections, up to maxRounds-1 rounds whose callers
+// released the token plus the token holder's. Called with the publish
+// token held.
+func (c *Cache) mayOverlap() bool {
+	return c.sender != nil || int(c.rounds.Load()) < c.maxRounds-1
 }
 
 func (c *Cache) kickPublisher() {
@@ -897,6 +910,11 @@ func (c *Cache) publishLoop() {
 			batch := c.collect()
 			if len(batch) == 0 {
 				break
+			}
+			if c.mayOverlap() {
+				c.sendRound(nil, batch) // releases the token
+				c.pubToken <- struct{}{}
+				continue
 			}
 			c.publishBatch(nil, batch)
 		}
@@ -1071,10 +1089,11 @@ func (c *Cache) published(op, first Op, messages, keys int, start time.Time, err
 	return nil
 }
 
-// sendRound publishes the round of one idle caller over a Sender: it sends
-// holding the publish token, releases the token, and only then waits for
-// the confirmation, so that the next round may go out meanwhile. It answers
-// the round like publishBatch.
+// sendRound publishes a round that may overlap the next one (mayOverlap):
+// over a Sender it sends holding the publish token, releases the token, and
+// only then waits for the confirmation; over a transport that publishes on
+// several connections it releases the token and publishes. The next round
+// may go out meanwhile. It answers the round like publishBatch.
 func (c *Cache) sendRound(ctx context.Context, batch []*pubReq) error {
 	envs := c.encodeBatch(batch, &c.seq)
 	payloads, keys, err := c.encode(envs)
