@@ -67,7 +67,7 @@ type Cache struct {
 	// the context publish rounds share (see roundContext); guarded by
 	// pubToken
 	sender        Sender       // bp as a Sender, or nil
-	maxRounds     int          // Limits.ConcurrentPublish: rounds that may overlap
+	maxRounds     int          // rounds that may be in flight at once (see mayOverlap)
 	rounds        atomic.Int32 // rounds in flight whose callers released the token
 	roundCtx      context.Context
 	roundCancel   context.CancelFunc
@@ -311,6 +311,9 @@ func (c *Cache) Start(ctx context.Context) error {
 	// smaller payload limit of the two.
 	lim := c.bp.Limits()
 	c.maxRounds = lim.ConcurrentPublish
+	if c.sender != nil && c.maxRounds < 2 {
+		c.maxRounds = senderRounds
+	}
 	if l := lim.MaxPayload - c.trailer; l > 0 && l < c.maxPayload {
 		if l < minPayload {
 			return fmt.Errorf("%w: transport payload limit %d is below the minimum %d", ErrInvalidOption, l+c.trailer, minPayload+c.trailer)
@@ -321,7 +324,7 @@ func (c *Cache) Start(ctx context.Context) error {
 	c.recvMu.Lock()
 	c.linkUp = true
 	c.lastRecv, c.baseline, c.ownFresh = now, now, now
-	if c.maxRounds > 1 {
+	if c.sender == nil && c.maxRounds > 1 {
 		c.reorderWindow = c.opts.ReorderWindow
 	}
 	c.recvMu.Unlock()
@@ -871,13 +874,19 @@ func (c *Cache) leadRounds(ctx context.Context, r *pubReq) {
 }
 
 // mayOverlap reports whether the next round may go out while the rounds in
-// flight wait for the broker: over a Sender, or over a transport that
-// publishes on several connections, up to maxRounds-1 rounds whose callers
-// released the token plus the token holder's. Called with the publish
-// token held.
+// flight wait for the broker (over a Sender, or over a transport that
+// publishes on several connections): up to maxRounds-1 rounds whose callers
+// released the token, plus the token holder's. Beyond that the token holder
+// keeps the token for its round trip, and the calls that arrive meanwhile
+// queue and go out together: under load, rounds grow rather than multiply.
+// Called with the publish token held.
 func (c *Cache) mayOverlap() bool {
-	return c.sender != nil || int(c.rounds.Load()) < c.maxRounds-1
+	return int(c.rounds.Load()) < c.maxRounds-1
 }
+
+// senderRounds is how many rounds may be in flight over a Sender that
+// declares no Limits.ConcurrentPublish of its own.
+const senderRounds = 4
 
 func (c *Cache) kickPublisher() {
 	select {

@@ -89,7 +89,9 @@ type Limits struct {
 	// published them. Above 1: the transport spreads concurrent calls over
 	// several connections, which do not keep order between them, and
 	// receivers wait up to Options.ReorderWindow for a message that was
-	// overtaken before they count it as lost. A Sender ignores it.
+	// overtaken before they count it as lost. Over a Sender, which keeps
+	// order, it bounds the rounds that wait for their confirmation at
+	// once; below 2 the engine allows 4.
 	ConcurrentPublish int
 }
 
@@ -145,8 +147,9 @@ type Backplane interface {
 // Send too, or hide it: the engine calls Send instead of Publish when it is
 // there.
 //
-// With a Sender the engine lets an idle instance's next round go out while
-// the previous one waits for its confirmation; without one it waits for
+// With a Sender the engine lets the next round go out while earlier ones
+// wait for their confirmation (up to Limits.ConcurrentPublish rounds, 4 by
+// default); without one, and without Limits.ConcurrentPublish, it waits for
 // each Publish before starting the next round.
 type Sender interface {
 	Send(ctx context.Context, payloads ...[]byte) (confirm func(ctx context.Context) error, err error)

@@ -56,13 +56,15 @@
 // published queue and go out together in the next round, de-duplicated and
 // split by the transport's payload limit. A transport that keeps the order
 // of what it sends (a Sender, such as natstransport) lets the next round go
-// out while the previous one waits for the broker's confirmation. A
-// transport that publishes on several connections at once
-// (Limits.ConcurrentPublish, such as redistransport) lets up to that many
-// rounds be in flight; an instance's messages may then overtake one
-// another, and receivers wait up to Options.ReorderWindow for an overtaken
-// message before they count it as lost (its keys are evicted whenever it
-// arrives). Other transports publish one round at a time.
+// out while earlier ones wait for the broker's confirmation. A transport
+// that publishes on several connections at once (Limits.ConcurrentPublish,
+// such as redistransport) lets rounds overlap likewise; an instance's
+// messages may then overtake one another, and receivers wait up to
+// Options.ReorderWindow for an overtaken message before they count it as
+// lost (its keys are evicted whenever it arrives). Once the rounds in
+// flight reach their bound (Limits.ConcurrentPublish; 4 over a Sender),
+// calls queue and go out together, so that under load rounds grow rather
+// than multiply. Other transports publish one round at a time.
 //
 // # Canary and signing
 //
