@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -120,47 +119,43 @@ type flight struct {
 }
 
 type peer struct {
-	// lastSeq: every message up to it arrived, or was given up as lost.
-	lastSeq uint64
-	// early: bit i is set when message lastSeq+1+i arrived ahead of a
-	// missing one (bit 0 never stays set: that message is the missing
-	// one).
-	early uint64
 	// highest is the highest sequence number the peer is known to have
-	// used; the messages between lastSeq and it are missing.
+	// used, by a message of it or by its heartbeat.
 	highest uint64
-	// missingSince is when the first missing message was last waited for;
-	// zero when none is missing.
-	missingSince time.Time
-	lastSeen     time.Time
-	lastCanary   time.Time
-	canaryLag    time.Duration
+	// missing are the numbers up to highest whose messages have not
+	// arrived yet, oldest first, while they may still arrive (a reorder
+	// window); empty otherwise.
+	missing    []missingSeq
+	lastSeen   time.Time
+	lastCanary time.Time
+	canaryLag  time.Duration
 }
 
-// reorderSpan bounds how far ahead of a missing message a peer's messages
-// may arrive before the missing one counts as lost at once.
-const reorderSpan = 64
+// missingSeq is a sequence number waited for since a later one was seen.
+type missingSeq struct {
+	seq   uint64
+	since time.Time
+}
+
+// maxMissing bounds the messages of a peer that may be waited for at once;
+// beyond it they count as lost at once.
+const maxMissing = 1024
 
 // arrived records the arrival of message seq. It reports whether messages
-// were given up as lost: at once without a reorder window, or when seq is
-// too far ahead.
+// were given up as lost: at once without a reorder window, or when too
+// many are missing.
 func (p *peer) arrived(seq uint64, now time.Time, window time.Duration) bool {
-	if seq <= p.lastSeq {
-		return false // a duplicate, or late: evicting again is harmless
+	if seq <= p.highest {
+		// An overtaken message, or a duplicate, or a message given up
+		// for lost: evicting again is harmless.
+		if i := slices.IndexFunc(p.missing, func(m missingSeq) bool { return m.seq == seq }); i >= 0 {
+			p.missing = slices.Delete(p.missing, i, i+1)
+		}
+		return false
 	}
-	p.highest = max(p.highest, seq)
-	if seq-p.lastSeq > reorderSpan {
-		p.giveUp()
-		return true
-	}
-	p.early |= 1 << (seq - p.lastSeq - 1)
-	n := bits.TrailingZeros64(^p.early) // the messages now in sequence
-	p.early >>= n
-	p.lastSeq += uint64(n)
-	if p.lastSeq < p.highest && n > 0 {
-		p.missingSince = time.Time{} // wait afresh for the next missing one
-	}
-	return p.settle(now, window)
+	gap := p.announced(seq-1, now, window)
+	p.highest = seq
+	return gap
 }
 
 // announced records that the peer has used every sequence number up to seq
@@ -169,31 +164,29 @@ func (p *peer) announced(seq uint64, now time.Time, window time.Duration) bool {
 	if seq <= p.highest {
 		return false
 	}
+	from := p.highest + 1
 	p.highest = seq
-	if seq-p.lastSeq > reorderSpan {
+	if window <= 0 || seq-from >= uint64(maxMissing-len(p.missing)) {
 		p.giveUp()
 		return true
 	}
-	return p.settle(now, window)
-}
-
-// settle starts or ends the wait for missing messages, or gives them up at
-// once without a window.
-func (p *peer) settle(now time.Time, window time.Duration) bool {
-	switch {
-	case p.lastSeq >= p.highest:
-		p.missingSince = time.Time{}
-	case window <= 0:
-		p.giveUp()
-		return true
-	case p.missingSince.IsZero():
-		p.missingSince = now
+	for n := from; n <= seq; n++ {
+		p.missing = append(p.missing, missingSeq{seq: n, since: now})
 	}
 	return false
 }
 
+// waitingSince is when the longest-missing message was first missed; zero
+// when none is missing.
+func (p *peer) waitingSince() time.Time {
+	if len(p.missing) == 0 {
+		return time.Time{}
+	}
+	return p.missing[0].since
+}
+
 // giveUp counts every missing message as lost.
-func (p *peer) giveUp() { p.lastSeq, p.early, p.missingSince = p.highest, 0, time.Time{} }
+func (p *peer) giveUp() { p.missing = p.missing[:0] }
 
 // CanaryKey is the key the canary probe invalidates (Options.CanaryInterval).
 const CanaryKey = "\x00backplane.canary"
@@ -1282,7 +1275,7 @@ func (c *Cache) ownMessage(op Op, sent time.Time, canary bool, now time.Time) {
 func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
 	p, known := c.peers[env.Source]
 	if !known {
-		c.peers[env.Source] = &peer{lastSeq: env.Seq, highest: env.Seq, lastSeen: now}
+		c.peers[env.Source] = &peer{highest: env.Seq, lastSeen: now}
 		// A peer heard of for the first time has published before (Seq
 		// says how much). If the peer table is complete (we have listened
 		// longer than a heartbeat timeout, so every live peer's heartbeat
@@ -1298,7 +1291,7 @@ func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
 	var gap bool
 	if env.Op == OpHeartbeat || env.Op == OpLeave {
 		gap = p.announced(env.Seq, now, c.reorderWindow)
-		if env.Op == OpLeave && !p.missingSince.IsZero() {
+		if env.Op == OpLeave && len(p.missing) > 0 {
 			// The peer is forgotten now: what is missing cannot be
 			// waited for.
 			p.giveUp()
@@ -1307,7 +1300,7 @@ func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
 	} else {
 		gap = p.arrived(env.Seq, now, c.reorderWindow)
 	}
-	if !p.missingSince.IsZero() && c.reorderTimer == nil {
+	if len(p.missing) > 0 && c.reorderTimer == nil {
 		c.reorderTimer = time.AfterFunc(c.reorderWindow, c.expireReorders)
 	}
 	return gap
@@ -1327,10 +1320,10 @@ func (c *Cache) expireReorders() {
 	now := c.now()
 	next := time.Duration(0)
 	for id, p := range c.peers {
-		if p.missingSince.IsZero() {
+		if len(p.missing) == 0 {
 			continue
 		}
-		if left := c.reorderWindow - now.Sub(p.missingSince); left > 0 {
+		if left := c.reorderWindow - now.Sub(p.waitingSince()); left > 0 {
 			if next == 0 || left < next {
 				next = left
 			}
