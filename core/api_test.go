@@ -649,18 +649,25 @@ func TestRoundDeduplicatesKeys(t *testing.T) {
 	}
 }
 
+// openHeld opens an instance without heartbeats over bp, with a publish
+// timeout far longer than the test holds any Publish call of bp.
+func openHeld(t *testing.T, bp core.Backplane) *core.Cache {
+	t.Helper()
+	c, err := core.Open(context.Background(), newStore(t), bp, quiet, core.WithLogger(discard), core.WithPublishTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // Over a transport that publishes on several connections, an idle
 // instance's next round does not wait for the round in flight; beyond
 // Limits.ConcurrentPublish rounds, calls queue and coalesce as usual.
 func TestConcurrentRoundsOverlap(t *testing.T) {
 	hub := memtransport.NewHub()
 	g := &gateBackplane{Backplane: hub.New(ns), gate: make(chan struct{}), entered: make(chan struct{}, 8), concurrent: 2}
-	// Rounds wait at the gate far longer than the test does.
-	a, err := core.Open(context.Background(), newStore(t), g, quiet, core.WithLogger(discard), core.WithPublishTimeout(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openHeld(t, g)
 	ctx := context.Background()
 	errs := make(chan error, 3)
 	for _, k := range []string{"k1", "k2"} {
@@ -732,11 +739,7 @@ func (s *stepBackplane) Publish(ctx context.Context, payloads ...[]byte) error {
 func TestQueuedRoundsOverlap(t *testing.T) {
 	hub := memtransport.NewHub()
 	s := &stepBackplane{Backplane: hub.New(ns), concurrent: 3, started: make(chan int, 16)}
-	a, err := core.Open(context.Background(), newStore(t), s, quiet, core.WithLogger(discard), core.WithPublishTimeout(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openHeld(t, s)
 	ctx := context.Background()
 	errs := make(chan error, 6)
 	invalidate := func(key string) { go func() { errs <- a.Invalidate(ctx, key) }() }
