@@ -257,13 +257,16 @@ func runScenario(t *testing.T, cfg config, brk *broker, sc scenario) {
 	r.converge()
 	r.settle()
 
-	// Close everything, then account.
+	// Close everything, then account. What instances publish while the
+	// others close (canaries) cannot reach the closed ones: the accounting
+	// ends where closing starts.
+	closing := time.Now()
 	for i, in := range r.insts {
 		if err := in.cache.Close(); err != nil {
 			t.Errorf("close instance %d: %v", i, err)
 		}
 	}
-	r.account(sc.name, bound, lat, faultStart, faultEnd)
+	r.account(sc.name, bound, lat, faultStart, faultEnd, closing)
 }
 
 // open starts instance i behind its own proxy.
@@ -422,7 +425,7 @@ func (r *run) settle() {
 }
 
 // account reports the scenario's figures and fails it on violations.
-func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEnd time.Time) {
+func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEnd, closing time.Time) {
 	t := r.t
 	cfg := r.cfg
 	// Messages lost (published, never received) and detected: the
@@ -438,6 +441,9 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 		flushes[i] = in.rec.flushTimes()
 	}
 	for id, at := range l.published {
+		if !at.start.Before(closing) {
+			continue
+		}
 		published++
 		for i, in := range r.insts {
 			if in.id == id.src {
@@ -572,13 +578,20 @@ func completedWrites(c *checker) int {
 // covered by the receiver's flushes: one between the start of the Publish
 // call that carried it (the broker may have taken it at once) and the bound
 // after that call returned, or the receiver was not caching when the call
-// started (its last flush before was for a link lost).
+// started (it had lost its link, flushing for a disconnect or a silence,
+// and not flushed for its return since; flushes for other causes, such as
+// the peers lost while it was cut off, do not end that).
 func coveredBy(fs []flushEvent, at pubTimes, bound time.Duration) bool {
-	var before *flushEvent
+	down := false
 	for i := range fs {
 		f := &fs[i]
 		if f.at.Before(at.start) {
-			before = f
+			switch f.cause {
+			case "disconnect", "silence":
+				down = true
+			case "reconnect", "resumed":
+				down = false
+			}
 			continue
 		}
 		if f.at.Sub(at.end) <= bound {
@@ -586,7 +599,7 @@ func coveredBy(fs []flushEvent, at pubTimes, bound time.Duration) bool {
 		}
 		break
 	}
-	return before != nil && (before.cause == "disconnect" || before.cause == "silence")
+	return down
 }
 
 func secs(s float64) time.Duration {
