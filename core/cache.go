@@ -1158,7 +1158,7 @@ func (c *Cache) roundCtxFor(ctx context.Context) (context.Context, func()) {
 	if ctx == nil || ctx.Done() == nil {
 		return pctx, func() {}
 	}
-	if c.sender == nil && c.maxRounds <= 1 {
+	if c.maxRounds <= 1 {
 		// Rounds run one at a time, so cancelling the shared context ends
 		// this round only; the next round makes a new one.
 		stop := context.AfterFunc(ctx, c.roundCancel)
