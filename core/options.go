@@ -86,11 +86,12 @@ type Options struct {
 	// ReorderWindow is how long a message that a later one of the same
 	// peer overtook may take to arrive before it counts as lost (a gap).
 	// It applies only over a transport that publishes on several
-	// connections at once (Limits.ConcurrentPublish above 1), where an
-	// instance's messages may overtake one another; over any other
-	// transport a missing message is a gap at once. It delays the
-	// detection of a message lost in such a transport by at most this
-	// much. Default 250 milliseconds, longer than dialling a connection.
+	// connections at once (Limits.ConcurrentPublish above 1, and not a
+	// Sender, which keeps order), where an instance's messages may
+	// overtake one another; over any other transport a missing message is
+	// a gap at once. It delays the detection of a message lost in such a
+	// transport by at most this much. Default 250 milliseconds, longer
+	// than dialling a connection.
 	ReorderWindow time.Duration
 
 	// MaxKeysPerCall bounds the keys of one Invalidate call. Default 10000.
