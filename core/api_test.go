@@ -781,3 +781,86 @@ func TestQueuedRoundsOverlap(t *testing.T) {
 		}
 	}
 }
+
+// A caller that cancels its overlapping round ends that round only: the
+// round of another caller, in flight at the same time, goes on.
+func TestCancelledOverlappingRoundEndsOnlyItself(t *testing.T) {
+	hub := memtransport.NewHub()
+	s := &stepBackplane{Backplane: hub.New(ns), concurrent: 3, started: make(chan int, 16)}
+	a := openHeld(t, s)
+	cctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() { first <- a.Invalidate(cctx, "k1") }()
+	if n := <-s.started; n != 1 {
+		t.Fatalf("call %d started; want 1", n)
+	}
+	second := make(chan error, 1)
+	go func() { second <- a.Invalidate(context.Background(), "k2") }()
+	if n := <-s.started; n != 2 {
+		t.Fatalf("call %d started; want 2", n)
+	}
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller: %v; want context.Canceled", err)
+	}
+	close(s.gate(2))
+	if err := <-second; err != nil {
+		t.Fatalf("the other caller's round failed: %v", err)
+	}
+}
+
+// Calls that queue while the publisher's own round is in flight go out as
+// soon as fewer rounds than the limit are in flight, not when the
+// publisher's round ends.
+func TestQueuedCallDoesNotWaitForThePublishersRound(t *testing.T) {
+	hub := memtransport.NewHub()
+	s := &stepBackplane{Backplane: hub.New(ns), concurrent: 3, started: make(chan int, 16)}
+	a := openHeld(t, s)
+	ctx := context.Background()
+	errs := make(chan error, 8)
+	invalidate := func(key string) { go func() { errs <- a.Invalidate(ctx, key) }() }
+	started := func(want int) {
+		t.Helper()
+		select {
+		case n := <-s.started:
+			if n != want {
+				t.Fatalf("Publish call %d started; want %d", n, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Publish call %d did not start", want)
+		}
+	}
+	for i, k := range []string{"k1", "k2", "k3"} {
+		invalidate(k)
+		started(i + 1)
+	}
+	invalidate("k4")
+	eventually(t, "k4 queued", func() bool { return a.Queued() == 4 })
+	close(s.gate(1))
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	close(s.gate(3)) // the publisher takes k4, in a round of its own
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	started(4)
+	invalidate("k5") // the idle path: holds the token, a third round
+	started(5)
+	invalidate("k6")
+	eventually(t, "k6 queued", func() bool { return a.Queued() == 4 }) // k2, k4, k5, k6
+	close(s.gate(5))
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	// Two rounds in flight (k2's and the publisher's k4), three allowed.
+	started(6)
+	close(s.gate(2))
+	close(s.gate(4))
+	close(s.gate(6))
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -55,19 +55,19 @@ type Cache struct {
 	trailer    int
 
 	// lifecycle
-	lifeMu   sync.RWMutex // guards started/closed transitions against enqueue
-	started  bool
-	closed   bool
-	inflight sync.WaitGroup // Invalidate/Clear calls between enqueue and done
-	reqs     chan *pubReq
-	pubToken chan struct{} // held by whoever publishes; guards seq
-	kick     chan struct{}
-	seq      uint64 // last sequence number used
+	lifeMu    sync.RWMutex // guards started/closed transitions against enqueue
+	started   bool
+	closed    bool
+	inflight  sync.WaitGroup // Invalidate/Clear calls between enqueue and done
+	reqs      chan *pubReq
+	pubToken  chan struct{} // held by whoever publishes; guards seq
+	kick      chan struct{}
+	seq       uint64       // last sequence number used
+	sender    Sender       // bp as a Sender, or nil
+	maxRounds int          // rounds that may be in flight at once (see mayOverlap)
+	rounds    atomic.Int32 // rounds in flight whose callers released the token
 	// the context publish rounds share (see roundContext); guarded by
 	// pubToken
-	sender        Sender       // bp as a Sender, or nil
-	maxRounds     int          // rounds that may be in flight at once (see mayOverlap)
-	rounds        atomic.Int32 // rounds in flight whose callers released the token
 	roundCtx      context.Context
 	roundCancel   context.CancelFunc
 	roundDeadline time.Time
@@ -914,7 +914,13 @@ func (c *Cache) publishLoop() {
 				break
 			}
 			if c.mayOverlap() {
-				c.sendRound(nil, batch) // releases the token
+				// The round goes on without the publisher, which stays
+				// free for what queues meanwhile.
+				c.wg.Add(1)
+				go func() {
+					defer c.wg.Done()
+					c.sendRound(nil, batch) // releases the token
+				}()
 				c.pubToken <- struct{}{}
 				continue
 			}
@@ -1275,17 +1281,18 @@ func (c *Cache) ownMessage(op Op, sent time.Time, canary bool, now time.Time) {
 func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
 	p, known := c.peers[env.Source]
 	if !known {
-		c.peers[env.Source] = &peer{highest: env.Seq, lastSeen: now}
 		// A peer heard of for the first time has published before (Seq
 		// says how much). If the peer table is complete (we have listened
 		// longer than a heartbeat timeout, so every live peer's heartbeat
-		// should have reached us) those messages were lost.
-		published := env.Seq
-		if env.Op != OpHeartbeat && env.Op != OpLeave {
-			published--
+		// should have reached us) those messages should have reached us
+		// too: they are missing, like any other (and may still arrive, if
+		// the peer's messages may overtake one another). Otherwise they
+		// may have been published before we listened.
+		p = &peer{highest: env.Seq}
+		if c.opts.HeartbeatInterval > 0 && now.Sub(c.baseline) > c.opts.heartbeatTimeout() {
+			p.highest = 0
 		}
-		return published > 0 && c.opts.HeartbeatInterval > 0 &&
-			now.Sub(c.baseline) > c.opts.heartbeatTimeout()
+		c.peers[env.Source] = p
 	}
 	p.lastSeen = now
 	var gap bool
@@ -1392,10 +1399,20 @@ func (c *Cache) linkRestored(cause string) {
 		return
 	}
 	now := c.now()
+	flush := c.opts.OnReconnect == PolicyFlush || c.degraded.Load()
+	if !flush {
+		// Messages still waited for will not be waited for any more.
+		for id, p := range c.peers {
+			if len(p.missing) > 0 {
+				c.gapFound(id)
+				break
+			}
+		}
+	}
 	clear(c.peers)
 	c.baseline = now
 	c.canarySince = now
-	if c.opts.OnReconnect == PolicyFlush || c.degraded.Load() {
+	if flush {
 		c.flush(cause)
 	}
 	c.degraded.Store(false)

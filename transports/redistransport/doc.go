@@ -54,7 +54,9 @@
 // trip of the one before it; receivers then wait up to
 // core.Options.ReorderWindow for a message that a later one overtook before
 // they count it as lost. WithConcurrentPublish(1) publishes one call at a
-// time, in order.
+// time, in order; give every instance of a namespace the same setting, as
+// an instance with 1 does not wait for overtaken messages of its peers (it
+// flushes instead).
 //
 // # URLs
 //

@@ -108,6 +108,11 @@ type Options struct {
 	// Redis may then receive them out of order, and receivers wait up to
 	// core.Options.ReorderWindow for an overtaken message. 1 publishes one
 	// call at a time. Default DefaultConcurrentPublish.
+	//
+	// A receiver waits for overtaken messages only when its own transport
+	// allows more than one call at once: give every instance of a
+	// namespace the same setting. An instance with 1 counts every message
+	// of a peer that another one overtook as a gap, and flushes.
 	ConcurrentPublish int
 }
 
