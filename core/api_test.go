@@ -733,53 +733,79 @@ func (s *stepBackplane) Publish(ctx context.Context, payloads ...[]byte) error {
 	return s.Backplane.Publish(ctx, payloads...)
 }
 
+// steps drives an instance over a stepBackplane: each call in a goroutine
+// of its own, and the Publish calls they start, one at a time.
+type steps struct {
+	t    *testing.T
+	s    *stepBackplane
+	c    *core.Cache
+	errs chan error
+}
+
+func newSteps(t *testing.T, concurrent int) *steps {
+	s := &stepBackplane{Backplane: memtransport.NewHub().New(ns), concurrent: concurrent, started: make(chan int, 16)}
+	return &steps{t: t, s: s, c: openHeld(t, s), errs: make(chan error, 16)}
+}
+
+// invalidate calls Invalidate of key in a goroutine of its own.
+func (x *steps) invalidate(key string) {
+	go func() { x.errs <- x.c.Invalidate(context.Background(), key) }()
+}
+
+// started waits for Publish call number want to start.
+func (x *steps) started(want int) {
+	x.t.Helper()
+	select {
+	case n := <-x.s.started:
+		if n != want {
+			x.t.Fatalf("Publish call %d started; want %d", n, want)
+		}
+	case <-time.After(10 * time.Second):
+		x.t.Fatalf("Publish call %d did not start", want)
+	}
+}
+
+// fill starts a call for each of keys, each once the previous one's
+// Publish call started (they are Publish calls 1 to len(keys)).
+func (x *steps) fill(keys ...string) {
+	x.t.Helper()
+	for i, k := range keys {
+		x.invalidate(k)
+		x.started(i + 1)
+	}
+}
+
+// returned waits for n calls to return nil.
+func (x *steps) returned(n int) {
+	x.t.Helper()
+	for range n {
+		if err := <-x.errs; err != nil {
+			x.t.Fatal(err)
+		}
+	}
+}
+
 // Calls that queued behind a round go out in a round of their own that
 // overlaps the rounds in flight, as an idle caller's would, when fewer
 // than Limits.ConcurrentPublish rounds are in flight.
 func TestQueuedRoundsOverlap(t *testing.T) {
-	hub := memtransport.NewHub()
-	s := &stepBackplane{Backplane: hub.New(ns), concurrent: 3, started: make(chan int, 16)}
-	a := openHeld(t, s)
-	ctx := context.Background()
-	errs := make(chan error, 6)
-	invalidate := func(key string) { go func() { errs <- a.Invalidate(ctx, key) }() }
-	started := func(want int) {
-		t.Helper()
-		select {
-		case n := <-s.started:
-			if n != want {
-				t.Fatalf("Publish call %d started; want %d", n, want)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("Publish call %d did not start", want)
-		}
-	}
-	// Two overlapping rounds and the token holder's: three in flight.
-	for i, k := range []string{"k1", "k2", "k3"} {
-		invalidate(k)
-		started(i + 1)
-	}
-	invalidate("k4")
-	invalidate("k5")
-	eventually(t, "k4 and k5 queued", func() bool { return a.Queued() == 5 })
-	close(s.gate(1)) // k1's round ends: two in flight
-	if err := <-errs; err != nil {
-		t.Fatal(err)
-	}
-	close(s.gate(3)) // the token holder's ends: k4 and k5 go out, overlapping k2's
-	started(4)
+	x := newSteps(t, 3)
+	x.fill("k1", "k2", "k3") // two overlapping rounds and the token holder's
+	x.invalidate("k4")
+	x.invalidate("k5")
+	eventually(t, "k4 and k5 queued", func() bool { return x.c.Queued() == 5 })
+	close(x.s.gate(1)) // k1's round ends: two in flight
+	x.returned(1)
+	close(x.s.gate(3)) // the token holder's ends: k4 and k5 go out, overlapping k2's
+	x.started(4)
 	// The round of k4 and k5 released the token: the next caller does
 	// not wait for it.
-	invalidate("k6")
-	started(5)
-	close(s.gate(2))
-	close(s.gate(4))
-	close(s.gate(5))
-	for range 5 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
+	x.invalidate("k6")
+	x.started(5)
+	close(x.s.gate(2))
+	close(x.s.gate(4))
+	close(x.s.gate(5))
+	x.returned(5)
 }
 
 // A caller that cancels its overlapping round ends that round only: the
@@ -813,54 +839,25 @@ func TestCancelledOverlappingRoundEndsOnlyItself(t *testing.T) {
 // soon as fewer rounds than the limit are in flight, not when the
 // publisher's round ends.
 func TestQueuedCallDoesNotWaitForThePublishersRound(t *testing.T) {
-	hub := memtransport.NewHub()
-	s := &stepBackplane{Backplane: hub.New(ns), concurrent: 3, started: make(chan int, 16)}
-	a := openHeld(t, s)
-	ctx := context.Background()
-	errs := make(chan error, 8)
-	invalidate := func(key string) { go func() { errs <- a.Invalidate(ctx, key) }() }
-	started := func(want int) {
-		t.Helper()
-		select {
-		case n := <-s.started:
-			if n != want {
-				t.Fatalf("Publish call %d started; want %d", n, want)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("Publish call %d did not start", want)
-		}
-	}
-	for i, k := range []string{"k1", "k2", "k3"} {
-		invalidate(k)
-		started(i + 1)
-	}
-	invalidate("k4")
-	eventually(t, "k4 queued", func() bool { return a.Queued() == 4 })
-	close(s.gate(1))
-	if err := <-errs; err != nil {
-		t.Fatal(err)
-	}
-	close(s.gate(3)) // the publisher takes k4, in a round of its own
-	if err := <-errs; err != nil {
-		t.Fatal(err)
-	}
-	started(4)
-	invalidate("k5") // the idle path: holds the token, a third round
-	started(5)
-	invalidate("k6")
-	eventually(t, "k6 queued", func() bool { return a.Queued() == 4 }) // k2, k4, k5, k6
-	close(s.gate(5))
-	if err := <-errs; err != nil {
-		t.Fatal(err)
-	}
+	x := newSteps(t, 3)
+	x.fill("k1", "k2", "k3")
+	x.invalidate("k4")
+	eventually(t, "k4 queued", func() bool { return x.c.Queued() == 4 })
+	close(x.s.gate(1))
+	x.returned(1)
+	close(x.s.gate(3)) // the publisher takes k4, in a round of its own
+	x.returned(1)
+	x.started(4)
+	x.invalidate("k5") // the idle path: holds the token, a third round
+	x.started(5)
+	x.invalidate("k6")
+	eventually(t, "k6 queued", func() bool { return x.c.Queued() == 4 }) // k2, k4, k5, k6
+	close(x.s.gate(5))
+	x.returned(1)
 	// Two rounds in flight (k2's and the publisher's k4), three allowed.
-	started(6)
-	close(s.gate(2))
-	close(s.gate(4))
-	close(s.gate(6))
-	for range 3 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
+	x.started(6)
+	close(x.s.gate(2))
+	close(x.s.gate(4))
+	close(x.s.gate(6))
+	x.returned(3)
 }
