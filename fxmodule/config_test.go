@@ -2,6 +2,7 @@ package fxmodule_test
 
 import (
 	"errors"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -268,5 +269,19 @@ func TestLoadYAMLFile(t *testing.T) {
 	bad := writeFile(t, "bad.yaml", "namespace: x\nttl: soon\n")
 	if _, err := fxmodule.LoadYAMLFile(bad); err == nil || !strings.Contains(err.Error(), "bad.yaml") || !strings.Contains(err.Error(), "ttl") {
 		t.Fatalf("bad file: %v, want the file and field named", err)
+	}
+}
+
+// The package documentation's table lists every Config field, as README
+// promises.
+func TestConfigFieldsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range fxmodule.ConfigFieldPaths() {
+		if !strings.Contains(string(doc), "//\t"+p+" ") && !strings.Contains(string(doc), "//\t"+p+".") {
+			t.Errorf("Config field %s is not in the table of doc.go", p)
+		}
 	}
 }

@@ -60,6 +60,10 @@
 //	queue_size                           1024      Invalidate and Clear calls waiting to publish
 //	publish_timeout                      5s        one publish round trip
 //	reorder_window                       250ms     wait for an overtaken message (Redis)
+//	canary_interval                      0         canary probe period (0: off)
+//	canary_timeout                       0         overdue canary (0: the engine's default)
+//	replay_window                        2m        signed messages' clock window (with a Keyring)
+//	accept_unsigned                      false     accept unsigned messages (with a Keyring)
 //	start_timeout                        10s       dial and subscribe at start
 //	close_timeout                        5s        drain at close when no context bounds it
 //
