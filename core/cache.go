@@ -98,6 +98,7 @@ type Cache struct {
 	degraded      atomic.Bool // not caching: link down or silent under PolicyFlush
 	pendingCalls  atomic.Int64
 	queued        atomic.Int64 // calls handed to the publisher and not answered (tests)
+	reorderChecks atomic.Int64 // runs of expireReorders (tests)
 }
 
 const numStripes = 1024
@@ -1319,6 +1320,7 @@ func (c *Cache) expireReorders() {
 	c.recvMu.Lock()
 	defer c.recvMu.Unlock()
 	c.reorderTimer = nil
+	c.reorderChecks.Add(1)
 	select {
 	case <-c.stop:
 		return

@@ -12,3 +12,7 @@ func (c *Cache) Queued() int { return int(c.queued.Load()) }
 // ClockAsleep reports whether the read path's clock sleeps for lack of
 // reads.
 func (c *Cache) ClockAsleep() bool { return c.clockAsleep.Load() }
+
+// ReorderChecks reports how often the instance looked for overtaken
+// messages whose reorder window had passed.
+func (c *Cache) ReorderChecks() int64 { return c.reorderChecks.Load() }

@@ -528,8 +528,9 @@ func TestOvertakenMessageLostAfterWindow(t *testing.T) {
 	introduce(t, a, b)
 	overtake(t, a, b, rb, "lost")
 	// b's clock stands still: the window has not passed, whatever the
-	// timers do. Let the timer fire and find it so (it waits again).
-	time.Sleep(60 * time.Millisecond)
+	// timers do. Let the timer look twice (it finds the window open and
+	// waits again).
+	eventually(t, "the reorder timer looks again", func() bool { return b.ReorderChecks() >= 2 })
 	if g := b.Stats().Gaps; g != 0 {
 		t.Fatalf("%d gaps before the reorder window passed", g)
 	}
