@@ -1130,9 +1130,6 @@ func (c *Cache) sendRound(ctx context.Context, batch []*pubReq) error {
 	}
 	c.rounds.Add(-1)
 	release()
-	if len(c.reqs) > 0 {
-		c.kickPublisher()
-	}
 	if len(envs) > 0 {
 		err = c.published(OpInvalidate, envs[0].Op, len(payloads), keys, start, err)
 	}
