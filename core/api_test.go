@@ -518,14 +518,32 @@ func TestCancelledRoundDoesNotFailTheNext(t *testing.T) {
 
 // gatedSender is a core.Sender over memtransport whose confirmations wait
 // for a gate: Send delivers at once, confirm returns once the gate opens (or
-// its context ends).
+// its context ends). Publish is Send and confirm. It declares concurrent as
+// Limits.ConcurrentPublish.
 type gatedSender struct {
 	*memtransport.Transport
-	gate    chan struct{}
-	waiting atomic.Int32
+	gate       chan struct{}
+	concurrent int
+	sends      atomic.Int32
+	waiting    atomic.Int32
+}
+
+func (g *gatedSender) Limits() core.Limits {
+	l := g.Transport.Limits()
+	l.ConcurrentPublish = g.concurrent
+	return l
+}
+
+func (g *gatedSender) Publish(ctx context.Context, payloads ...[]byte) error {
+	confirm, err := g.Send(ctx, payloads...)
+	if err != nil {
+		return err
+	}
+	return confirm(ctx)
 }
 
 func (g *gatedSender) Send(ctx context.Context, payloads ...[]byte) (func(context.Context) error, error) {
+	g.sends.Add(1)
 	if err := g.Transport.Publish(ctx, payloads...); err != nil {
 		return nil, err
 	}
@@ -590,6 +608,37 @@ func TestSenderOverlapsRounds(t *testing.T) {
 	}
 	if s := a.Stats(); s.Published != 2 || s.PublishErrors != 1 {
 		t.Fatalf("published %d, errors %d; want 2 confirmed and 1 failed (the cancelled round)", s.Published, s.PublishErrors)
+	}
+}
+
+// A Sender that declares Limits.ConcurrentPublish 1 gets one round at a
+// time: a call that arrives while a round waits for its confirmation queues
+// behind it instead of being sent.
+func TestSenderOneRoundAtATime(t *testing.T) {
+	hub := memtransport.NewHub()
+	gs := &gatedSender{Transport: hub.New(ns), gate: make(chan struct{}), concurrent: 1}
+	a, err := core.Open(context.Background(), newStore(t), gs, quiet, core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	errs := make(chan error, 2)
+	go func() { errs <- a.Invalidate(ctx, "k1") }()
+	eventually(t, "the first round waits for its confirmation", func() bool { return gs.waiting.Load() == 1 })
+	go func() { errs <- a.Invalidate(ctx, "k2") }()
+	eventually(t, "k2 queued", func() bool { return a.Queued() == 2 })
+	if n := gs.sends.Load(); n != 1 {
+		t.Fatalf("%d rounds sent while the first waits for its confirmation; want 1", n)
+	}
+	close(gs.gate)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := gs.sends.Load(); n != 2 {
+		t.Fatalf("%d rounds sent; want 2", n)
 	}
 }
 

@@ -305,7 +305,7 @@ func (c *Cache) Start(ctx context.Context) error {
 	// smaller payload limit of the two.
 	lim := c.bp.Limits()
 	c.maxRounds = lim.ConcurrentPublish
-	if c.sender != nil && c.maxRounds < 2 {
+	if c.sender != nil && c.maxRounds == 0 {
 		c.maxRounds = senderRounds
 	}
 	if l := lim.MaxPayload - c.trailer; l > 0 && l < c.maxPayload {

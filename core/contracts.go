@@ -91,7 +91,7 @@ type Limits struct {
 	// receivers wait up to Options.ReorderWindow for a message that was
 	// overtaken before they count it as lost. Over a Sender, which keeps
 	// order, it bounds the rounds that wait for their confirmation at
-	// once; below 2 the engine allows 4.
+	// once (0: the engine allows 4; 1: one round at a time).
 	ConcurrentPublish int
 }
 

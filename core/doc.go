@@ -62,9 +62,10 @@
 // messages may then overtake one another, and receivers wait up to
 // Options.ReorderWindow for an overtaken message before they count it as
 // lost (its keys are evicted whenever it arrives). Once the rounds in
-// flight reach their bound (Limits.ConcurrentPublish; 4 over a Sender),
-// calls queue and go out together, so that under load rounds grow rather
-// than multiply. Other transports publish one round at a time.
+// flight reach their bound (Limits.ConcurrentPublish; 4 over a Sender that
+// declares none), calls queue and go out together, so that under load
+// rounds grow rather than multiply. Other transports publish one round at
+// a time.
 //
 // # Canary and signing
 //

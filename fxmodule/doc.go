@@ -110,6 +110,8 @@
 //	    max_payload=N           cap below the server's max_payload
 //	    connect_timeout=D, reconnect_wait=D, ping_interval=D, flush_timeout=D
 //	    pending_msgs=N, pending_bytes=N   slow-consumer limits
+//	    concurrent_publish=N    rounds awaiting the server's confirmation at once
+//	                            (default 16; fewer: more keys/s under load, more latency)
 //	    token=S, credentials=FILE, nkey=FILE
 //	    tls_ca=FILE, tls_cert=FILE, tls_key=FILE, tls_server_name=S
 //

@@ -38,6 +38,7 @@ func TestOpenBackplaneErrors(t *testing.T) {
 		{"redis bad go-redis value", "redis://h:6379?dial_timeout=soon", core.ErrInvalidOption, []string{"dial_timeout"}},
 		{"nats unknown param", "nats://h:4222?servers=x", fxmodule.ErrUnknownParameter, []string{`"servers"`, "nats://", "addr", "connect_timeout"}},
 		{"tls unknown param", "tls://h:4222?ca=x", fxmodule.ErrUnknownParameter, []string{`"ca"`, "tls://", "tls_ca"}},
+		{"nats negative concurrency", "nats://h:4222?concurrent_publish=-1", core.ErrInvalidOption, []string{"concurrent_publish", "negative"}},
 		{"nats bad duration", "nats://h:4222?connect_timeout=x", core.ErrInvalidOption, []string{"connect_timeout"}},
 		{"nats bad subject prefix", "nats://h:4222?subject_prefix=a.*", core.ErrInvalidOption, []string{"SubjectPrefix"}},
 		{"nats bad addr", "nats://h:4222?addr=http://x:1", core.ErrInvalidOption, []string{"scheme"}},
@@ -118,13 +119,13 @@ func TestOpenBackplaneRedis(t *testing.T) {
 
 func TestOpenBackplaneNATS(t *testing.T) {
 	bp, err := fxmodule.OpenBackplane(context.Background(),
-		"nats://u:p@127.0.0.1:4222?addr=127.0.0.1:4223&addr=nats://127.0.0.1:4224&subject_prefix=app&name=svc&max_payload=2048&pending_msgs=10&pending_bytes=10000&connect_timeout=1s&reconnect_wait=1s&ping_interval=5s&flush_timeout=2s", "orders")
+		"nats://u:p@127.0.0.1:4222?addr=127.0.0.1:4223&addr=nats://127.0.0.1:4224&subject_prefix=app&name=svc&max_payload=2048&pending_msgs=10&pending_bytes=10000&connect_timeout=1s&reconnect_wait=1s&ping_interval=5s&flush_timeout=2s&concurrent_publish=3", "orders")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer bp.Close()
 	nt := bp.(*natstransport.Transport)
-	if nt.Subject() != "app.orders" || nt.Limits().MaxPayload != 2048 {
+	if l := nt.Limits(); nt.Subject() != "app.orders" || l.MaxPayload != 2048 || l.ConcurrentPublish != 3 {
 		t.Fatalf("subject %q limits %+v", nt.Subject(), nt.Limits())
 	}
 }

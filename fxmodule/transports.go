@@ -51,7 +51,7 @@ var (
 	natsParams = []string{
 		"addr", "name", "max_payload", "subject_prefix", "connect_timeout",
 		"reconnect_wait", "ping_interval", "flush_timeout", "pending_msgs",
-		"pending_bytes", "token", "credentials", "nkey",
+		"pending_bytes", "concurrent_publish", "token", "credentials", "nkey",
 		"tls_ca", "tls_cert", "tls_key", "tls_server_name",
 	}
 )
@@ -260,6 +260,7 @@ func openNATS(_ context.Context, req TransportRequest) (core.Backplane, error) {
 	p.duration("reconnect_wait", func(d time.Duration) { opts = append(opts, natstransport.WithReconnectWait(d)) })
 	p.duration("ping_interval", func(d time.Duration) { opts = append(opts, natstransport.WithPingInterval(d)) })
 	p.duration("flush_timeout", func(d time.Duration) { opts = append(opts, natstransport.WithFlushTimeout(d)) })
+	p.int("concurrent_publish", func(n int) { opts = append(opts, natstransport.WithConcurrentPublish(n)) })
 	msgs, bytes := 0, 0
 	p.int("pending_msgs", func(n int) { msgs = n })
 	p.int("pending_bytes", func(n int) { bytes = n })

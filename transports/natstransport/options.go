@@ -30,6 +30,9 @@ const (
 	// DefaultMaxPayload is reported by Limits before Open has connected
 	// (NATS servers default to 1 MiB).
 	DefaultMaxPayload = 1 << 20
+	// DefaultConcurrentPublish is how many publish rounds of one instance
+	// may wait for the server's confirmation at once.
+	DefaultConcurrentPublish = 16
 )
 
 // Options configure a Transport. The zero value of a field means its
@@ -44,6 +47,16 @@ type Options struct {
 	// FlushTimeout bounds Subscribe and Publish when their context has no
 	// deadline.
 	FlushTimeout time.Duration
+	// ConcurrentPublish is how many publish rounds of one instance may
+	// wait for the server's confirmation at once
+	// (core.Limits.ConcurrentPublish): the engine sends a round while
+	// earlier ones wait, and the one connection keeps them in order, so
+	// any value is safe for receivers. More lets a call that arrives
+	// during a burst go out at once instead of waiting for a round trip;
+	// fewer makes calls under heavy load queue and share rounds, which
+	// delivers more keys per second with more latency. 1 publishes one
+	// round at a time. Default DefaultConcurrentPublish.
+	ConcurrentPublish int
 	// PendingMsgs and PendingBytes bound the messages received but not yet
 	// handed to the handler. Beyond them nats.go drops messages (a slow
 	// consumer), which the Transport reports as EventLoss. Zero means the
@@ -90,11 +103,12 @@ type Options struct {
 // DefaultOptions returns the options with every default filled in.
 func DefaultOptions() Options {
 	return Options{
-		SubjectPrefix:  DefaultSubjectPrefix,
-		FlushTimeout:   DefaultFlushTimeout,
-		ReconnectWait:  DefaultReconnectWait,
-		ConnectTimeout: DefaultConnectTimeout,
-		PingInterval:   DefaultPingInterval,
+		SubjectPrefix:     DefaultSubjectPrefix,
+		FlushTimeout:      DefaultFlushTimeout,
+		ConcurrentPublish: DefaultConcurrentPublish,
+		ReconnectWait:     DefaultReconnectWait,
+		ConnectTimeout:    DefaultConnectTimeout,
+		PingInterval:      DefaultPingInterval,
 	}
 }
 
@@ -105,6 +119,9 @@ func (o *Options) fill() {
 	}
 	if o.FlushTimeout == 0 {
 		o.FlushTimeout = d.FlushTimeout
+	}
+	if o.ConcurrentPublish == 0 {
+		o.ConcurrentPublish = d.ConcurrentPublish
 	}
 	if o.ReconnectWait == 0 {
 		o.ReconnectWait = d.ReconnectWait
@@ -126,6 +143,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: natstransport: MaxPayload %d < 0", core.ErrInvalidOption, o.MaxPayload)
 	case o.FlushTimeout < 0:
 		return fmt.Errorf("%w: natstransport: FlushTimeout %v < 0", core.ErrInvalidOption, o.FlushTimeout)
+	case o.ConcurrentPublish < 0:
+		return fmt.Errorf("%w: natstransport: ConcurrentPublish %d < 0", core.ErrInvalidOption, o.ConcurrentPublish)
 	case o.ReconnectWait < 0:
 		return fmt.Errorf("%w: natstransport: ReconnectWait %v < 0", core.ErrInvalidOption, o.ReconnectWait)
 	case o.ConnectTimeout < 0:
@@ -155,6 +174,9 @@ func WithMaxPayload(n int) Option { return func(o *Options) { o.MaxPayload = n }
 
 // WithFlushTimeout sets Options.FlushTimeout.
 func WithFlushTimeout(d time.Duration) Option { return func(o *Options) { o.FlushTimeout = d } }
+
+// WithConcurrentPublish sets Options.ConcurrentPublish.
+func WithConcurrentPublish(n int) Option { return func(o *Options) { o.ConcurrentPublish = n } }
 
 // WithPendingLimits sets Options.PendingMsgs and Options.PendingBytes.
 func WithPendingLimits(msgs, bytes int) Option {

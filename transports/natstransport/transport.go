@@ -218,7 +218,7 @@ func (t *Transport) Subject() string { return t.subject }
 func (t *Transport) Conn() *nats.Conn { return t.nc.Load() }
 
 // Limits reports the largest payload: the server's max_payload, lowered to
-// Options.MaxPayload if that is smaller.
+// Options.MaxPayload if that is smaller; and Options.ConcurrentPublish.
 //
 // Before a Transport made by Open has connected, the server's value is not
 // known, and Limits reports DefaultMaxPayload (or Options.MaxPayload). That
@@ -233,7 +233,7 @@ func (t *Transport) Limits() core.Limits {
 	if nc == nil {
 		t.ceiling.CompareAndSwap(0, int64(n))
 	}
-	return core.Limits{MaxPayload: n}
+	return core.Limits{MaxPayload: n, ConcurrentPublish: t.opts.ConcurrentPublish}
 }
 
 func (t *Transport) maxPayload(nc *nats.Conn) int {

@@ -39,6 +39,7 @@ func TestOpenValidation(t *testing.T) {
 		{name: "no host", url: "nats://", ns: "ok"},
 		{name: "bad second url", url: "nats://a:4222,redis://b:6379", ns: "ok"},
 		{name: "negative max payload", url: "nats://127.0.0.1:4222", ns: "ok", opts: []natstransport.Option{natstransport.WithMaxPayload(-1)}},
+		{name: "negative concurrent publish", url: "nats://127.0.0.1:4222", ns: "ok", opts: []natstransport.Option{natstransport.WithConcurrentPublish(-1)}},
 		{name: "bad prefix", url: "nats://127.0.0.1:4222", ns: "ok", opts: []natstransport.Option{natstransport.WithSubjectPrefix("a.>")}},
 		{name: "creds and nkey", url: "nats://127.0.0.1:4222", ns: "ok", opts: []natstransport.Option{
 			natstransport.WithCredentialsFile("a.creds"), natstransport.WithNKeySeedFile("a.nk"),
@@ -95,6 +96,17 @@ func TestSubjectAndDefaults(t *testing.T) {
 	}
 	if got := tr.Limits().MaxPayload; got != natstransport.DefaultMaxPayload {
 		t.Fatalf("MaxPayload before connect = %d, want %d", got, natstransport.DefaultMaxPayload)
+	}
+	if got := tr.Limits().ConcurrentPublish; got != natstransport.DefaultConcurrentPublish {
+		t.Fatalf("ConcurrentPublish = %d, want %d", got, natstransport.DefaultConcurrentPublish)
+	}
+	one, err := natstransport.Open("nats://127.0.0.1:1", "orders", natstransport.WithConcurrentPublish(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	if got := one.Limits().ConcurrentPublish; got != 1 {
+		t.Fatalf("ConcurrentPublish with WithConcurrentPublish(1) = %d, want 1", got)
 	}
 }
 
