@@ -2,6 +2,7 @@ package natstransport_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"testing"
 	"time"
@@ -44,6 +45,11 @@ func rawNATS(b *testing.B, url, subject string) propbench.Raw {
 	}
 }
 
+// concurrentPublish sets Options.ConcurrentPublish of the engine's
+// transports in BenchmarkPropagation: go test -bench Propagation
+// ./transports/natstransport/ -args -concurrent_publish=4.
+var concurrentPublish = flag.Int("concurrent_publish", 0, "natstransport Options.ConcurrentPublish in BenchmarkPropagation (0: the default)")
+
 // BenchmarkPropagation measures one-way propagation latency (Invalidate on
 // one instance until evicted on another) at 1k and 10k invalidations/s, and
 // keys/s with 1 publisher and 4 subscribers, next to raw nats.go on the
@@ -52,7 +58,9 @@ func BenchmarkPropagation(b *testing.B) {
 	url := testenv.NATSURL(b)
 	ns := fmt.Sprintf("propbench-%d", time.Now().UnixNano())
 	propbench.Bench(b,
-		func() (core.Backplane, error) { return natstransport.Open(url, ns) },
+		func() (core.Backplane, error) {
+			return natstransport.Open(url, ns, natstransport.WithConcurrentPublish(*concurrentPublish))
+		},
 		func(b *testing.B, subscribers int) (propbench.Raw, []propbench.Raw) {
 			subs := make([]propbench.Raw, subscribers)
 			for i := range subs {

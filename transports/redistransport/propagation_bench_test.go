@@ -2,6 +2,7 @@ package redistransport_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"testing"
 	"time"
@@ -45,6 +46,11 @@ func rawRedis(b *testing.B, url, channel string) propbench.Raw {
 	}
 }
 
+// concurrentPublish sets Options.ConcurrentPublish of the engine's
+// transports in BenchmarkPropagation: go test -bench Propagation
+// ./transports/redistransport/ -args -concurrent_publish=4.
+var concurrentPublish = flag.Int("concurrent_publish", 0, "redistransport Options.ConcurrentPublish in BenchmarkPropagation (0: the default)")
+
 // BenchmarkPropagation measures one-way propagation latency (Invalidate on
 // one instance until evicted on another) at 1k and 10k invalidations/s, and
 // keys/s with 1 publisher and 4 subscribers, next to raw go-redis pub/sub on
@@ -54,7 +60,9 @@ func BenchmarkPropagation(b *testing.B) {
 	url := testenv.RedisURL(b)
 	ns := fmt.Sprintf("propbench-%d", time.Now().UnixNano())
 	propbench.Bench(b,
-		func() (core.Backplane, error) { return redistransport.Open(url, ns) },
+		func() (core.Backplane, error) {
+			return redistransport.Open(url, ns, redistransport.WithConcurrentPublish(*concurrentPublish))
+		},
 		func(b *testing.B, subscribers int) (propbench.Raw, []propbench.Raw) {
 			subs := make([]propbench.Raw, subscribers)
 			for i := range subs {

@@ -240,6 +240,9 @@ func TestPublishErrors(t *testing.T) {
 	if got := tr.Limits().MaxPayload; got != 8 {
 		t.Fatalf("Limits().MaxPayload = %d; want 8", got)
 	}
+	if got := tr.Limits().ConcurrentPublish; got != redistransport.DefaultConcurrentPublish {
+		t.Fatalf("Limits().ConcurrentPublish = %d; want the default %d", got, redistransport.DefaultConcurrentPublish)
+	}
 	r := subscribe(t, tr)
 	err := tr.Publish(context.Background(), []byte("ok"), []byte("123456789"))
 	if !errors.Is(err, core.ErrPayloadTooLarge) {
