@@ -211,12 +211,6 @@ func RawLatency(ctx context.Context, pub Raw, subs []Raw, n int, rate float64, o
 	return summarize(n, len(subs), col.got, time.Since(start)), err
 }
 
-// Fleet is the engine instances of a measurement.
-type Fleet struct {
-	Pub  *core.Cache
-	Subs []*core.Cache
-}
-
 // keyIndex parses the benchmark's key "pb:<i>".
 func keyIndex(k string) int {
 	i, err := strconv.Atoi(strings.TrimPrefix(k, "pb:"))
@@ -239,12 +233,25 @@ func (t tap) Subscribe(ctx context.Context, h core.Handler) error {
 	})
 }
 
-// EngineLatency calls Invalidate on a publisher instance n times at rate
-// per second (each call with its own key) and measures call-start to the
-// eviction being done on each subscriber instance. newBackplane makes one
-// instance's transport on a shared namespace.
-func EngineLatency(ctx context.Context, newBackplane func() (core.Backplane, error), subscribers, n int, rate float64, opts ...core.Option) (Result, error) {
-	col := newCollector(n, subscribers)
+// Fleet is a publishing engine instance and its subscriber instances,
+// which several measurements may use in turn, as a service's instances
+// serve one burst of calls after another.
+type Fleet struct {
+	Pub  *core.Cache
+	Subs []*core.Cache
+	col  atomic.Pointer[collector] // the measurement under way
+}
+
+// OpenFleet opens a publisher and subscribers subscriber instances, each
+// on a transport of its own made by newBackplane (on a namespace they
+// share) and a bigcache store.
+func OpenFleet(ctx context.Context, newBackplane func() (core.Backplane, error), subscribers int, opts ...core.Option) (f *Fleet, err error) {
+	f = &Fleet{}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
 	open := func(after func([]byte)) (*core.Cache, error) {
 		bp, err := newBackplane()
 		if err != nil {
@@ -255,20 +262,22 @@ func EngineLatency(ctx context.Context, newBackplane func() (core.Backplane, err
 		}
 		store, err := bigcachestore.New(bigcachestore.DefaultConfig())
 		if err != nil {
+			_ = bp.Close()
 			return nil, err
 		}
 		o := append([]core.Option{core.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
 		return core.Open(ctx, store, bp, o...)
 	}
-	pub, err := open(nil)
-	if err != nil {
-		return Result{}, err
+	if f.Pub, err = open(nil); err != nil {
+		return f, err
 	}
-	defer pub.Close()
-	var subs []*core.Cache
 	for si := range subscribers {
 		c, err := open(func(p []byte) {
 			now := time.Now()
+			col := f.col.Load()
+			if col == nil {
+				return
+			}
 			env, err := core.DecodeEnvelope(p)
 			if err != nil || env.Op != core.OpInvalidate {
 				return
@@ -278,26 +287,64 @@ func EngineLatency(ctx context.Context, newBackplane func() (core.Backplane, err
 			}
 		})
 		if err != nil {
-			return Result{}, err
+			return f, err
 		}
-		defer c.Close()
-		subs = append(subs, c)
+		f.Subs = append(f.Subs, c)
 	}
+	return f, nil
+}
+
+// Close closes the instances.
+func (f *Fleet) Close() {
+	if f.Pub != nil {
+		_ = f.Pub.Close()
+	}
+	for _, c := range f.Subs {
+		_ = c.Close()
+	}
+}
+
+// Latency calls Invalidate on the publisher n times at rate per second
+// (each call with its own key; 0: as fast as 256 concurrent callers go) and
+// measures call-start to the eviction being done on each subscriber.
+// Measurements of one Fleet run one at a time.
+func (f *Fleet) Latency(ctx context.Context, n int, rate float64) (Result, error) {
+	col := newCollector(n, len(f.Subs))
+	gaps := f.gaps()
+	f.col.Store(col)
+	defer f.col.Store(nil)
 	var pubErr atomic.Value
 	start := time.Now()
 	pace(ctx, n, rate, func(i int) {
 		col.markSent(i, time.Now())
-		if err := pub.Invalidate(ctx, "pb:"+strconv.Itoa(i)); err != nil {
+		if err := f.Pub.Invalidate(ctx, "pb:"+strconv.Itoa(i)); err != nil {
 			pubErr.Store(err)
 		}
 	})
-	err = col.wait(ctx)
+	err := col.wait(ctx)
 	if e, ok := pubErr.Load().(error); ok && err != nil {
 		err = errors.Join(err, e)
 	}
-	r := summarize(n, subscribers, col.got, time.Since(start))
-	for _, c := range subs {
-		r.Gaps += c.Stats().Gaps
-	}
+	r := summarize(n, len(f.Subs), col.got, time.Since(start))
+	r.Gaps = f.gaps() - gaps
 	return r, err
+}
+
+// gaps is the sequence gaps the subscribers detected so far.
+func (f *Fleet) gaps() uint64 {
+	var n uint64
+	for _, c := range f.Subs {
+		n += c.Stats().Gaps
+	}
+	return n
+}
+
+// EngineLatency opens a Fleet, measures its Latency once and closes it.
+func EngineLatency(ctx context.Context, newBackplane func() (core.Backplane, error), subscribers, n int, rate float64, opts ...core.Option) (Result, error) {
+	f, err := OpenFleet(ctx, newBackplane, subscribers, opts...)
+	if err != nil {
+		return Result{}, err
+	}
+	defer f.Close()
+	return f.Latency(ctx, n, rate)
 }
