@@ -24,6 +24,7 @@ import (
 // Like the raw clients, the engine's instances (a Fleet) are made once per
 // sub-benchmark and measured in every iteration of it, so that neither
 // side pays for new connections in any iteration but the first.
+//
 // The raw client is measured in two topologies: "raw" with the publisher
 // subscribed too, the topology of the engine (every instance of a fleet
 // subscribes, so the broker delivers each message to its publisher as
@@ -33,8 +34,10 @@ import (
 // Metrics, per iteration: raw-p50-µs, raw-p99-µs, raw-unsub-p50-µs,
 // raw-unsub-p99-µs, engine-p50-µs, engine-p99-µs, p50-ratio and p99-ratio
 // (engine / raw) for latency; raw-keys/s, raw-unsub-keys/s, engine-keys/s
-// and ratio for throughput; and engine-gaps, the sequence gaps the
-// engine's subscribers detected (a spurious gap would cost a flush).
+// and ratio for throughput; engine-gaps, the sequence gaps the engine's
+// subscribers detected (a spurious gap would cost a flush); and, for
+// latency, raw-cpu-µs/msg and engine-cpu-µs/msg, the CPU time the process
+// used per invalidation (on Unix systems).
 func Bench(b *testing.B, newBackplane func() (core.Backplane, error), raw func(b *testing.B, subscribers int) (Raw, []Raw), opts ...core.Option) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -77,6 +80,10 @@ func Bench(b *testing.B, newBackplane func() (core.Backplane, error), raw func(b
 				b.ReportMetric(us(e.P50)/us(r.P50), "p50-ratio")
 				b.ReportMetric(us(e.P99)/us(r.P99), "p99-ratio")
 				b.ReportMetric(float64(e.Gaps), "engine-gaps")
+				if r.CPU > 0 && e.CPU > 0 {
+					b.ReportMetric(us(r.CPU)/float64(n), "raw-cpu-µs/msg")
+					b.ReportMetric(us(e.CPU)/float64(n), "engine-cpu-µs/msg")
+				}
 				b.ReportMetric(0, "ns/op")
 			}
 		})

@@ -38,6 +38,10 @@ type Result struct {
 	// Gaps is the sequence gaps the engine's subscriber instances
 	// detected (each flushed their store); zero for the raw client.
 	Gaps uint64
+	// CPU is the CPU time the whole process used during the measurement
+	// (zero where it is not measured): publisher, subscribers and
+	// everything else the process runs.
+	CPU time.Duration
 }
 
 // String summarises the result on one line.
@@ -194,7 +198,7 @@ func RawLatency(ctx context.Context, pub Raw, subs []Raw, n int, rate float64, o
 		defer stop()
 	}
 	var pubErr atomic.Value
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	pace(ctx, n, rate, func(i int) {
 		p := make([]byte, 8, 40)
 		binary.BigEndian.PutUint64(p, uint64(i))
@@ -208,7 +212,9 @@ func RawLatency(ctx context.Context, pub Raw, subs []Raw, n int, rate float64, o
 	if e, ok := pubErr.Load().(error); ok && err != nil {
 		err = errors.Join(err, e)
 	}
-	return summarize(n, len(subs), col.got, time.Since(start)), err
+	r := summarize(n, len(subs), col.got, time.Since(start))
+	r.CPU = processCPU() - cpu
+	return r, err
 }
 
 // keyIndex parses the benchmark's key "pb:<i>".
@@ -314,7 +320,7 @@ func (f *Fleet) Latency(ctx context.Context, n int, rate float64) (Result, error
 	f.col.Store(col)
 	defer f.col.Store(nil)
 	var pubErr atomic.Value
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	pace(ctx, n, rate, func(i int) {
 		col.markSent(i, time.Now())
 		if err := f.Pub.Invalidate(ctx, "pb:"+strconv.Itoa(i)); err != nil {
@@ -326,6 +332,7 @@ func (f *Fleet) Latency(ctx context.Context, n int, rate float64) (Result, error
 		err = errors.Join(err, e)
 	}
 	r := summarize(n, len(f.Subs), col.got, time.Since(start))
+	r.CPU = processCPU() - cpu
 	r.Gaps = f.gaps() - gaps
 	return r, err
 }

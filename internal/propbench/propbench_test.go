@@ -36,5 +36,8 @@ func TestFleetMeasuresInTurn(t *testing.T) {
 		if r.P50 <= 0 || r.P99 < r.P50 || r.Max < r.P99 {
 			t.Fatalf("n=%d: p50 %v, p99 %v, max %v", n, r.P50, r.P99, r.Max)
 		}
+		if processCPU() > 0 && r.CPU <= 0 {
+			t.Fatalf("n=%d: CPU %v; want the process's CPU time during the measurement", n, r.CPU)
+		}
 	}
 }
