@@ -860,28 +860,19 @@ func TestQueuedRoundsOverlap(t *testing.T) {
 // A caller that cancels its overlapping round ends that round only: the
 // round of another caller, in flight at the same time, goes on.
 func TestCancelledOverlappingRoundEndsOnlyItself(t *testing.T) {
-	hub := memtransport.NewHub()
-	s := &stepBackplane{Backplane: hub.New(ns), concurrent: 3, started: make(chan int, 16)}
-	a := openHeld(t, s)
+	x := newSteps(t, 3)
 	cctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
-	go func() { first <- a.Invalidate(cctx, "k1") }()
-	if n := <-s.started; n != 1 {
-		t.Fatalf("call %d started; want 1", n)
-	}
-	second := make(chan error, 1)
-	go func() { second <- a.Invalidate(context.Background(), "k2") }()
-	if n := <-s.started; n != 2 {
-		t.Fatalf("call %d started; want 2", n)
-	}
+	go func() { first <- x.c.Invalidate(cctx, "k1") }()
+	x.started(1)
+	x.invalidate("k2")
+	x.started(2)
 	cancel()
 	if err := <-first; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled caller: %v; want context.Canceled", err)
 	}
-	close(s.gate(2))
-	if err := <-second; err != nil {
-		t.Fatalf("the other caller's round failed: %v", err)
-	}
+	close(x.s.gate(2))
+	x.returned(1) // the other caller's round went on
 }
 
 // Calls that queue while the publisher's own round is in flight go out as

@@ -127,10 +127,12 @@ type collector struct {
 	count atomic.Int64
 	done  chan struct{}
 	want  int64
+	// subscribers is how many receivers each index is expected at.
+	subscribers int
 }
 
 func newCollector(n, subscribers int) *collector {
-	return &collector{sent: make([]time.Time, n), seen: make([]bool, n*subscribers), done: make(chan struct{}), want: int64(n * subscribers)}
+	return &collector{sent: make([]time.Time, n), seen: make([]bool, n*subscribers), done: make(chan struct{}), want: int64(n * subscribers), subscribers: subscribers}
 }
 
 func (c *collector) markSent(i int, t time.Time) { c.mu.Lock(); c.sent[i] = t; c.mu.Unlock() }
@@ -197,22 +199,31 @@ func RawLatency(ctx context.Context, pub Raw, subs []Raw, n int, rate float64, o
 		}
 		defer stop()
 	}
-	var pubErr atomic.Value
-	start, cpu := time.Now(), processCPU()
-	pace(ctx, n, rate, func(i int) {
+	return measure(ctx, col, n, rate, func(i int) error {
 		p := make([]byte, 8, 40)
 		binary.BigEndian.PutUint64(p, uint64(i))
 		p = append(p, "propbench-raw-payload-padding"...)
+		return pub.Publish(ctx, p)
+	})
+}
+
+// measure sends n times at rate per second (send(i) sends index i) and
+// waits until col has every delivery; it summarises them with the elapsed
+// and CPU time. A send error is returned only if deliveries are missing.
+func measure(ctx context.Context, col *collector, n int, rate float64, send func(i int) error) (Result, error) {
+	var sendErr atomic.Value
+	start, cpu := time.Now(), processCPU()
+	pace(ctx, n, rate, func(i int) {
 		col.markSent(i, time.Now())
-		if err := pub.Publish(ctx, p); err != nil {
-			pubErr.Store(err)
+		if err := send(i); err != nil {
+			sendErr.Store(err)
 		}
 	})
 	err := col.wait(ctx)
-	if e, ok := pubErr.Load().(error); ok && err != nil {
+	if e, ok := sendErr.Load().(error); ok && err != nil {
 		err = errors.Join(err, e)
 	}
-	r := summarize(n, len(subs), col.got, time.Since(start))
+	r := summarize(n, col.subscribers, col.got, time.Since(start))
 	r.CPU = processCPU() - cpu
 	return r, err
 }
@@ -319,20 +330,9 @@ func (f *Fleet) Latency(ctx context.Context, n int, rate float64) (Result, error
 	gaps := f.gaps()
 	f.col.Store(col)
 	defer f.col.Store(nil)
-	var pubErr atomic.Value
-	start, cpu := time.Now(), processCPU()
-	pace(ctx, n, rate, func(i int) {
-		col.markSent(i, time.Now())
-		if err := f.Pub.Invalidate(ctx, "pb:"+strconv.Itoa(i)); err != nil {
-			pubErr.Store(err)
-		}
+	r, err := measure(ctx, col, n, rate, func(i int) error {
+		return f.Pub.Invalidate(ctx, "pb:"+strconv.Itoa(i))
 	})
-	err := col.wait(ctx)
-	if e, ok := pubErr.Load().(error); ok && err != nil {
-		err = errors.Join(err, e)
-	}
-	r := summarize(n, len(f.Subs), col.got, time.Since(start))
-	r.CPU = processCPU() - cpu
 	r.Gaps = f.gaps() - gaps
 	return r, err
 }
