@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/goid"
 	"github.com/backplane-go/backplane/transports/memtransport"
 )
 
@@ -526,6 +527,11 @@ type gatedSender struct {
 	concurrent int
 	sends      atomic.Int32
 	waiting    atomic.Int32
+	// hold, if not nil, holds every Send until it is closed.
+	hold chan struct{}
+	mu   sync.Mutex
+	// senders is the goroutine of each Send, in order.
+	senders []uint64
 }
 
 func (g *gatedSender) Limits() core.Limits {
@@ -544,6 +550,12 @@ func (g *gatedSender) Publish(ctx context.Context, payloads ...[]byte) error {
 
 func (g *gatedSender) Send(ctx context.Context, payloads ...[]byte) (func(context.Context) error, error) {
 	g.sends.Add(1)
+	g.mu.Lock()
+	g.senders = append(g.senders, goid.Current())
+	g.mu.Unlock()
+	if g.hold != nil {
+		<-g.hold
+	}
 	if err := g.Transport.Publish(ctx, payloads...); err != nil {
 		return nil, err
 	}
@@ -639,6 +651,86 @@ func TestSenderOneRoundAtATime(t *testing.T) {
 	}
 	if n := gs.sends.Load(); n != 2 {
 		t.Fatalf("%d rounds sent; want 2", n)
+	}
+}
+
+// Over a Sender, rounds wait for their confirmations on a context they
+// share, which a caller that leaves abandons: the other rounds wait again,
+// and a caller that leaves after that still stops waiting at once.
+func TestSenderCallerLeavesAfterAnotherLeft(t *testing.T) {
+	hub := memtransport.NewHub()
+	gs := &gatedSender{Transport: hub.New(ns), gate: make(chan struct{})}
+	a, err := core.Open(context.Background(), newStore(t), gs, quiet, core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	actx, acancel := context.WithCancel(context.Background())
+	bctx, bcancel := context.WithCancel(context.Background())
+	defer acancel()
+	defer bcancel()
+	first, second := make(chan error, 1), make(chan error, 1)
+	go func() { first <- a.Invalidate(actx, "k1") }()
+	eventually(t, "the first round waits", func() bool { return gs.waiting.Load() == 1 })
+	go func() { second <- a.Invalidate(bctx, "k2") }()
+	eventually(t, "both rounds wait", func() bool { return gs.waiting.Load() == 2 })
+	acancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first caller: %v; want context.Canceled", err)
+	}
+	eventually(t, "the second round waits again", func() bool { return gs.waiting.Load() == 1 })
+	select {
+	case err := <-second:
+		t.Fatalf("the second caller returned (%v) when the first left", err)
+	default:
+	}
+	bcancel()
+	select {
+	case err := <-second:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("second caller: %v; want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second caller still waits after it left")
+	}
+	close(gs.gate)
+	if err := a.Invalidate(context.Background(), "k3"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Calls that queue while a round is being sent go out from the goroutine
+// that sent it, before it releases the publish token: they need not wait
+// until another goroutine (the publisher's, or one it starts) is scheduled.
+func TestQueuedCallsGoOutFromTheTokenHolder(t *testing.T) {
+	hub := memtransport.NewHub()
+	gs := &gatedSender{Transport: hub.New(ns), gate: make(chan struct{}), hold: make(chan struct{})}
+	close(gs.gate) // confirmations do not wait
+	a, err := core.Open(context.Background(), newStore(t), gs, quiet, core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	errs := make(chan error, 3)
+	go func() { errs <- a.Invalidate(ctx, "k1") }()
+	eventually(t, "the first round is being sent", func() bool { return gs.sends.Load() == 1 })
+	go func() { errs <- a.Invalidate(ctx, "k2") }()
+	go func() { errs <- a.Invalidate(ctx, "k3") }()
+	eventually(t, "k2 and k3 queued", func() bool { return a.Queued() == 3 })
+	close(gs.hold)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	if len(gs.senders) != 2 {
+		t.Fatalf("%d rounds sent; want 2 (k1, then k2 and k3 together)", len(gs.senders))
+	}
+	if gs.senders[1] != gs.senders[0] {
+		t.Fatalf("the queued calls were sent by goroutine %d, not by the token holder %d", gs.senders[1], gs.senders[0])
 	}
 }
 

@@ -50,6 +50,10 @@ type Cache struct {
 
 	flightMu sync.Mutex
 	flights  map[string]*flight
+	// nflights is len(flights), for a look without flightMu: an eviction
+	// that finds no load in flight has none to detach. Changed with
+	// flightMu held.
+	nflights atomic.Int32
 
 	maxPayload int // for the envelope, without the signature trailer
 	trailer    int
@@ -60,7 +64,7 @@ type Cache struct {
 	closed    bool
 	inflight  sync.WaitGroup // Invalidate/Clear calls between enqueue and done
 	reqs      chan *pubReq
-	pubToken  chan struct{} // held by whoever publishes; guards seq
+	pubToken  sync.Mutex // held by whoever publishes; guards seq
 	kick      chan struct{}
 	seq       uint64       // last sequence number used
 	sender    Sender       // bp as a Sender, or nil
@@ -71,12 +75,17 @@ type Cache struct {
 	roundCtx      context.Context
 	roundCancel   context.CancelFunc
 	roundDeadline time.Time
-	stop          chan struct{}
-	runCtx        context.Context
-	cancel        context.CancelFunc
-	wg            sync.WaitGroup
-	closeErr      error
-	closeOne      sync.Once
+	// the context that confirmations over a Sender share (see
+	// waitContext), and what abandons it; guarded by pubToken
+	waitCtx     context.Context
+	waitParent  context.Context // the round context waitCtx is a child of
+	waitAbandon func()
+	stop        chan struct{}
+	runCtx      context.Context
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	closeErr    error
+	closeOne    sync.Once
 
 	// receive side, guarded by recvMu
 	recvMu    sync.Mutex
@@ -209,6 +218,7 @@ type pubReq struct {
 	op   Op
 	keys []string
 	done chan error
+	one  [1]string // keys of a call with one key
 }
 
 // New returns a Cache over store and bp. It validates the options and does
@@ -258,7 +268,6 @@ func New(store LocalStore, bp Backplane, opts ...Option) (*Cache, error) {
 		maxPayload: max - trailer,
 		trailer:    trailer,
 		reqs:       make(chan *pubReq, o.QueueSize),
-		pubToken:   make(chan struct{}, 1),
 		kick:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		peers:      make(map[SourceID]*peer),
@@ -616,9 +625,23 @@ func (c *Cache) evictLocal(keys []string) {
 // detachFlight makes the next GetOrLoad of key start a new load instead of
 // joining one that started before an eviction.
 func (c *Cache) detachFlight(key string) {
+	// A load that starts after this look reads the stripe's generation
+	// after the caller bumped it: it is not one to detach.
+	if c.nflights.Load() == 0 {
+		return
+	}
 	c.flightMu.Lock()
-	delete(c.flights, key)
+	c.dropFlight(key, nil)
 	c.flightMu.Unlock()
+}
+
+// dropFlight forgets the load in flight for key: f, or any if f is nil.
+// Called with flightMu held.
+func (c *Cache) dropFlight(key string, f *flight) {
+	if g, ok := c.flights[key]; ok && (f == nil || g == f) {
+		delete(c.flights, key)
+		c.nflights.Add(-1)
+	}
 }
 
 // flush clears the store for safety and makes every load in flight
@@ -633,6 +656,7 @@ func (c *Cache) flush(cause string) {
 	err := c.store.Clear()
 	c.flightMu.Lock()
 	c.flights = make(map[string]*flight)
+	c.nflights.Store(0)
 	c.flightMu.Unlock()
 	for i := range c.stripes {
 		c.stripes[i].mu.Unlock()
@@ -691,6 +715,7 @@ func (c *Cache) GetOrLoad(ctx context.Context, key string, loader func(ctx conte
 		}
 		f := &flight{done: make(chan struct{})}
 		c.flights[key] = f
+		c.nflights.Add(1)
 		c.flightMu.Unlock()
 		return c.lead(ctx, key, f, loader)
 	}
@@ -701,9 +726,7 @@ func (c *Cache) lead(ctx context.Context, key string, f *flight, loader func(con
 	gen := s.gen.Load()
 	defer func() {
 		c.flightMu.Lock()
-		if c.flights[key] == f {
-			delete(c.flights, key)
-		}
+		c.dropFlight(key, f)
 		c.flightMu.Unlock()
 		f.val, f.err = val, err
 		f.ctxDone = err != nil && ctx.Err() != nil
@@ -768,7 +791,14 @@ func (c *Cache) Invalidate(ctx context.Context, keys ...string) error {
 	c.evictLocal(keys)
 	// The round may be encoded after a cancelled caller returned: it owns a
 	// copy of the keys, never the caller's slice.
-	return c.enqueue(ctx, &pubReq{op: OpInvalidate, keys: slices.Clone(keys)})
+	r := &pubReq{op: OpInvalidate}
+	if len(keys) == 1 {
+		r.one[0] = keys[0]
+		r.keys = r.one[:]
+	} else {
+		r.keys = slices.Clone(keys)
+	}
+	return c.enqueue(ctx, r)
 }
 
 // Clear evicts every entry on this instance, then tells every other
@@ -781,6 +811,8 @@ func (c *Cache) Clear(ctx context.Context) error {
 	return c.enqueue(ctx, &pubReq{op: OpClear})
 }
 
+// enqueue publishes r, as a round of its own or with others, and returns
+// once that round is answered or ctx ends.
 func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 	c.lifeMu.RLock()
 	if c.closed {
@@ -796,8 +828,7 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 	// publishes itself, saving the wake-up of another goroutine on an idle
 	// instance; otherwise the current publisher takes the request in its
 	// next round.
-	select {
-	case c.pubToken <- struct{}{}:
+	if c.pubToken.TryLock() {
 		if len(c.reqs) == 0 {
 			// Nothing waits: a round of r alone, without queueing it.
 			c.queued.Add(1)
@@ -806,17 +837,16 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 				return c.sendRound(ctx, batch[:]) // releases the token
 			}
 			err := c.publishBatch(ctx, batch[:])
-			<-c.pubToken
+			c.pubToken.Unlock()
 			if len(c.reqs) > 0 {
 				c.kickPublisher()
 			}
 			return err
 		}
-		<-c.pubToken // others wait: r queues behind them
+		c.pubToken.Unlock() // others wait: r queues behind them
 		// Whoever queued them may have found the token taken (by this
 		// caller) and be waiting: make sure someone publishes them.
 		c.kickPublisher()
-	default:
 	}
 	r.done = make(chan error, 1)
 	select {
@@ -827,10 +857,8 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 		return ctx.Err()
 	}
 	c.queued.Add(1)
-	select {
-	case c.pubToken <- struct{}{}:
+	if c.pubToken.TryLock() {
 		c.leadRounds(ctx, r) // releases the token
-	default:
 	}
 	select {
 	case err := <-r.done:
@@ -861,7 +889,7 @@ func (c *Cache) leadRounds(ctx context.Context, r *pubReq) {
 		}
 		c.publishBatch(own, batch)
 	}
-	<-c.pubToken
+	c.pubToken.Unlock()
 	if len(c.reqs) > 0 {
 		c.kickPublisher()
 	}
@@ -908,21 +936,16 @@ func (c *Cache) publishLoop() {
 		case <-c.stop:
 			leave = true
 		}
-		c.pubToken <- struct{}{}
+		c.pubToken.Lock()
 		for {
 			batch := c.collect()
 			if len(batch) == 0 {
 				break
 			}
 			if c.mayOverlap() {
-				// The round goes on without the publisher, which stays
-				// free for what queues meanwhile.
-				c.wg.Add(1)
-				go func() {
-					defer c.wg.Done()
-					c.sendRound(nil, batch) // releases the token
-				}()
-				c.pubToken <- struct{}{}
+				// The round's confirmation is waited for without the
+				// publisher, which stays free for what queues meanwhile.
+				c.overlap(batch)
 				continue
 			}
 			c.publishBatch(nil, batch)
@@ -934,12 +957,12 @@ func (c *Cache) publishLoop() {
 			if c.opts.HeartbeatInterval > 0 {
 				c.publish(nil, []Envelope{{Op: OpLeave, Source: c.id, Seq: c.seq}}, OpLeave)
 			}
-			<-c.pubToken
+			c.pubToken.Unlock()
 			return
 		case heartbeat:
 			c.publish(nil, []Envelope{{Op: OpHeartbeat, Source: c.id, Seq: c.seq}}, OpHeartbeat)
 		}
-		<-c.pubToken
+		c.pubToken.Unlock()
 		if len(c.reqs) > 0 {
 			c.kickPublisher()
 		}
@@ -993,6 +1016,12 @@ func (c *Cache) encodeBatch(batch []*pubReq, seq *uint64) []Envelope {
 			*seq++
 			return []Envelope{{Op: OpClear, Source: c.id, Seq: *seq, Sent: now}}
 		}
+	}
+	if len(batch) == 1 && len(batch[0].keys) == 1 {
+		// The common round of one call with one key: nothing to split
+		// or de-duplicate.
+		*seq++
+		return []Envelope{{Op: OpInvalidate, Source: c.id, Seq: *seq, Sent: now, Keys: batch[0].keys}}
 	}
 	total := 0
 	for _, r := range batch {
@@ -1098,43 +1127,134 @@ func (c *Cache) published(op, first Op, messages, keys int, start time.Time, err
 	return nil
 }
 
-// sendRound publishes a round that may overlap the next one (mayOverlap):
-// over a Sender it sends holding the publish token, releases the token, and
-// only then waits for the confirmation; over a transport that publishes on
-// several connections it releases the token and publishes. The next round
-// may go out meanwhile. It answers the round like publishBatch.
+// sendRound publishes a round that may overlap the next one (mayOverlap)
+// and answers it like publishBatch. Over a Sender it sends holding the
+// publish token; over a transport that publishes on several connections it
+// only encodes. Before it releases the token, it starts rounds of the calls
+// that queued meanwhile (startQueued); then it waits for the confirmation,
+// or publishes. Later rounds may go out meanwhile.
 func (c *Cache) sendRound(ctx context.Context, batch []*pubReq) error {
-	envs := c.encodeBatch(batch, &c.seq)
-	payloads, keys, err := c.encode(envs)
-	var confirm func(context.Context) error
-	var pctx context.Context
-	release := func() {}
-	start := time.Now()
-	if err == nil {
-		pctx, release = c.roundCtxFor(ctx)
-		if c.sender != nil {
-			confirm, err = c.sender.Send(pctx, payloads...)
-		}
-	}
-	c.rounds.Add(1)
-	<-c.pubToken
+	r := c.startRound(ctx, batch)
+	c.startQueued()
+	c.pubToken.Unlock()
 	if len(c.reqs) > 0 {
 		c.kickPublisher()
 	}
-	if err == nil {
-		if confirm != nil {
-			err = confirm(pctx)
-		} else {
-			err = c.bp.Publish(pctx, payloads...)
+	return c.finishRound(&r)
+}
+
+// round is a publish round under way.
+type round struct {
+	batch    []*pubReq
+	envs     []Envelope
+	payloads [][]byte
+	keys     int
+	ctx      context.Context             // the round's (roundContext)
+	wait     context.Context             // what its confirmation or Publish waits with
+	caller   context.Context             // the caller's that can end, or nil
+	release  func()                      // frees wait, or nil
+	stop     func() bool                 // stops abandoning wait when caller ends, or nil
+	confirm  func(context.Context) error // over a Sender
+	start    time.Time
+	err      error
+}
+
+// startRound encodes a round that may overlap the next one and, over a
+// Sender, sends it; finishRound ends it. A caller's ctx that can end (given
+// for a round that carries only that caller's keys) bounds the round: a
+// round whose caller left before it was sent is not sent, and the caller's
+// leaving ends the wait for the round's confirmation (see waitContext) or
+// its Publish (linkCaller). Called with the publish token held.
+func (c *Cache) startRound(ctx context.Context, batch []*pubReq) round {
+	r := round{batch: batch}
+	r.envs = c.encodeBatch(batch, &c.seq)
+	r.payloads, r.keys, r.err = c.encode(r.envs)
+	r.start = time.Now()
+	if r.err == nil {
+		r.ctx = c.roundContext()
+		if ctx != nil && ctx.Done() != nil {
+			r.caller = ctx
+			r.err = ctx.Err()
+		}
+		switch {
+		case r.err != nil:
+		case c.sender == nil:
+			r.wait, r.release = linkCaller(r.ctx, r.caller)
+		default:
+			r.wait = c.waitContext()
+			if r.caller != nil {
+				r.stop = context.AfterFunc(r.caller, c.waitAbandon)
+			}
+			r.confirm, r.err = c.sender.Send(r.ctx, r.payloads...)
 		}
 	}
-	c.rounds.Add(-1)
-	release()
-	if len(envs) > 0 {
-		err = c.published(OpInvalidate, envs[0].Op, len(payloads), keys, start, err)
+	c.rounds.Add(1)
+	return r
+}
+
+// finishRound waits for the confirmation of a round started by startRound
+// (or publishes it, if the transport is not a Sender), answers its callers
+// and returns its error. Called without the publish token.
+func (c *Cache) finishRound(r *round) error {
+	err := r.err
+	if err == nil {
+		if r.confirm != nil {
+			err = c.confirmRound(r)
+		} else {
+			err = c.bp.Publish(r.wait, r.payloads...)
+		}
 	}
-	c.answer(batch, err)
+	if r.stop != nil {
+		r.stop()
+	}
+	if r.release != nil {
+		r.release()
+	}
+	c.rounds.Add(-1)
+	if len(r.envs) > 0 {
+		err = c.published(OpInvalidate, r.envs[0].Op, len(r.payloads), r.keys, r.start, err)
+	}
+	c.answer(r.batch, err)
 	return err
+}
+
+// confirmRound waits for the confirmation of a round over a Sender. When
+// another caller abandoned the wait (its ctx ended), the round waits again,
+// on a context of its own: confirm may be called again.
+func (c *Cache) confirmRound(r *round) error {
+	err := r.confirm(r.wait)
+	if err != nil && context.Cause(r.wait) == errAbandoned && (r.caller == nil || r.caller.Err() == nil) {
+		ctx, release := linkCaller(r.ctx, r.caller)
+		err = r.confirm(ctx)
+		release()
+	}
+	return err
+}
+
+// overlap starts a round of batch and finishes it on a goroutine of its
+// own. Called with the publish token held, which it keeps.
+func (c *Cache) overlap(batch []*pubReq) {
+	r := c.startRound(nil, batch)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		_ = c.finishRound(&r) // its callers have the error
+	}()
+}
+
+// startQueued starts rounds of the calls queued while rounds may overlap
+// (each finished on a goroutine of its own), and leaves the rest queued.
+// The token holder calls it before it releases the token: it is running, so
+// the queued calls go out without waiting until the publisher's goroutine
+// is scheduled. Called with the publish token held, which it keeps.
+func (c *Cache) startQueued() {
+	for len(c.reqs) > 0 && c.mayOverlap() {
+		batch := c.collect()
+		if len(batch) == 0 {
+			return
+		}
+		c.overlap(batch)
+	}
 }
 
 // roundContext returns the context of a publish round: done at Close or
@@ -1151,6 +1271,26 @@ func (c *Cache) roundContext() context.Context {
 		c.roundCtx, c.roundCancel = context.WithDeadline(c.runCtx, c.roundDeadline)
 	}
 	return c.roundCtx
+}
+
+// errAbandoned is the cause of the end of a shared confirmation context
+// (waitContext) that a caller abandoned.
+var errAbandoned = errors.New("backplane: a caller abandoned its round")
+
+// waitContext returns the context that the confirmations of rounds over a
+// Sender wait with: a child of the round context (roundContext), which a
+// caller whose ctx ends abandons (c.waitAbandon). That ends the wait of
+// every round on it; those whose callers are still there wait again
+// (confirmRound). Cancellations are rare: sharing saves each round a context
+// and a registration with the round context. Called with the publish token
+// held, after roundContext.
+func (c *Cache) waitContext() context.Context {
+	if c.waitCtx == nil || c.waitParent != c.roundCtx || c.waitCtx.Err() != nil {
+		ctx, abandon := context.WithCancelCause(c.roundCtx)
+		c.waitCtx, c.waitParent = ctx, c.roundCtx
+		c.waitAbandon = func() { abandon(errAbandoned) }
+	}
+	return c.waitCtx
 }
 
 // roundCtxFor returns the context of a round and a function to call when
@@ -1176,8 +1316,19 @@ func (c *Cache) roundCtxFor(ctx context.Context) (context.Context, func()) {
 		}
 	}
 	// Rounds overlap: this round's cancellation must not reach another's.
+	return linkCaller(pctx, ctx)
+}
+
+// linkCaller returns a context of its own for a round that overlaps
+// others: done when the round's context pctx is, or when the caller's ctx
+// (if not nil) ends. release frees it.
+func linkCaller(pctx, ctx context.Context) (_ context.Context, release func()) {
+	if ctx == nil || ctx.Done() == nil {
+		return pctx, func() {}
+	}
 	rctx, cancel := context.WithCancel(pctx)
 	stop := context.AfterFunc(ctx, cancel)
+	rctx.Done() // made now rather than by the transport's wait
 	return rctx, func() { stop(); cancel() }
 }
 

@@ -141,7 +141,10 @@ type Backplane interface {
 // Limits().MaxPayload or an ended ctx fails it before anything is sent; a
 // later failure may leave some payloads sent. Send and confirm honour
 // their contexts like Publish; several confirms may wait at once, while
-// later Send and Publish calls go on.
+// later Send and Publish calls go on. confirm may be called again after it
+// returned (the engine does so when the context it waited with ended for
+// another caller's sake): each call waits until the broker has what was
+// sent before it.
 //
 // A wrapper around a Sender (to count or trace publishes, say) must wrap
 // Send too, or hide it: the engine calls Send instead of Publish when it is
