@@ -40,7 +40,8 @@ type Transport struct {
 	dialing *dial      // the dial in progress, or nil
 	dialWG  sync.WaitGroup
 	nc      atomic.Pointer[nats.Conn]
-	ceiling atomic.Int64 // MaxPayload reported before connecting, or 0
+	ceiling atomic.Int64              // MaxPayload reported before connecting, or 0
+	confirm atomic.Pointer[confirmer] // Send's confirm for the last nc used
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -779,12 +780,25 @@ func (t *Transport) Send(ctx context.Context, payloads ...[]byte) (confirm func(
 			return nil, t.publishErr(nc, err)
 		}
 	}
-	return func(ctx context.Context) error {
-		if err := t.flush(ctx, nc); err != nil {
-			return t.publishErr(nc, err)
+	cf := t.confirm.Load()
+	if cf == nil || cf.nc != nc {
+		cf = &confirmer{nc: nc}
+		cf.fn = func(ctx context.Context) error {
+			if err := t.flush(ctx, nc); err != nil {
+				return t.publishErr(nc, err)
+			}
+			return nil
 		}
-		return nil
-	}, nil
+		t.confirm.Store(cf)
+	}
+	return cf.fn, nil
+}
+
+// confirmer is Send's confirm for one connection: made once per
+// connection, not per call.
+type confirmer struct {
+	nc *nats.Conn
+	fn func(context.Context) error
 }
 
 // publishErr classifies an error of nats.go's Publish or Flush.
