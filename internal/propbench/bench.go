@@ -10,14 +10,16 @@ import (
 )
 
 // Bench runs the standard propagation benchmarks of a transport: one-way
-// latency at 1k and 10k invalidations/s (three seconds of load each), and
-// keys/s with one publisher and four subscribers. Each sub-benchmark
-// iteration measures the raw client and the engine back to back, in turns
-// (the engine first in every other iteration, so that neither always runs
-// on the machine the other has just warmed or loaded), and reports both
-// with their ratio: a ratio of one iteration compares two runs a few
-// seconds apart, which the drift of a shared machine over a longer run
-// does not bias. Run with -benchtime 1x and -count N for N pairs.
+// latency at 1k and 10k invalidations/s (three seconds of load for each
+// side), and keys/s with one publisher and four subscribers. Each
+// sub-benchmark iteration measures the raw client and the engine and
+// reports both with their ratio. For latency the sides take turns in
+// blocks of a tenth of a second (Interleave), so that a ratio compares
+// figures from the same few seconds, which the drift of a shared machine
+// does not bias; for throughput they run back to back, the engine first in
+// every other iteration, so that neither always runs on the machine the
+// other has just warmed or loaded. Run with -benchtime 1x and -count N for
+// N pairs.
 //
 // newBackplane makes one instance's transport on a namespace shared by the
 // run; raw makes a raw publisher and subscribers on a channel of their own.
@@ -66,11 +68,11 @@ func Bench(b *testing.B, newBackplane func() (core.Backplane, error), raw func(b
 			upub, usubs := raw(b, 1)
 			fleet := openFleet(ctx, b, newBackplane, 1, opts)
 			for b.Loop() {
-				r, u, e := pair(b, [3]func() (Result, error){
-					func() (Result, error) { return RawLatency(ctx, pub, subs, n, rate, PublisherSubscribed()) },
-					func() (Result, error) { return RawLatency(ctx, upub, usubs, n, rate) },
-					func() (Result, error) { return fleet.Latency(ctx, n, rate) },
-				})
+				r, u, e := interleaved(ctx, b, n, rate,
+					func() (Side, error) { return RawSide(ctx, pub, subs, n, PublisherSubscribed()) },
+					func() (Side, error) { return RawSide(ctx, upub, usubs, n) },
+					func() (Side, error) { return fleet.Side(ctx, n), nil },
+				)
 				b.ReportMetric(us(r.P50), "raw-p50-µs")
 				b.ReportMetric(us(r.P99), "raw-p99-µs")
 				b.ReportMetric(us(u.P50), "raw-unsub-p50-µs")
@@ -107,6 +109,27 @@ func Bench(b *testing.B, newBackplane func() (core.Backplane, error), raw func(b
 			b.ReportMetric(0, "ns/op")
 		}
 	})
+}
+
+// interleaved measures the sides raw, raw-unsub and engine in turns
+// (Interleave).
+func interleaved(ctx context.Context, b *testing.B, n int, rate float64, sides ...func() (Side, error)) (raw, unsub, engine Result) {
+	ss := make([]Side, 0, len(sides))
+	for _, side := range sides {
+		s, err := side()
+		if err != nil {
+			for _, s := range ss {
+				s.done(nil)
+			}
+			b.Fatal(err)
+		}
+		ss = append(ss, s)
+	}
+	res, err := Interleave(ctx, ss, n, rate)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return res[0], res[1], res[2]
 }
 
 // openFleet opens a Fleet for the sub-benchmark b, closed when b ends.

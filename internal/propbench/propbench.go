@@ -69,8 +69,10 @@ func summarize(sent, subscribers int, lat []time.Duration, elapsed time.Duration
 // sends run on up to 256 long-lived goroutines, the most recently idle one
 // first, as calls in a service run on goroutines that served calls before:
 // a fresh goroutine per send would also measure the growth of its stack,
-// and a rotation through all of them a cold cache each time.
-func pace(ctx context.Context, n int, rate float64, send func(i int)) {
+// and a rotation through all of them a cold cache each time. tick, if not
+// nil, is called with i just before send(i) is handed out, one call at a
+// time.
+func pace(ctx context.Context, n int, rate float64, tick, send func(i int)) {
 	const workers = 256
 	var (
 		mu   sync.Mutex
@@ -105,6 +107,9 @@ func pace(ctx context.Context, n int, rate float64, send func(i int)) {
 		case <-free:
 		case <-ctx.Done():
 			continue
+		}
+		if tick != nil {
+			tick(i)
 		}
 		mu.Lock()
 		ch := idle[len(idle)-1]
@@ -176,56 +181,162 @@ func PublisherSubscribed() RawOption { return func(c *rawConfig) { c.pubSubscrib
 // RawLatency publishes n messages at rate per second from one client and
 // measures publish-start to receipt at subscribers subscribers.
 func RawLatency(ctx context.Context, pub Raw, subs []Raw, n int, rate float64, opts ...RawOption) (Result, error) {
+	s, err := RawSide(ctx, pub, subs, n, opts...)
+	if err != nil {
+		return Result{}, err
+	}
+	r, err := Interleave(ctx, []Side{s}, n, rate)
+	return r[0], err
+}
+
+// RawSide prepares the measurement of RawLatency as a Side of Interleave.
+func RawSide(ctx context.Context, pub Raw, subs []Raw, n int, opts ...RawOption) (s Side, err error) {
 	var cfg rawConfig
 	for _, o := range opts {
 		o(&cfg)
 	}
+	var stops []func()
+	defer func() {
+		if err != nil {
+			for _, stop := range stops {
+				stop()
+			}
+		}
+	}()
 	if cfg.pubSubscribed {
 		stop, err := pub.Subscribe(ctx, func([]byte) {})
 		if err != nil {
-			return Result{}, err
+			return s, err
 		}
-		defer stop()
+		stops = append(stops, stop)
 	}
 	col := newCollector(n, len(subs))
-	for si, s := range subs {
-		stop, err := s.Subscribe(ctx, func(p []byte) {
+	for si, sub := range subs {
+		stop, err := sub.Subscribe(ctx, func(p []byte) {
 			if len(p) >= 8 {
 				col.arrived(si, int(binary.BigEndian.Uint64(p)), time.Now())
 			}
 		})
 		if err != nil {
-			return Result{}, err
+			return s, err
 		}
-		defer stop()
+		stops = append(stops, stop)
 	}
-	return measure(ctx, col, n, rate, func(i int) error {
+	payloads := make([][]byte, n)
+	for i := range payloads {
 		p := make([]byte, 8, 40)
 		binary.BigEndian.PutUint64(p, uint64(i))
-		p = append(p, "propbench-raw-payload-padding"...)
-		return pub.Publish(ctx, p)
-	})
+		payloads[i] = append(p, "propbench-raw-payload-padding"...)
+	}
+	return Side{
+		col:  col,
+		send: func(i int) error { return pub.Publish(ctx, payloads[i]) },
+		done: func(*Result) {
+			for _, stop := range stops {
+				stop()
+			}
+		},
+	}, nil
 }
 
-// measure sends n times at rate per second (send(i) sends index i) and
-// waits until col has every delivery; it summarises them with the elapsed
-// and CPU time. A send error is returned only if deliveries are missing.
-func measure(ctx context.Context, col *collector, n int, rate float64, send func(i int) error) (Result, error) {
-	var sendErr atomic.Value
-	start, cpu := time.Now(), processCPU()
-	pace(ctx, n, rate, func(i int) {
-		col.markSent(i, time.Now())
-		if err := send(i); err != nil {
-			sendErr.Store(err)
+// turnOf maps the j-th send of an interleaved run to its side and index:
+// blocks of block sends, each of the sides once per cycle, in the reverse
+// order every other cycle.
+func turnOf(j, block, sides int) (side, i int) {
+	b := j / block
+	cycle, pos := b/sides, b%sides
+	if cycle%2 == 1 {
+		pos = sides - 1 - pos
+	}
+	return pos, cycle*block + j%block
+}
+
+// Side is one side of a measurement (RawSide, Fleet.Side), which Interleave
+// runs alone or in turns with others.
+type Side struct {
+	col  *collector
+	send func(i int) error // sends index i; what it sends is made beforehand
+	done func(*Result)     // adds what the side knows to its result, and releases the side
+}
+
+// Interleave sends n messages of each side at rate per second and waits
+// for every delivery. Several sides take turns in blocks of a tenth of a
+// second (at least one message, rate 0: n/10), each side once per cycle,
+// in the reverse order every other cycle: a side's figures come from the
+// same stretch of time as the others', which the drift of a shared machine
+// between separate runs of a few seconds would not give. Each result has
+// the side's deliveries, the wall and CPU time (of the whole process) of
+// its blocks, and the wait for the deliveries of the last block goes to the
+// last side. A send error is returned only if deliveries are missing.
+func Interleave(ctx context.Context, sides []Side, n int, rate float64) ([]Result, error) {
+	defer func() {
+		for i := range sides {
+			sides[i].done(nil)
+		}
+	}()
+	block := n
+	if len(sides) > 1 {
+		block = n / 10
+		if rate > 0 {
+			block = int(rate / 10)
+		}
+		block = max(1, min(block, n))
+	}
+	cycles := (n + block - 1) / block
+	at := func(j int) (side, i int) { return turnOf(j, block, len(sides)) }
+	wall := make([]time.Duration, len(sides))
+	cpu := make([]time.Duration, len(sides))
+	errs := make([]atomic.Value, len(sides))
+	cur := -1
+	var lastT time.Time
+	var lastCPU time.Duration
+	turn := func(next int) { // called one at a time
+		t, c := time.Now(), processCPU()
+		if cur >= 0 {
+			wall[cur] += t.Sub(lastT)
+			cpu[cur] += c - lastCPU
+		}
+		cur, lastT, lastCPU = next, t, c
+	}
+	// Sends run in the order of j, skipping the indices past n of the last
+	// cycle; send k is the k-th of them. One side sends at a time, at rate.
+	order := make([]int, 0, n*len(sides))
+	for j := 0; j < cycles*block*len(sides); j++ {
+		if _, i := at(j); i < n {
+			order = append(order, j)
+		}
+	}
+	pace(ctx, len(order), rate, func(k int) {
+		if side, _ := at(order[k]); side != cur {
+			turn(side)
+		}
+	}, func(k int) {
+		side, i := at(order[k])
+		s := &sides[side]
+		s.col.markSent(i, time.Now())
+		if err := s.send(i); err != nil {
+			errs[side].Store(err)
 		}
 	})
-	err := col.wait(ctx)
-	if e, ok := sendErr.Load().(error); ok && err != nil {
-		err = errors.Join(err, e)
+	var err error
+	for si := range sides {
+		if e := sides[si].col.wait(ctx); e != nil {
+			if se, ok := errs[si].Load().(error); ok {
+				e = errors.Join(e, se)
+			}
+			err = errors.Join(err, e)
+		}
 	}
-	r := summarize(n, col.subscribers, col.got, time.Since(start))
-	r.CPU = processCPU() - cpu
-	return r, err
+	turn(-1)
+	res := make([]Result, len(sides))
+	for si := range sides {
+		s := &sides[si]
+		res[si] = summarize(n, s.col.subscribers, s.col.got, wall[si])
+		res[si].CPU = cpu[si]
+		s.done(&res[si])
+		s.done = func(*Result) {}
+	}
+	return res, err
 }
 
 // keyIndex parses the benchmark's key "pb:<i>".
@@ -326,15 +437,29 @@ func (f *Fleet) Close() {
 // measures call-start to the eviction being done on each subscriber.
 // Measurements of one Fleet run one at a time.
 func (f *Fleet) Latency(ctx context.Context, n int, rate float64) (Result, error) {
+	r, err := Interleave(ctx, []Side{f.Side(ctx, n)}, n, rate)
+	return r[0], err
+}
+
+// Side prepares the measurement of Latency as a Side of Interleave.
+func (f *Fleet) Side(ctx context.Context, n int) Side {
 	col := newCollector(n, len(f.Subs))
 	gaps := f.gaps()
 	f.col.Store(col)
-	defer f.col.Store(nil)
-	r, err := measure(ctx, col, n, rate, func(i int) error {
-		return f.Pub.Invalidate(ctx, "pb:"+strconv.Itoa(i))
-	})
-	r.Gaps = f.gaps() - gaps
-	return r, err
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = "pb:" + strconv.Itoa(i)
+	}
+	return Side{
+		col:  col,
+		send: func(i int) error { return f.Pub.Invalidate(ctx, keys[i]) },
+		done: func(r *Result) {
+			f.col.Store(nil)
+			if r != nil {
+				r.Gaps = f.gaps() - gaps
+			}
+		},
+	}
 }
 
 // gaps is the sequence gaps the subscribers detected so far.
