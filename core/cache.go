@@ -64,7 +64,7 @@ type Cache struct {
 	closed    bool
 	inflight  sync.WaitGroup // Invalidate/Clear calls between enqueue and done
 	reqs      chan *pubReq
-	pubToken  sync.Mutex // held by whoever publishes; guards seq
+	pubToken  chan struct{} // held by whoever publishes; guards seq
 	kick      chan struct{}
 	seq       uint64       // last sequence number used
 	sender    Sender       // bp as a Sender, or nil
@@ -268,6 +268,7 @@ func New(store LocalStore, bp Backplane, opts ...Option) (*Cache, error) {
 		maxPayload: max - trailer,
 		trailer:    trailer,
 		reqs:       make(chan *pubReq, o.QueueSize),
+		pubToken:   make(chan struct{}, 1),
 		kick:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		peers:      make(map[SourceID]*peer),
@@ -828,7 +829,7 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 	// publishes itself, saving the wake-up of another goroutine on an idle
 	// instance; otherwise the current publisher takes the request in its
 	// next round.
-	if c.pubToken.TryLock() {
+	if c.tryToken() {
 		if len(c.reqs) == 0 {
 			// Nothing waits: a round of r alone, without queueing it.
 			c.queued.Add(1)
@@ -837,13 +838,13 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 				return c.sendRound(ctx, batch[:]) // releases the token
 			}
 			err := c.publishBatch(ctx, batch[:])
-			c.pubToken.Unlock()
+			<-c.pubToken
 			if len(c.reqs) > 0 {
 				c.kickPublisher()
 			}
 			return err
 		}
-		c.pubToken.Unlock() // others wait: r queues behind them
+		<-c.pubToken // others wait: r queues behind them
 		// Whoever queued them may have found the token taken (by this
 		// caller) and be waiting: make sure someone publishes them.
 		c.kickPublisher()
@@ -857,7 +858,7 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 		return ctx.Err()
 	}
 	c.queued.Add(1)
-	if c.pubToken.TryLock() {
+	if c.tryToken() {
 		c.leadRounds(ctx, r) // releases the token
 	}
 	select {
@@ -889,7 +890,7 @@ func (c *Cache) leadRounds(ctx context.Context, r *pubReq) {
 		}
 		c.publishBatch(own, batch)
 	}
-	c.pubToken.Unlock()
+	<-c.pubToken
 	if len(c.reqs) > 0 {
 		c.kickPublisher()
 	}
@@ -909,6 +910,16 @@ func (c *Cache) mayOverlap() bool {
 // senderRounds is how many rounds may be in flight over a Sender that
 // declares no Limits.ConcurrentPublish of its own.
 const senderRounds = 4
+
+// tryToken takes the publish token if it is free.
+func (c *Cache) tryToken() bool {
+	select {
+	case c.pubToken <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
 
 func (c *Cache) kickPublisher() {
 	select {
@@ -936,16 +947,29 @@ func (c *Cache) publishLoop() {
 		case <-c.stop:
 			leave = true
 		}
-		c.pubToken.Lock()
+		c.pubToken <- struct{}{}
 		for {
 			batch := c.collect()
 			if len(batch) == 0 {
 				break
 			}
-			if c.mayOverlap() {
+			if c.mayOverlap() && c.sender != nil {
 				// The round's confirmation is waited for without the
 				// publisher, which stays free for what queues meanwhile.
 				c.overlap(batch)
+				continue
+			}
+			if c.mayOverlap() {
+				// Without a Sender the whole round goes on without the
+				// publisher, which takes the token back once the round
+				// has its sequence numbers: what queues meanwhile makes
+				// the next round larger.
+				c.wg.Add(1)
+				go func() {
+					defer c.wg.Done()
+					_ = c.sendRound(nil, batch) // releases the token; its callers have the error
+				}()
+				c.pubToken <- struct{}{}
 				continue
 			}
 			c.publishBatch(nil, batch)
@@ -957,12 +981,12 @@ func (c *Cache) publishLoop() {
 			if c.opts.HeartbeatInterval > 0 {
 				c.publish(nil, []Envelope{{Op: OpLeave, Source: c.id, Seq: c.seq}}, OpLeave)
 			}
-			c.pubToken.Unlock()
+			<-c.pubToken
 			return
 		case heartbeat:
 			c.publish(nil, []Envelope{{Op: OpHeartbeat, Source: c.id, Seq: c.seq}}, OpHeartbeat)
 		}
-		c.pubToken.Unlock()
+		<-c.pubToken
 		if len(c.reqs) > 0 {
 			c.kickPublisher()
 		}
@@ -1136,7 +1160,7 @@ func (c *Cache) published(op, first Op, messages, keys int, start time.Time, err
 func (c *Cache) sendRound(ctx context.Context, batch []*pubReq) error {
 	r := c.startRound(ctx, batch)
 	c.startQueued()
-	c.pubToken.Unlock()
+	<-c.pubToken
 	if len(c.reqs) > 0 {
 		c.kickPublisher()
 	}
@@ -1242,12 +1266,18 @@ func (c *Cache) overlap(batch []*pubReq) {
 	}()
 }
 
-// startQueued starts rounds of the calls queued while rounds may overlap
-// (each finished on a goroutine of its own), and leaves the rest queued.
+// startQueued sends rounds of the calls queued while rounds may overlap
+// (each confirmed on a goroutine of its own), and leaves the rest queued.
 // The token holder calls it before it releases the token: it is running, so
 // the queued calls go out without waiting until the publisher's goroutine
-// is scheduled. Called with the publish token held, which it keeps.
+// is scheduled. Only over a Sender: without one, a round goes out from a
+// goroutine of its own anyway, and the calls that queue while the publisher
+// wakes make fewer, larger rounds. Called with the publish token held,
+// which it keeps.
 func (c *Cache) startQueued() {
+	if c.sender == nil {
+		return
+	}
 	for len(c.reqs) > 0 && c.mayOverlap() {
 		batch := c.collect()
 		if len(batch) == 0 {
