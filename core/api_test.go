@@ -571,6 +571,18 @@ func (g *gatedSender) Send(ctx context.Context, payloads ...[]byte) (func(contex
 	}, nil
 }
 
+// openGated opens an instance over gs, without heartbeats, closed when the
+// test ends.
+func openGated(t *testing.T, gs *gatedSender) *core.Cache {
+	t.Helper()
+	a, err := core.Open(context.Background(), newStore(t), gs, quiet, core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	return a
+}
+
 // With a Sender, an idle instance's next round goes out while the previous
 // one waits for its confirmation; each caller returns once its own round is
 // confirmed, and a caller whose context ends stops waiting without ending
@@ -578,11 +590,7 @@ func (g *gatedSender) Send(ctx context.Context, payloads ...[]byte) (func(contex
 func TestSenderOverlapsRounds(t *testing.T) {
 	hub := memtransport.NewHub()
 	gs := &gatedSender{Transport: hub.New(ns), gate: make(chan struct{})}
-	a, err := core.Open(context.Background(), newStore(t), gs, quiet, core.WithLogger(discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openGated(t, gs)
 	b, _ := open(t, hub, quiet)
 	_ = b.Set("k1", []byte("v"))
 	_ = b.Set("k2", []byte("v"))
@@ -629,11 +637,7 @@ func TestSenderOverlapsRounds(t *testing.T) {
 func TestSenderOneRoundAtATime(t *testing.T) {
 	hub := memtransport.NewHub()
 	gs := &gatedSender{Transport: hub.New(ns), gate: make(chan struct{}), concurrent: 1}
-	a, err := core.Open(context.Background(), newStore(t), gs, quiet, core.WithLogger(discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openGated(t, gs)
 	ctx := context.Background()
 	errs := make(chan error, 2)
 	go func() { errs <- a.Invalidate(ctx, "k1") }()
@@ -660,11 +664,7 @@ func TestSenderOneRoundAtATime(t *testing.T) {
 func TestSenderCallerLeavesAfterAnotherLeft(t *testing.T) {
 	hub := memtransport.NewHub()
 	gs := &gatedSender{Transport: hub.New(ns), gate: make(chan struct{})}
-	a, err := core.Open(context.Background(), newStore(t), gs, quiet, core.WithLogger(discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openGated(t, gs)
 	actx, acancel := context.WithCancel(context.Background())
 	bctx, bcancel := context.WithCancel(context.Background())
 	defer acancel()
@@ -706,11 +706,7 @@ func TestQueuedCallsGoOutFromTheTokenHolder(t *testing.T) {
 	hub := memtransport.NewHub()
 	gs := &gatedSender{Transport: hub.New(ns), gate: make(chan struct{}), hold: make(chan struct{})}
 	close(gs.gate) // confirmations do not wait
-	a, err := core.Open(context.Background(), newStore(t), gs, quiet, core.WithLogger(discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openGated(t, gs)
 	ctx := context.Background()
 	errs := make(chan error, 3)
 	go func() { errs <- a.Invalidate(ctx, "k1") }()

@@ -19,7 +19,7 @@ import (
 // does not bias; for throughput they run back to back, the engine first in
 // every other iteration, so that neither always runs on the machine the
 // other has just warmed or loaded. Run with -benchtime 1x and -count N for
-// N pairs.
+// N iterations.
 //
 // newBackplane makes one instance's transport on a namespace shared by the
 // run; raw makes a raw publisher and subscribers on a channel of their own.
