@@ -32,7 +32,7 @@ const (
 	DefaultMaxPayload = 1 << 20
 	// DefaultConcurrentPublish is how many publish rounds of one instance
 	// may wait for the server's confirmation at once.
-	DefaultConcurrentPublish = 16
+	DefaultConcurrentPublish = 4
 )
 
 // Options configure a Transport. The zero value of a field means its

@@ -50,7 +50,7 @@
 // others not. Concurrent calls run on different connections of the client's
 // pool, in parallel, and Redis may receive them in either order. The
 // transport lets the engine run up to Options.ConcurrentPublish of them at
-// once (default 8), so that an invalidation does not wait for the round
+// once (default 4), so that an invalidation does not wait for the round
 // trip of the one before it; receivers then wait up to
 // core.Options.ReorderWindow for a message that a later one overtook before
 // they count it as lost. WithConcurrentPublish(1) publishes one call at a

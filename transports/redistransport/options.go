@@ -61,7 +61,7 @@ const (
 	// DefaultConcurrentPublish is how many Publish calls of one instance
 	// the engine may run at once, each on a connection of the client's
 	// pool.
-	DefaultConcurrentPublish = 8
+	DefaultConcurrentPublish = 4
 
 	// maxRedisBulk is Redis's default proto-max-bulk-len.
 	maxRedisBulk = 512 << 20
