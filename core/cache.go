@@ -77,8 +77,7 @@ type Cache struct {
 	roundDeadline time.Time
 	// the context that confirmations over a Sender share (see
 	// waitContext), and what abandons it; guarded by pubToken
-	waitCtx     context.Context
-	waitParent  context.Context // the round context waitCtx is a child of
+	waitCtx     context.Context // a child of roundCtx, or nil
 	waitAbandon func()
 	stop        chan struct{}
 	runCtx      context.Context
@@ -953,13 +952,14 @@ func (c *Cache) publishLoop() {
 			if len(batch) == 0 {
 				break
 			}
-			if c.mayOverlap() && c.sender != nil {
+			switch {
+			case !c.mayOverlap():
+				c.publishBatch(nil, batch)
+			case c.sender != nil:
 				// The round's confirmation is waited for without the
 				// publisher, which stays free for what queues meanwhile.
 				c.overlap(batch)
-				continue
-			}
-			if c.mayOverlap() {
+			default:
 				// Without a Sender the whole round goes on without the
 				// publisher, which takes the token back once the round
 				// has its sequence numbers: what queues meanwhile makes
@@ -970,9 +970,7 @@ func (c *Cache) publishLoop() {
 					_ = c.sendRound(nil, batch) // releases the token; its callers have the error
 				}()
 				c.pubToken <- struct{}{}
-				continue
 			}
-			c.publishBatch(nil, batch)
 		}
 		switch {
 		case leave:
@@ -1299,6 +1297,7 @@ func (c *Cache) roundContext() context.Context {
 		// confirmation may still use it; its deadline ends it.
 		c.roundDeadline = now.Add(c.opts.PublishTimeout + c.opts.PublishTimeout/4)
 		c.roundCtx, c.roundCancel = context.WithDeadline(c.runCtx, c.roundDeadline)
+		c.waitCtx = nil // a child of the context replaced
 	}
 	return c.roundCtx
 }
@@ -1315,9 +1314,9 @@ var errAbandoned = errors.New("backplane: a caller abandoned its round")
 // and a registration with the round context. Called with the publish token
 // held, after roundContext.
 func (c *Cache) waitContext() context.Context {
-	if c.waitCtx == nil || c.waitParent != c.roundCtx || c.waitCtx.Err() != nil {
+	if c.waitCtx == nil || c.waitCtx.Err() != nil {
 		ctx, abandon := context.WithCancelCause(c.roundCtx)
-		c.waitCtx, c.waitParent = ctx, c.roundCtx
+		c.waitCtx = ctx
 		c.waitAbandon = func() { abandon(errAbandoned) }
 	}
 	return c.waitCtx

@@ -256,7 +256,7 @@ func turnOf(j, block, sides int) (side, i int) {
 type Side struct {
 	col  *collector
 	send func(i int) error // sends index i; what it sends is made beforehand
-	done func(*Result)     // adds what the side knows to its result, and releases the side
+	done func(*Result)     // adds what the side knows to its result (if not nil), and releases the side
 }
 
 // Interleave sends n messages of each side at rate per second and waits
@@ -269,11 +269,6 @@ type Side struct {
 // its blocks, and the wait for the deliveries of the last block goes to the
 // last side. A send error is returned only if deliveries are missing.
 func Interleave(ctx context.Context, sides []Side, n int, rate float64) ([]Result, error) {
-	defer func() {
-		for i := range sides {
-			sides[i].done(nil)
-		}
-	}()
 	block := n
 	if len(sides) > 1 {
 		block = n / 10
@@ -283,7 +278,6 @@ func Interleave(ctx context.Context, sides []Side, n int, rate float64) ([]Resul
 		block = max(1, min(block, n))
 	}
 	cycles := (n + block - 1) / block
-	at := func(j int) (side, i int) { return turnOf(j, block, len(sides)) }
 	wall := make([]time.Duration, len(sides))
 	cpu := make([]time.Duration, len(sides))
 	errs := make([]atomic.Value, len(sides))
@@ -298,24 +292,25 @@ func Interleave(ctx context.Context, sides []Side, n int, rate float64) ([]Resul
 		}
 		cur, lastT, lastCPU = next, t, c
 	}
-	// Sends run in the order of j, skipping the indices past n of the last
-	// cycle; send k is the k-th of them. One side sends at a time, at rate.
-	order := make([]int, 0, n*len(sides))
+	// The sends in order, skipping the indices past n of the last cycle.
+	// One side sends at a time, at rate.
+	type send struct{ side, i int }
+	order := make([]send, 0, n*len(sides))
 	for j := 0; j < cycles*block*len(sides); j++ {
-		if _, i := at(j); i < n {
-			order = append(order, j)
+		if side, i := turnOf(j, block, len(sides)); i < n {
+			order = append(order, send{side, i})
 		}
 	}
 	pace(ctx, len(order), rate, func(k int) {
-		if side, _ := at(order[k]); side != cur {
-			turn(side)
+		if order[k].side != cur {
+			turn(order[k].side)
 		}
 	}, func(k int) {
-		side, i := at(order[k])
-		s := &sides[side]
-		s.col.markSent(i, time.Now())
-		if err := s.send(i); err != nil {
-			errs[side].Store(err)
+		o := order[k]
+		s := &sides[o.side]
+		s.col.markSent(o.i, time.Now())
+		if err := s.send(o.i); err != nil {
+			errs[o.side].Store(err)
 		}
 	})
 	var err error
@@ -334,7 +329,6 @@ func Interleave(ctx context.Context, sides []Side, n int, rate float64) ([]Resul
 		res[si] = summarize(n, s.col.subscribers, s.col.got, wall[si])
 		res[si].CPU = cpu[si]
 		s.done(&res[si])
-		s.done = func(*Result) {}
 	}
 	return res, err
 }
