@@ -124,10 +124,8 @@ type Backplane interface {
 	Limits() Limits
 	// Close is idempotent: later calls return nil. After it returns no
 	// handler call happens and Publish returns ErrClosed. Close waits for
-	// a handler call in progress, except when called from inside the
-	// handler, where it must neither deadlock nor wait for itself. Close
-	// does not close clients that the transport was given rather than
-	// created.
+	// a handler call in progress to return. Close does not close clients
+	// that the transport was given rather than created.
 	Close() error
 }
 
@@ -163,6 +161,12 @@ type Sender interface {
 // a handler must not block for long. A transport recovers a panicking
 // handler and keeps delivering. Messages received right after a reconnect
 // may reach the handler just before EventReconnected.
+//
+// A handler never calls Publish, Send or Close of the Backplane that
+// delivers to it, nor waits for a call of them (the engine's handler only
+// evicts and counts; work that must publish goes to another goroutine). A
+// transport may therefore hold what its Publish or Close need while a
+// handler call runs, and need not know which goroutine it runs on.
 type Handler interface {
 	// HandleMessage is called once per received payload. The payload is
 	// only valid during the call.
