@@ -1,0 +1,104 @@
+package core
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// Stats returns the instance's counters.
+func (c *Cache) Stats() Stats { return c.ctr.snapshot() }
+
+// Health is a snapshot for readiness probes and operators.
+type Health struct {
+	// Started is true between a successful Start and Close.
+	Started bool
+	// Connected is the transport's last reported state.
+	Connected bool
+	// Silent is true when the instance's own heartbeats stopped coming back
+	// within HeartbeatTimeout.
+	Silent bool
+	// Degraded is true while the engine does not cache (OnDisconnect=flush
+	// and the link is down or silent). Reads are still served by loaders.
+	Degraded bool
+	// LastReceived is when the last message (own or peer) arrived.
+	LastReceived time.Time
+	// LastPeerMessage is when the last message of another instance arrived.
+	LastPeerMessage time.Time
+	// LastFlush and LastFlushCause describe the last safety flush.
+	LastFlush      time.Time
+	LastFlushCause string
+	// Peers is the number of other instances heard from recently.
+	Peers int
+	// PendingPublishes counts Invalidate and Clear calls not yet answered.
+	PendingPublishes int
+	// SyncBroken is true, with the canary probe on, when the instance's
+	// own canary or a live peer's canary is overdue: invalidations are not
+	// getting through although the link may look fine.
+	SyncBroken bool
+	// PeerStatus describes each peer heard from recently.
+	PeerStatus []PeerStatus
+}
+
+// PeerStatus is what an instance knows of one peer.
+type PeerStatus struct {
+	ID       string
+	LastSeen time.Time
+	// LastCanary and CanaryLag describe the peer's last canary (zero when
+	// none arrived); CanaryLag compares the two hosts' clocks.
+	LastCanary time.Time
+	CanaryLag  time.Duration
+	// InSync is false when the peer is alive (heartbeats arrive) but its
+	// canary is overdue.
+	InSync bool
+}
+
+// Healthy reports whether invalidation is flowing: started, connected, not
+// silent and, with the canary probe on, in sync.
+func (h Health) Healthy() bool { return h.Started && h.Connected && !h.Silent && !h.SyncBroken }
+
+// Health returns the instance's current health.
+func (c *Cache) Health() Health {
+	c.lifeMu.RLock()
+	started := c.started && !c.closed
+	c.lifeMu.RUnlock()
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	now := c.now()
+	canary := c.opts.CanaryInterval > 0 && started
+	timeout := c.opts.canaryTimeout()
+	broken := false
+	var peers []PeerStatus
+	for id, p := range c.peers {
+		st := PeerStatus{ID: id.String(), LastSeen: p.lastSeen, LastCanary: p.lastCanary, CanaryLag: p.canaryLag, InSync: true}
+		// A peer that sends canaries at all must keep sending them.
+		if canary && !p.lastCanary.IsZero() && now.Sub(p.lastCanary) > timeout {
+			st.InSync, broken = false, true
+		}
+		peers = append(peers, st)
+	}
+	slices.SortFunc(peers, func(a, b PeerStatus) int { return strings.Compare(a.ID, b.ID) })
+	if canary {
+		last := c.selfCanary
+		if last.Before(c.canarySince) {
+			last = c.canarySince
+		}
+		if now.Sub(last) > timeout {
+			broken = true
+		}
+	}
+	return Health{
+		SyncBroken:       broken,
+		PeerStatus:       peers,
+		Started:          started,
+		Connected:        c.linkUp,
+		Silent:           c.silent,
+		Degraded:         c.degraded.Load(),
+		LastReceived:     c.lastRecv,
+		LastPeerMessage:  c.lastHeard,
+		LastFlush:        c.lastFlush,
+		LastFlushCause:   c.lastCause,
+		Peers:            len(c.peers),
+		PendingPublishes: int(c.pendingCalls.Load()),
+	}
+}
