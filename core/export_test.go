@@ -7,12 +7,12 @@ func WithClock(now func() time.Time) Option { return withClock(now) }
 
 // Queued reports the Invalidate and Clear calls handed to the publisher and
 // not yet answered.
-func (c *Cache) Queued() int { return int(c.queued.Load()) }
+func (c *Cache) Queued() int { return int(c.pub.queued.Load()) }
 
 // ClockAsleep reports whether the read path's clock sleeps for lack of
 // reads.
-func (c *Cache) ClockAsleep() bool { return c.clockAsleep.Load() }
+func (c *Cache) ClockAsleep() bool { return c.clock.asleep.Load() }
 
 // ReorderChecks reports how often the instance looked for overtaken
 // messages whose reorder window had passed.
-func (c *Cache) ReorderChecks() int64 { return c.reorderChecks.Load() }
+func (c *Cache) ReorderChecks() int64 { return c.recv.reorderChecks.Load() }

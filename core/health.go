@@ -1,3 +1,6 @@
+// health.go: Stats and Health, the instance's counters and its state for
+// readiness probes and operators.
+
 package core
 
 import (
@@ -59,17 +62,17 @@ func (h Health) Healthy() bool { return h.Started && h.Connected && !h.Silent &&
 
 // Health returns the instance's current health.
 func (c *Cache) Health() Health {
-	c.lifeMu.RLock()
-	started := c.started && !c.closed
-	c.lifeMu.RUnlock()
-	c.recvMu.Lock()
-	defer c.recvMu.Unlock()
+	c.life.mu.RLock()
+	started := c.life.started && !c.life.closed
+	c.life.mu.RUnlock()
+	c.recv.mu.Lock()
+	defer c.recv.mu.Unlock()
 	now := c.now()
 	canary := c.opts.CanaryInterval > 0 && started
 	timeout := c.opts.canaryTimeout()
 	broken := false
 	var peers []PeerStatus
-	for id, p := range c.peers {
+	for id, p := range c.recv.peers {
 		st := PeerStatus{ID: id.String(), LastSeen: p.lastSeen, LastCanary: p.lastCanary, CanaryLag: p.canaryLag, InSync: true}
 		// A peer that sends canaries at all must keep sending them.
 		if canary && !p.lastCanary.IsZero() && now.Sub(p.lastCanary) > timeout {
@@ -79,9 +82,9 @@ func (c *Cache) Health() Health {
 	}
 	slices.SortFunc(peers, func(a, b PeerStatus) int { return strings.Compare(a.ID, b.ID) })
 	if canary {
-		last := c.selfCanary
-		if last.Before(c.canarySince) {
-			last = c.canarySince
+		last := c.link.selfCanary
+		if last.Before(c.link.canarySince) {
+			last = c.link.canarySince
 		}
 		if now.Sub(last) > timeout {
 			broken = true
@@ -91,14 +94,14 @@ func (c *Cache) Health() Health {
 		SyncBroken:       broken,
 		PeerStatus:       peers,
 		Started:          started,
-		Connected:        c.linkUp,
-		Silent:           c.silent,
-		Degraded:         c.degraded.Load(),
-		LastReceived:     c.lastRecv,
-		LastPeerMessage:  c.lastHeard,
-		LastFlush:        c.lastFlush,
-		LastFlushCause:   c.lastCause,
-		Peers:            len(c.peers),
-		PendingPublishes: int(c.pendingCalls.Load()),
+		Connected:        c.link.up,
+		Silent:           c.link.silent,
+		Degraded:         c.fills.degraded.Load(),
+		LastReceived:     c.link.lastRecv,
+		LastPeerMessage:  c.recv.lastHeard,
+		LastFlush:        c.link.lastFlush,
+		LastFlushCause:   c.link.lastCause,
+		Peers:            len(c.recv.peers),
+		PendingPublishes: int(c.pub.pending.Load()),
 	}
 }

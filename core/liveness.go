@@ -1,3 +1,8 @@
+// liveness.go: whether the link works. The own echo (own messages that come
+// back), connection events, silence, lost peers and the canary decide when
+// the instance stops caching and when it flushes (link, guarded by
+// recv.mu; the monitor and canary goroutines).
+
 package core
 
 import (
@@ -5,6 +10,22 @@ import (
 	"errors"
 	"time"
 )
+
+// link is the state of the instance's link to the others. It is guarded by
+// recv.mu: messages, events and the monitor change it.
+type link struct {
+	up        bool      // the transport's last reported state
+	silent    bool      // own messages stopped coming back in time
+	lastRecv  time.Time // when the last message (own or peer) arrived
+	ownFresh  time.Time // newest publish time (own clock) of an own message that came back
+	baseline  time.Time // since when the peer table is complete
+	lastFlush time.Time // the last safety flush, and its cause
+	lastCause string
+	// selfCanary is when the own canary last came back; canarySince is
+	// since when canaries are expected.
+	selfCanary  time.Time
+	canarySince time.Time
+}
 
 // CanaryKey is the key the canary probe invalidates (Options.CanaryInterval).
 const CanaryKey = "\x00backplane.canary"
@@ -20,16 +41,15 @@ func hasCanary(keys []string) bool {
 
 // canaryLoop publishes the canary through the Invalidate path.
 func (c *Cache) canaryLoop() {
-	defer c.wg.Done()
 	t := time.NewTicker(c.opts.CanaryInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-		case <-c.stop:
+		case <-c.life.stop:
 			return
 		}
-		ctx, cancel := context.WithTimeout(c.runCtx, c.opts.PublishTimeout)
+		ctx, cancel := context.WithTimeout(c.life.runCtx, c.opts.PublishTimeout)
 		if err := c.Invalidate(ctx, CanaryKey); err != nil && !errors.Is(err, ErrClosed) {
 			c.log.Debug("backplane: canary not published", "err", err)
 		}
@@ -37,23 +57,45 @@ func (c *Cache) canaryLoop() {
 	}
 }
 
+// ownMessage notes an own message received back. Own messages carry the
+// own clock: their age is how far behind delivery to this instance runs.
+// Only a fresh one ends a silence. Called with recv.mu held.
+func (c *Cache) ownMessage(op Op, sent time.Time, canary bool, now time.Time) {
+	l := &c.link
+	l.lastRecv = now
+	if sent.After(l.ownFresh) {
+		l.ownFresh = sent
+	}
+	if l.silent && now.Sub(sent) <= c.opts.heartbeatTimeout() {
+		l.silent = false
+		c.linkRestored("resumed")
+	}
+	if canary {
+		l.selfCanary = now
+	}
+	c.ctr.ignoredOwn.Add(1)
+	c.inst.add(c.inst.ignoredOwn, 1)
+}
+
+// event handles a connection event of the transport.
 func (c *Cache) event(ev Event) {
-	c.recvMu.Lock()
-	defer c.recvMu.Unlock()
+	c.recv.mu.Lock()
+	defer c.recv.mu.Unlock()
+	l := &c.link
 	switch ev.Kind {
 	case EventConnected:
 		c.log.Debug("backplane: connected")
 	case EventDisconnected:
 		c.log.Warn("backplane: disconnected", "err", ev.Err)
-		if c.linkUp {
-			c.linkUp = false
+		if l.up {
+			l.up = false
 			c.linkLost("disconnect")
 		}
 	case EventReconnected:
 		c.log.Info("backplane: reconnected")
-		if !c.linkUp {
-			c.linkUp = true
-			c.lastRecv, c.ownFresh = c.now(), c.now()
+		if !l.up {
+			l.up = true
+			l.lastRecv, l.ownFresh = c.now(), c.now()
 			c.linkRestored("reconnect")
 		}
 	case EventLoss:
@@ -66,64 +108,65 @@ func (c *Cache) event(ev Event) {
 	}
 }
 
-// linkLost applies OnDisconnect. Called with recvMu held.
+// linkLost applies OnDisconnect. Called with recv.mu held.
 func (c *Cache) linkLost(cause string) {
 	if c.opts.OnDisconnect == PolicyFlush {
-		c.degraded.Store(true)
+		c.fills.degraded.Store(true)
 		c.flush(cause)
 	}
 }
 
 // linkRestored applies OnReconnect and forgets what the peer table knew.
-// Called with recvMu held.
+// Called with recv.mu held.
 func (c *Cache) linkRestored(cause string) {
-	if !c.linkUp || c.silent {
+	l := &c.link
+	if !l.up || l.silent {
 		return
 	}
 	now := c.now()
-	flush := c.opts.OnReconnect == PolicyFlush || c.degraded.Load()
+	flush := c.opts.OnReconnect == PolicyFlush || c.fills.degraded.Load()
 	if !flush {
 		// Messages still waited for will not be waited for any more.
-		for id, p := range c.peers {
+		for id, p := range c.recv.peers {
 			if len(p.missing) > 0 {
 				c.gapFound(id)
 				break
 			}
 		}
 	}
-	clear(c.peers)
-	c.baseline = now
-	c.canarySince = now
+	clear(c.recv.peers)
+	l.baseline = now
+	l.canarySince = now
 	if flush {
 		c.flush(cause)
 	}
-	c.degraded.Store(false)
+	c.fills.degraded.Store(false)
 }
 
 // monitorLoop notices a silent link and forgets peers that went away.
 func (c *Cache) monitorLoop() {
-	defer c.wg.Done()
 	t := time.NewTicker(c.opts.HeartbeatInterval / 2)
 	defer t.Stop()
 	timeout := c.opts.heartbeatTimeout()
 	for {
 		select {
 		case <-t.C:
-		case <-c.stop:
+		case <-c.life.stop:
 			return
 		}
 		now := c.now()
-		c.recvMu.Lock()
-		if c.linkUp && !c.silent && now.Sub(c.ownFresh) > timeout {
-			c.silent = true
-			c.log.Warn("backplane: link silent: own heartbeats are not coming back in time", "newest_age", now.Sub(c.ownFresh))
+		c.recv.mu.Lock()
+		l := &c.link
+		if l.up && !l.silent && now.Sub(l.ownFresh) > timeout {
+			l.silent = true
+			c.log.Warn("backplane: link silent: own heartbeats are not coming back in time", "newest_age", now.Sub(l.ownFresh))
 			c.linkLost("silence")
 		}
-		if !c.silent {
+		if !l.silent {
 			lost := 0
-			for id, p := range c.peers {
+			for id, p := range c.recv.peers {
 				if now.Sub(p.lastSeen) > timeout {
-					delete(c.peers, id)
+					delete(c.recv.peers, id)
 					lost++
 				}
 			}
@@ -140,6 +183,6 @@ func (c *Cache) monitorLoop() {
 				c.ctr.gaps.Add(uint64(lost))
 			}
 		}
-		c.recvMu.Unlock()
+		c.recv.mu.Unlock()
 	}
 }

@@ -1,3 +1,7 @@
+// peers.go: what the receiver knows of one peer (peer): the highest
+// sequence number it used and the messages still missing below it, waited
+// for during the reorder window.
+
 package core
 
 import (
@@ -5,6 +9,7 @@ import (
 	"time"
 )
 
+// peer is one entry of the receiver's peer table, guarded by recv.mu.
 type peer struct {
 	// highest is the highest sequence number the peer is known to have
 	// used, by a message of it or by its heartbeat.

@@ -1,21 +1,93 @@
+// publisher.go: Invalidate and Clear. Calls queue; whoever takes the
+// publish token collects what is queued into a round (group commit), so
+// that calls arriving while rounds are in flight go out together. Rounds
+// in flight are bounded (publisher.slots); rounds.go numbers, encodes and
+// sends a round.
+
 package core
 
 import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 )
+
+// senderRounds is how many rounds may be in flight over a Sender that
+// declares no Limits.ConcurrentPublish of its own.
+const senderRounds = 4
+
+// publisher is the publish side's state.
+//
+// token is held while a round is collected, numbered and handed to the
+// transport; it guards seq and the order of the rounds on the wire. A slot
+// is held by each round in flight, from before it is collected until the
+// broker has it: a caller that holds the token and waits for a slot makes
+// the calls that arrive meanwhile queue and go out together, so that under
+// load rounds grow rather than multiply. maxPayload and slots are set by
+// New and Start, before any round.
+type publisher struct {
+	sender     Sender        // the Backplane as a Sender, or nil
+	reqs       chan *pubReq  // calls waiting for a round
+	token      chan struct{} // capacity 1
+	slots      chan struct{} // capacity: the rounds that may be in flight
+	kick       chan struct{} // wakes publishLoop for calls whose callers left
+	seq        uint64        // the last sequence number used; guarded by token
+	maxPayload int           // for the envelope, without the signature trailer
+	trailer    int
+	pending    atomic.Int64 // Invalidate and Clear calls not answered (Health)
+	queued     atomic.Int64 // calls handed to the publisher and not answered (tests)
+}
+
+func (p *publisher) init(bp Backplane, queue, maxPayload, trailer int) {
+	p.sender, _ = bp.(Sender)
+	p.reqs = make(chan *pubReq, queue)
+	p.token = make(chan struct{}, 1)
+	p.kick = make(chan struct{}, 1)
+	p.maxPayload, p.trailer = maxPayload, trailer
+}
+
+// limits applies the transport's limits as reported once it is
+// subscribed: the smaller payload limit of the two, and the rounds in
+// flight.
+func (p *publisher) limits(lim Limits) error {
+	if l := lim.MaxPayload - p.trailer; l > 0 && l < p.maxPayload {
+		if l < minPayload {
+			return fmt.Errorf("%w: transport payload limit %d is below the minimum %d", ErrInvalidOption, l+p.trailer, minPayload+p.trailer)
+		}
+		p.maxPayload = l
+	}
+	rounds := lim.ConcurrentPublish
+	if p.sender != nil && rounds == 0 {
+		rounds = senderRounds
+	}
+	p.slots = make(chan struct{}, max(rounds, 1))
+	return nil
+}
+
+// reorders reports whether this instance's messages may overtake one
+// another: rounds overlap on a transport that does not keep their order.
+func (p *publisher) reorders() bool { return p.sender == nil && cap(p.slots) > 1 }
+
+func (p *publisher) kickPublisher() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
 
 // smallBatch is the number of keys up to which a round is de-duplicated
 // without a map.
 const smallBatch = 16
 
+// pubReq is one Invalidate or Clear call.
 type pubReq struct {
-	op   Op
-	keys []string
-	done chan error
-	one  [1]string // keys of a call with one key
+	op    Op
+	keys  []string
+	done  chan error
+	taken bool      // collected into a round; guarded by the token
+	one   [1]string // keys of a call with one key
 }
 
 // Invalidate evicts keys on this instance, then publishes them so that
@@ -37,7 +109,7 @@ func (c *Cache) Invalidate(ctx context.Context, keys ...string) error {
 			return err
 		}
 	}
-	if err := c.ready(); err != nil {
+	if err := c.life.ready(); err != nil {
 		return err
 	}
 	c.evictLocal(keys)
@@ -56,200 +128,131 @@ func (c *Cache) Invalidate(ctx context.Context, keys ...string) error {
 // Clear evicts every entry on this instance, then tells every other
 // instance to do the same. It returns once the message is on the broker.
 func (c *Cache) Clear(ctx context.Context) error {
-	if err := c.ready(); err != nil {
+	if err := c.life.ready(); err != nil {
 		return err
 	}
 	c.flush("")
 	return c.enqueue(ctx, &pubReq{op: OpClear})
 }
 
-// enqueue publishes r, as a round of its own or with others, and returns
-// once that round is answered or ctx ends.
+// enqueue queues r and returns once the round that carries it is answered,
+// or ctx ends. While r waits, its caller takes the token whenever it is
+// free and publishes what is queued itself: on an idle instance, a round of
+// r alone, without waking another goroutine.
 func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
-	c.lifeMu.RLock()
-	if c.closed {
-		c.lifeMu.RUnlock()
-		return ErrClosed
+	if err := c.life.accept(); err != nil {
+		return err
 	}
-	c.inflight.Add(1)
-	c.lifeMu.RUnlock()
-	// Counted as pending before the request is handed on, so the
-	// publisher's decrement never comes first; a failed send takes it back.
-	c.pendingCalls.Add(1)
-	// Group commit with a leader: when nobody is publishing, the caller
-	// publishes itself, saving the wake-up of another goroutine on an idle
-	// instance; otherwise the current publisher takes the request in its
-	// next round.
-	if c.tryToken() {
-		if len(c.reqs) == 0 {
-			// Nothing waits: a round of r alone, without queueing it.
-			c.queued.Add(1)
-			batch := [1]*pubReq{r}
-			if c.mayOverlap() {
-				return c.sendRound(ctx, batch[:]) // releases the token
-			}
-			err := c.publishBatch(ctx, batch[:])
-			<-c.pubToken
-			if len(c.reqs) > 0 {
-				c.kickPublisher()
-			}
-			return err
-		}
-		<-c.pubToken // others wait: r queues behind them
-		// Whoever queued them may have found the token taken (by this
-		// caller) and be waiting: make sure someone publishes them.
-		c.kickPublisher()
-	}
+	p := &c.pub
+	p.pending.Add(1)
 	r.done = make(chan error, 1)
 	select {
-	case c.reqs <- r: // the publisher now owns the inflight count
+	case p.reqs <- r: // the round that takes r answers it and ends its count
 	case <-ctx.Done():
-		c.pendingCalls.Add(-1)
-		c.inflight.Done()
+		p.pending.Add(-1)
+		c.life.calls.Done()
 		return ctx.Err()
 	}
-	c.queued.Add(1)
-	if c.tryToken() {
-		c.leadRounds(ctx, r) // releases the token
+	p.queued.Add(1)
+	token := p.token
+	for {
+		select {
+		case err := <-r.done:
+			return err
+		case token <- struct{}{}:
+			if r.taken {
+				// A round under way carries r: wait for it.
+				<-p.token
+				token = nil
+				continue
+			}
+			c.leadRound(ctx, r)
+		case <-ctx.Done():
+			// r may still be queued: the publisher sends it.
+			p.kickPublisher()
+			return ctx.Err()
+		}
+	}
+}
+
+// leadRound waits for a slot, collects what is queued and publishes it as
+// one round. A round that carries only r (of the caller whose ctx it is) is
+// bounded by ctx too. Called with the token held, which the round
+// releases; ctx and r are nil for the publisher's rounds.
+func (c *Cache) leadRound(ctx context.Context, r *pubReq) {
+	p := &c.pub
+	var gone <-chan struct{}
+	if ctx != nil {
+		gone = ctx.Done()
 	}
 	select {
-	case err := <-r.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+	case p.slots <- struct{}{}:
+	case <-gone:
+		<-p.token
+		return
 	}
+	batch := c.collect()
+	if len(batch) == 0 {
+		<-p.slots
+		<-p.token
+		return
+	}
+	var own context.Context
+	if r != nil && len(batch) == 1 && batch[0] == r {
+		own = ctx
+	}
+	_ = c.round(own, batch, c.encodeBatch(batch)) // its callers have the error
 }
 
-// leadRounds publishes rounds until r is answered or has gone out, and
-// releases the publish token. A round that carries only r is bounded by
-// the caller's ctx too. A round that may overlap the next one is the last
-// this caller leads: it releases the token before its round trip, and
-// whatever is still queued goes to the publisher.
-func (c *Cache) leadRounds(ctx context.Context, r *pubReq) {
-	for len(r.done) == 0 {
-		batch := c.collect()
-		if len(batch) == 0 {
-			break // r was in a round that finished before this one
-		}
-		var own context.Context
-		if len(batch) == 1 && batch[0] == r {
-			own = ctx
-		}
-		if c.mayOverlap() {
-			c.sendRound(own, batch) // releases the token
-			return
-		}
-		c.publishBatch(own, batch)
-	}
-	<-c.pubToken
-	if len(c.reqs) > 0 {
-		c.kickPublisher()
-	}
-}
-
-// mayOverlap reports whether the next round may go out while the rounds in
-// flight wait for the broker (over a Sender, or over a transport that
-// publishes on several connections): up to maxRounds-1 rounds whose callers
-// released the token, plus the token holder's. Beyond that the token holder
-// keeps the token for its round trip, and the calls that arrive meanwhile
-// queue and go out together: under load, rounds grow rather than multiply.
-// Called with the publish token held.
-func (c *Cache) mayOverlap() bool {
-	return int(c.rounds.Load()) < c.maxRounds-1
-}
-
-// senderRounds is how many rounds may be in flight over a Sender that
-// declares no Limits.ConcurrentPublish of its own.
-const senderRounds = 4
-
-// tryToken takes the publish token if it is free.
-func (c *Cache) tryToken() bool {
-	select {
-	case c.pubToken <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
-
-func (c *Cache) kickPublisher() {
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
-}
-
-// publishLoop publishes heartbeats, the goodbye, and the rounds that no
-// caller leads.
+// publishLoop publishes heartbeats, the goodbye, and the calls whose
+// callers left before their round.
 func (c *Cache) publishLoop() {
-	defer c.wg.Done()
 	var tick <-chan time.Time
 	if c.opts.HeartbeatInterval > 0 {
 		t := time.NewTicker(c.opts.HeartbeatInterval)
 		defer t.Stop()
 		tick = t.C
 	}
+	p := &c.pub
 	for {
-		var heartbeat, leave bool
+		var op Op
 		select {
-		case <-c.kick:
+		case <-c.pub.kick:
 		case <-tick:
-			heartbeat = true
-		case <-c.stop:
-			leave = true
+			op = OpHeartbeat
+		case <-c.life.stop:
+			op = OpLeave
 		}
-		c.pubToken <- struct{}{}
-		for {
-			batch := c.collect()
-			if len(batch) == 0 {
-				break
-			}
-			switch {
-			case !c.mayOverlap():
-				c.publishBatch(nil, batch)
-			case c.sender != nil:
-				// The round's confirmation is waited for without the
-				// publisher, which stays free for what queues meanwhile.
-				c.overlap(batch)
-			default:
-				// Without a Sender the whole round goes on without the
-				// publisher, which takes the token back once the round
-				// has its sequence numbers: what queues meanwhile makes
-				// the next round larger.
-				c.wg.Add(1)
-				go func() {
-					defer c.wg.Done()
-					_ = c.sendRound(nil, batch) // releases the token; its callers have the error
-				}()
-				c.pubToken <- struct{}{}
-			}
+		for len(p.reqs) > 0 {
+			p.token <- struct{}{}
+			c.leadRound(nil, nil)
 		}
-		switch {
-		case leave:
-			// Every accepted call is answered by now: say goodbye, so
-			// that peers do not take this instance's silence for a loss.
-			if c.opts.HeartbeatInterval > 0 {
-				c.publish(nil, []Envelope{{Op: OpLeave, Source: c.id, Seq: c.seq}}, OpLeave)
-			}
-			<-c.pubToken
+		if op == OpLeave && c.opts.HeartbeatInterval <= 0 {
 			return
-		case heartbeat:
-			c.publish(nil, []Envelope{{Op: OpHeartbeat, Source: c.id, Seq: c.seq}}, OpHeartbeat)
 		}
-		<-c.pubToken
-		if len(c.reqs) > 0 {
-			c.kickPublisher()
+		if op != 0 {
+			// A heartbeat announces the last number used; the goodbye
+			// (every accepted call is answered by now) tells peers not
+			// to take this instance's silence for a loss.
+			p.token <- struct{}{}
+			p.slots <- struct{}{}
+			_ = c.round(nil, nil, []Envelope{{Op: op, Source: c.id, Seq: p.seq}})
+		}
+		if op == OpLeave {
+			return
 		}
 	}
 }
 
-// collect takes what is queued, up to MaxBatchKeys keys.
+// collect takes what is queued, up to MaxBatchKeys keys. Called with the
+// token held.
 func (c *Cache) collect() []*pubReq {
 	var batch []*pubReq
 	n := 0
 	for n < c.opts.MaxBatchKeys {
 		select {
-		case r := <-c.reqs:
+		case r := <-c.pub.reqs:
+			r.taken = true
 			batch = append(batch, r)
 			n += len(r.keys)
 		default:
@@ -262,20 +265,9 @@ func (c *Cache) collect() []*pubReq {
 // answer ends the calls of a round with its error.
 func (c *Cache) answer(batch []*pubReq, err error) {
 	for _, r := range batch {
-		if r.done != nil {
-			r.done <- err
-		}
-		c.queued.Add(-1)
-		c.pendingCalls.Add(-1)
-		c.inflight.Done()
+		r.done <- err
+		c.pub.queued.Add(-1)
+		c.pub.pending.Add(-1)
+		c.life.calls.Done()
 	}
-}
-
-// publishBatch publishes one coalesced round, answers its queued callers
-// and returns the round's error.
-func (c *Cache) publishBatch(ctx context.Context, batch []*pubReq) error {
-	envs := c.encodeBatch(batch, &c.seq)
-	err := c.publish(ctx, envs, OpInvalidate)
-	c.answer(batch, err)
-	return err
 }

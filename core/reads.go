@@ -1,7 +1,11 @@
+// reads.go: the read path. Get and Set over the LocalStore with the
+// engine's expiry header, local eviction, the safety flush, and the fill
+// guard (fills) that keeps a load which overlapped an eviction out of the
+// store. GetOrLoad's single flight is in loads.go.
+
 package core
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
@@ -22,15 +26,52 @@ type stripe struct {
 	_   [40]byte // keep stripes on separate cache lines
 }
 
-type flight struct {
-	done    chan struct{}
-	val     []byte
-	err     error
-	ctxDone bool // the leader's context ended: waiters retry
+// fills is the read path's guard. A stripe's mu serialises the fills and
+// evictions of its keys; flightsMu guards flights; degraded is set by
+// liveness (link) while nothing may be cached.
+type fills struct {
+	seed    maphash.Seed
+	stripes [numStripes]stripe
+
+	flightsMu sync.Mutex
+	flights   map[string]*flight // GetOrLoad calls in progress, by key
+	// nflights is len(flights), for a look without flightsMu: an eviction
+	// that finds no load in flight has none to detach. Changed with
+	// flightsMu held.
+	nflights atomic.Int32
+
+	degraded atomic.Bool // not caching: link down or silent under PolicyFlush
 }
 
-func (c *Cache) stripeOf(key string) *stripe {
-	return &c.stripes[maphash.String(c.seed, key)%numStripes]
+func (f *fills) init() {
+	f.seed = maphash.MakeSeed()
+	f.flights = make(map[string]*flight)
+}
+
+func (f *fills) stripeOf(key string) *stripe {
+	return &f.stripes[maphash.String(f.seed, key)%numStripes]
+}
+
+// detach makes the next GetOrLoad of key start a new load instead of
+// joining one that started before an eviction.
+func (f *fills) detach(key string) {
+	// A load that starts after this look reads the stripe's generation
+	// after the caller bumped it: it is not one to detach.
+	if f.nflights.Load() == 0 {
+		return
+	}
+	f.flightsMu.Lock()
+	f.drop(key, nil)
+	f.flightsMu.Unlock()
+}
+
+// drop forgets the load in flight for key: fl, or any if fl is nil.
+// Called with flightsMu held.
+func (f *fills) drop(key string, fl *flight) {
+	if g, ok := f.flights[key]; ok && (fl == nil || g == fl) {
+		delete(f.flights, key)
+		f.nflights.Add(-1)
+	}
 }
 
 // Values are stored with an 8-byte header: the expiry in Unix nanoseconds,
@@ -56,7 +97,7 @@ func (c *Cache) get(key string) ([]byte, bool) {
 	if !ok || len(raw) < valueHeader {
 		return nil, false
 	}
-	if exp := int64(binary.BigEndian.Uint64(raw)); exp != 0 && c.nowNano() >= exp {
+	if exp := int64(binary.BigEndian.Uint64(raw)); exp != 0 && c.clock.nowNano() >= exp {
 		c.dropExpired(key)
 		return nil, false
 	}
@@ -66,7 +107,7 @@ func (c *Cache) get(key string) ([]byte, bool) {
 // dropExpired deletes key if it is still expired, under its stripe lock so
 // that a fresh fill is never deleted.
 func (c *Cache) dropExpired(key string) {
-	s := c.stripeOf(key)
+	s := c.fills.stripeOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	raw, ok := c.store.Get(key)
@@ -91,20 +132,22 @@ func (c *Cache) SetWithTTL(key string, value []byte, ttl time.Duration) error {
 	if ttl < 0 {
 		return fmt.Errorf("%w: negative TTL %v", ErrInvalidOption, ttl)
 	}
-	if err := c.ready(); err != nil {
+	if err := c.life.ready(); err != nil {
 		return err
 	}
-	s := c.stripeOf(key)
+	s := c.fills.stripeOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.gen.Add(1) // loads in flight are older than this value
-	c.detachFlight(key)
-	if c.degraded.Load() {
+	c.fills.detach(key)
+	if c.fills.degraded.Load() {
 		return c.store.Delete(key)
 	}
 	return c.storeLocked(key, value, ttl)
 }
 
+// storeLocked stores value with its expiry header. Called with key's
+// stripe lock held.
 func (c *Cache) storeLocked(key string, value []byte, ttl time.Duration) error {
 	buf := make([]byte, valueHeader+len(value))
 	var exp int64
@@ -127,7 +170,7 @@ func (c *Cache) Delete(keys ...string) error {
 			return err
 		}
 	}
-	if c.isClosed() {
+	if c.life.isClosed() {
 		return ErrClosed
 	}
 	c.evictLocal(keys)
@@ -137,155 +180,43 @@ func (c *Cache) Delete(keys ...string) error {
 // evictLocal deletes keys and invalidates loads in flight for them.
 func (c *Cache) evictLocal(keys []string) {
 	for i, k := range keys {
-		s := c.stripeOf(k)
+		s := c.fills.stripeOf(k)
 		s.mu.Lock()
 		s.gen.Add(1)
 		_ = c.store.Delete(keys[i : i+1]...) // a sub-slice: no allocation
-		c.detachFlight(k)
+		c.fills.detach(k)
 		s.mu.Unlock()
 	}
 }
 
-// detachFlight makes the next GetOrLoad of key start a new load instead of
-// joining one that started before an eviction.
-func (c *Cache) detachFlight(key string) {
-	// A load that starts after this look reads the stripe's generation
-	// after the caller bumped it: it is not one to detach.
-	if c.nflights.Load() == 0 {
-		return
-	}
-	c.flightMu.Lock()
-	c.dropFlight(key, nil)
-	c.flightMu.Unlock()
-}
-
-// dropFlight forgets the load in flight for key: f, or any if f is nil.
-// Called with flightMu held.
-func (c *Cache) dropFlight(key string, f *flight) {
-	if g, ok := c.flights[key]; ok && (f == nil || g == f) {
-		delete(c.flights, key)
-		c.nflights.Add(-1)
-	}
-}
-
 // flush clears the store for safety and makes every load in flight
-// uncacheable.
+// uncacheable. A flush with a cause is a safety flush: counted, logged and
+// remembered for Health (link.lastFlush, so called with recv.mu held).
 func (c *Cache) flush(cause string) {
-	for i := range c.stripes {
-		c.stripes[i].mu.Lock()
+	f := &c.fills
+	for i := range f.stripes {
+		f.stripes[i].mu.Lock()
 	}
-	for i := range c.stripes {
-		c.stripes[i].gen.Add(1)
+	for i := range f.stripes {
+		f.stripes[i].gen.Add(1)
 	}
 	err := c.store.Clear()
-	c.flightMu.Lock()
-	c.flights = make(map[string]*flight)
-	c.nflights.Store(0)
-	c.flightMu.Unlock()
-	for i := range c.stripes {
-		c.stripes[i].mu.Unlock()
+	f.flightsMu.Lock()
+	f.flights = make(map[string]*flight)
+	f.nflights.Store(0)
+	f.flightsMu.Unlock()
+	for i := range f.stripes {
+		f.stripes[i].mu.Unlock()
 	}
 	if cause == "" {
 		return
 	}
 	c.ctr.flushes.Add(1)
 	c.inst.flush(cause)
-	c.lastFlush, c.lastCause = c.now(), cause
+	c.link.lastFlush, c.link.lastCause = c.now(), cause
 	if err != nil {
 		c.log.Error("backplane: flush failed", "cause", cause, "err", err)
 		return
 	}
 	c.log.Warn("backplane: local cache flushed", "cause", cause)
-}
-
-// GetOrLoad returns the value cached under key, or calls loader, caches its
-// result and returns it. Concurrent calls for the same key on this instance
-// share one loader call. A load that overlaps an eviction of its key (local
-// or remote Invalidate, Clear, or a safety flush) is returned to its callers
-// but not cached. Loader errors are returned and nothing is cached. The
-// caller owns the returned slice.
-func (c *Cache) GetOrLoad(ctx context.Context, key string, loader func(ctx context.Context) ([]byte, error)) ([]byte, error) {
-	if err := checkKey(key); err != nil {
-		return nil, err
-	}
-	if loader == nil {
-		return nil, ErrNilLoader
-	}
-	if err := c.ready(); err != nil {
-		return nil, err
-	}
-	if v, ok := c.Get(key); ok {
-		return v, nil
-	}
-	for {
-		c.flightMu.Lock()
-		if f, ok := c.flights[key]; ok {
-			c.flightMu.Unlock()
-			select {
-			case <-f.done:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-			if f.ctxDone {
-				if err := ctx.Err(); err != nil {
-					return nil, err
-				}
-				continue // the leader gave up; try again with our context
-			}
-			if f.err != nil {
-				return nil, f.err
-			}
-			return append([]byte(nil), f.val...), nil
-		}
-		f := &flight{done: make(chan struct{})}
-		c.flights[key] = f
-		c.nflights.Add(1)
-		c.flightMu.Unlock()
-		return c.lead(ctx, key, f, loader)
-	}
-}
-
-func (c *Cache) lead(ctx context.Context, key string, f *flight, loader func(context.Context) ([]byte, error)) (val []byte, err error) {
-	s := c.stripeOf(key)
-	gen := s.gen.Load()
-	defer func() {
-		c.flightMu.Lock()
-		c.dropFlight(key, f)
-		c.flightMu.Unlock()
-		f.val, f.err = val, err
-		f.ctxDone = err != nil && ctx.Err() != nil
-		close(f.done)
-	}()
-	// A load that finished between this caller's miss and its taking the
-	// lead stored its value before leaving: use it.
-	if v, ok := c.get(key); ok {
-		return v, nil
-	}
-	c.ctr.loads.Add(1)
-	val, err = callLoader(ctx, key, loader)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	kept := s.gen.Load() == gen && !c.degraded.Load()
-	if kept {
-		if serr := c.storeLocked(key, val, c.opts.TTL); serr != nil {
-			kept = false
-			c.log.Debug("backplane: value not cached", "key", key, "err", serr)
-		}
-	}
-	s.mu.Unlock()
-	if !kept {
-		c.ctr.loadsNotKept.Add(1)
-	}
-	return val, nil
-}
-
-func callLoader(ctx context.Context, key string, loader func(context.Context) ([]byte, error)) (val []byte, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("backplane: loader for %q panicked: %v", key, r)
-		}
-	}()
-	return loader(ctx)
 }

@@ -1,13 +1,46 @@
+// receiver.go: what arrives from the Backplane. The handler verifies and
+// decodes each payload, tracks each peer's sequence numbers (the peer
+// table, with the reorder window) and applies evictions; connection events
+// go to liveness (liveness.go).
+
 package core
 
 import (
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
+// receiver is the receive side's state. mu guards it and the link's state
+// (Cache.link): a message changes both in one step. The transport calls
+// the handler one call at a time; the monitor and the reorder timer take mu
+// too.
+type receiver struct {
+	mu        sync.Mutex
+	peers     map[SourceID]*peer
+	lastHeard time.Time // when the last message of another instance arrived
+	// reorderWindow is Options.ReorderWindow over a transport whose
+	// messages may overtake one another, zero otherwise.
+	reorderWindow time.Duration
+	reorderTimer  *time.Timer  // runs expireReorders while messages are missing
+	reorderChecks atomic.Int64 // runs of expireReorders (tests)
+}
+
+func (r *receiver) init() { r.peers = make(map[SourceID]*peer) }
+
+// stopTimer stops the reorder timer at Close.
+func (r *receiver) stopTimer() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reorderTimer != nil {
+		r.reorderTimer.Stop()
+	}
+}
+
 // handler is the Cache's Handler; a separate type keeps the methods off
-// Cache's API.
+// Cache's API. Neither method calls the Backplane (see Handler).
 type handler struct{ c *Cache }
 
 func (h handler) HandleMessage(p []byte) { h.c.receive(p) }
@@ -17,9 +50,9 @@ func (c *Cache) receive(p []byte) {
 	if c.opts.Keyring == nil && c.opts.CanaryInterval <= 0 {
 		// An own message needs its header only: skip decoding its keys.
 		if op, src, sent, ok := peekHeader(p); ok && src == c.id {
-			c.recvMu.Lock()
+			c.recv.mu.Lock()
 			c.ownMessage(op, sent, false, c.now())
-			c.recvMu.Unlock()
+			c.recv.mu.Unlock()
 			return
 		}
 	}
@@ -45,13 +78,13 @@ func (c *Cache) receive(p []byte) {
 		}
 	}
 	now := c.now()
-	c.recvMu.Lock()
-	defer c.recvMu.Unlock()
+	c.recv.mu.Lock()
+	defer c.recv.mu.Unlock()
 	if env.Source == c.id {
 		c.ownMessage(env.Op, env.Sent, env.Op == OpInvalidate && hasCanary(env.Keys), now)
 		return
 	}
-	c.lastRecv, c.lastHeard = now, now
+	c.link.lastRecv, c.recv.lastHeard = now, now
 	gap := c.trackSeq(&env, now)
 	switch env.Op {
 	case OpInvalidate:
@@ -60,7 +93,7 @@ func (c *Cache) receive(p []byte) {
 			c.inst.record(c.inst.propagationLag, now.Sub(env.Sent))
 		}
 		if hasCanary(env.Keys) {
-			if p := c.peers[env.Source]; p != nil {
+			if p := c.recv.peers[env.Source]; p != nil {
 				p.lastCanary, p.canaryLag = now, now.Sub(env.Sent)
 			}
 			c.inst.record(c.inst.canaryLag, now.Sub(env.Sent))
@@ -68,7 +101,7 @@ func (c *Cache) receive(p []byte) {
 	case OpClear:
 		c.flush("")
 	case OpLeave:
-		defer delete(c.peers, env.Source) // after the gap check below
+		defer delete(c.recv.peers, env.Source) // after the gap check below
 	}
 	if gap {
 		c.gapFound(env.Source)
@@ -80,29 +113,11 @@ func (c *Cache) receive(p []byte) {
 	c.inst.opCount(c.inst.received, env.Op, 1)
 }
 
-// ownMessage notes an own message received back. Own messages carry the
-// own clock: their age is how far behind delivery to this instance runs.
-// Only a fresh one ends a silence. Called with recvMu held.
-func (c *Cache) ownMessage(op Op, sent time.Time, canary bool, now time.Time) {
-	c.lastRecv = now
-	if sent.After(c.ownFresh) {
-		c.ownFresh = sent
-	}
-	if c.silent && now.Sub(sent) <= c.opts.heartbeatTimeout() {
-		c.silent = false
-		c.linkRestored("resumed")
-	}
-	if canary {
-		c.selfCanary = now
-	}
-	c.ctr.ignoredOwn.Add(1)
-	c.inst.add(c.inst.ignoredOwn, 1)
-}
-
 // trackSeq updates the peer table and reports whether messages of the
-// peer were lost. Called with recvMu held.
+// peer were lost. Called with recv.mu held.
 func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
-	p, known := c.peers[env.Source]
+	r := &c.recv
+	p, known := r.peers[env.Source]
 	if !known {
 		// A peer heard of for the first time has published before (Seq
 		// says how much). If the peer table is complete (we have listened
@@ -112,15 +127,15 @@ func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
 		// the peer's messages may overtake one another). Otherwise they
 		// may have been published before we listened.
 		p = &peer{highest: env.Seq}
-		if c.opts.HeartbeatInterval > 0 && now.Sub(c.baseline) > c.opts.heartbeatTimeout() {
+		if c.opts.HeartbeatInterval > 0 && now.Sub(c.link.baseline) > c.opts.heartbeatTimeout() {
 			p.highest = 0
 		}
-		c.peers[env.Source] = p
+		r.peers[env.Source] = p
 	}
 	p.lastSeen = now
 	var gap bool
 	if env.Op == OpHeartbeat || env.Op == OpLeave {
-		gap = p.announced(env.Seq, now, c.reorderWindow)
+		gap = p.announced(env.Seq, now, r.reorderWindow)
 		if env.Op == OpLeave && len(p.missing) > 0 {
 			// The peer is forgotten now: what is missing cannot be
 			// waited for.
@@ -128,10 +143,10 @@ func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
 			gap = true
 		}
 	} else {
-		gap = p.arrived(env.Seq, now, c.reorderWindow)
+		gap = p.arrived(env.Seq, now, r.reorderWindow)
 	}
-	if len(p.missing) > 0 && c.reorderTimer == nil {
-		c.reorderTimer = time.AfterFunc(c.reorderWindow, c.expireReorders)
+	if len(p.missing) > 0 && r.reorderTimer == nil {
+		r.reorderTimer = time.AfterFunc(r.reorderWindow, c.expireReorders)
 	}
 	return gap
 }
@@ -139,22 +154,23 @@ func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
 // expireReorders gives up the messages that were overtaken longer than
 // ReorderWindow ago, and waits again while others are missing.
 func (c *Cache) expireReorders() {
-	c.recvMu.Lock()
-	defer c.recvMu.Unlock()
-	c.reorderTimer = nil
-	c.reorderChecks.Add(1)
+	r := &c.recv
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reorderTimer = nil
+	r.reorderChecks.Add(1)
 	select {
-	case <-c.stop:
+	case <-c.life.stop:
 		return
 	default:
 	}
 	now := c.now()
 	next := time.Duration(0)
-	for id, p := range c.peers {
+	for id, p := range r.peers {
 		if len(p.missing) == 0 {
 			continue
 		}
-		if left := c.reorderWindow - now.Sub(p.waitingSince()); left > 0 {
+		if left := r.reorderWindow - now.Sub(p.waitingSince()); left > 0 {
 			if next == 0 || left < next {
 				next = left
 			}
@@ -164,12 +180,12 @@ func (c *Cache) expireReorders() {
 		c.gapFound(id)
 	}
 	if next > 0 {
-		c.reorderTimer = time.AfterFunc(next, c.expireReorders)
+		r.reorderTimer = time.AfterFunc(next, c.expireReorders)
 	}
 }
 
 // gapFound applies OnGap to messages of a peer found lost. Called with
-// recvMu held.
+// recv.mu held.
 func (c *Cache) gapFound(src SourceID) {
 	if c.opts.OnGap == PolicyFlush {
 		c.flush("gap")
