@@ -1,3 +1,6 @@
+// codec.go: Typed[T], a typed view of a Cache with a value codec (JSON by
+// default).
+
 package core
 
 import (

@@ -1,3 +1,6 @@
+// contracts.go: the contracts between the engine and its adapters
+// (LocalStore, Backplane, Sender, Handler, events) and the sentinel errors.
+
 package core
 
 import (

@@ -97,4 +97,13 @@
 // decode errors, flushes by cause, publish errors, publish duration and
 // propagation lag. Stats and Health give the same figures without
 // OpenTelemetry.
+//
+// # Inside the engine
+//
+// Each file of this package holds one part of the engine and opens with a
+// line that says which: the read path (reads.go, loads.go), the publisher
+// (publisher.go, rounds.go), the receiver (receiver.go, peers.go), liveness
+// (liveness.go), lifecycle (lifecycle.go), the coarse clock (clock.go) and
+// health (health.go). ARCHITECTURE.md at the repository's root describes
+// the parts, what flows between them and which goroutines exist.
 package core

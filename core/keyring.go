@@ -1,3 +1,6 @@
+// keyring.go: Keyring, HMAC-SHA256 signing and verification of envelopes,
+// with two keys accepted during a rotation.
+
 package core
 
 import (

@@ -1,3 +1,5 @@
+// metrics.go: Stats counters and the optional OpenTelemetry instruments.
+
 package core
 
 import (

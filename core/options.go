@@ -1,3 +1,6 @@
+// options.go: Options, their defaults and validation, and the With...
+// functional options.
+
 package core
 
 import (

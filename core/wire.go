@@ -1,3 +1,6 @@
+// wire.go: the versioned binary envelope (Envelope, Op, SourceID), its
+// encoder and decoder.
+
 package core
 
 import (
