@@ -108,8 +108,8 @@ type Options struct {
 	// QueueSize bounds the Invalidate and Clear calls waiting to be
 	// published; further calls block (honouring their context). Default 1024.
 	QueueSize int
-	// PublishTimeout bounds one publish round trip: a round is abandoned
-	// after PublishTimeout to a quarter more. Default 5 seconds.
+	// PublishTimeout bounds one publish round trip: a round is abandoned,
+	// and its calls fail, after PublishTimeout. Default 5 seconds.
 	PublishTimeout time.Duration
 	// CloseTimeout bounds how long Close drains pending publishes.
 	// Default 5 seconds.
