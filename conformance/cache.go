@@ -20,7 +20,8 @@ import (
 // transport: invalidation reaches every instance, clear-all, the
 // fill/invalidate race, flush on reconnect (with h.Backplane.Disconnect) and
 // a randomized multi-instance consistency check, with injected disconnects
-// and broker restarts where the harness offers them.
+// and broker restarts where the harness offers them; and what a hostile
+// publisher on the channel can and cannot do (see runHostile).
 //
 // The consistency check: writers update a shared source of truth and then
 // call Invalidate on a random instance; readers call GetOrLoad on every
@@ -41,6 +42,7 @@ func RunCache(t *testing.T, h CacheHarness) {
 	t.Run("Consistency", func(t *testing.T) { s.caseConsistency(t, false, false) })
 	t.Run("ConsistencyAcrossDisconnects", func(t *testing.T) { s.caseConsistency(t, true, false) })
 	t.Run("ConsistencyAcrossBrokerRestart", func(t *testing.T) { s.caseConsistency(t, false, true) })
+	t.Run("Hostile", s.runHostile)
 }
 
 type cacheSuite struct{ h CacheHarness }
@@ -53,26 +55,35 @@ func (s *cacheSuite) open(t *testing.T, n int) ([]*core.Cache, []core.Backplane)
 	caches := make([]*core.Cache, n)
 	bps := make([]core.Backplane, n)
 	for i := range n {
-		bps[i] = s.h.Backplane.New(t, ns)
-		opts := append([]core.Option{
-			core.WithHeartbeat(100*time.Millisecond, 500*time.Millisecond),
-			core.WithPublishTimeout(2 * time.Second),
-			core.WithLogger(slog.New(slog.DiscardHandler)),
-		}, s.h.Options...)
-		ctx, cancel := context.WithTimeout(context.Background(), s.h.Backplane.bound())
-		c, err := core.Open(ctx, s.h.NewStore(t), bps[i], opts...)
-		cancel()
-		if err != nil {
-			t.Fatalf("conformance: open cache %d: %v", i, err)
-		}
-		caches[i] = c
-		t.Cleanup(func() {
-			if err := closeWithin(c, 10*time.Second); err != nil {
-				t.Errorf("conformance: close cache %d: %v", i, err)
-			}
-		})
+		caches[i], bps[i] = s.openOn(t, ns, i)
 	}
 	return caches, bps
+}
+
+// openOn starts Cache number i on namespace ns with the suite's options,
+// the harness's and extra, in that order; it is closed at the end of the
+// test.
+func (s *cacheSuite) openOn(t *testing.T, ns string, i int, extra ...core.Option) (*core.Cache, core.Backplane) {
+	t.Helper()
+	bp := s.h.Backplane.New(t, ns)
+	opts := append([]core.Option{
+		core.WithHeartbeat(100*time.Millisecond, 500*time.Millisecond),
+		core.WithPublishTimeout(2 * time.Second),
+		core.WithLogger(slog.New(slog.DiscardHandler)),
+	}, s.h.Options...)
+	opts = append(opts, extra...)
+	ctx, cancel := context.WithTimeout(context.Background(), s.h.Backplane.bound())
+	c, err := core.Open(ctx, s.h.NewStore(t), bp, opts...)
+	cancel()
+	if err != nil {
+		t.Fatalf("conformance: open cache %d: %v", i, err)
+	}
+	t.Cleanup(func() {
+		if err := closeWithin(c, 10*time.Second); err != nil {
+			t.Errorf("conformance: close cache %d: %v", i, err)
+		}
+	})
+	return c, bp
 }
 
 func (s *cacheSuite) waitFor(t *testing.T, what string, cond func() bool) {

@@ -286,15 +286,31 @@ func TestUndecodablePayloadsAreDropped(t *testing.T) {
 	_ = b.Set("k", []byte("v"))
 	rogue := hub.New(ns)
 	defer rogue.Close()
-	for _, p := range [][]byte{nil, []byte("hello"), []byte("BP\x09garbage"), make([]byte, 100)} {
+	for _, p := range [][]byte{nil, []byte("hello"), make([]byte, 100)} {
 		if err := rogue.Publish(context.Background(), p); err != nil {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "decode errors counted", func() bool { return b.Stats().DecodeErrors == 4 })
+	eventually(t, "decode errors counted", func() bool { return b.Stats().DecodeErrors == 3 })
 	mustGet(t, b, "k", "v")
 	if h := b.Health(); !h.Healthy() {
-		t.Fatalf("health after garbage: %+v", h)
+		t.Fatalf("health after payloads that are no envelope: %+v", h)
+	}
+	// An envelope of another format version is a peer this instance
+	// cannot hear: Health says so.
+	future, err := (&core.Envelope{Op: core.OpInvalidate, Source: core.NewSourceID(), Seq: 1, Sent: time.Now(), Keys: []string{"k"}}).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	future[2] = 9 // the format version
+	if err := rogue.Publish(context.Background(), future); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the envelope counted", func() bool { return b.Stats().DecodeErrors == 4 })
+	mustGet(t, b, "k", "v")
+	h := b.Health()
+	if h.Healthy() || !h.Rejecting || !strings.Contains(h.RejectCause, "version") || h.Rejected != 4 {
+		t.Fatalf("health after an envelope of another version: %+v", h)
 	}
 }
 

@@ -39,6 +39,7 @@ type Cache struct {
 	pub   publisher   // Invalidate and Clear: rounds to the transport
 	recv  receiver    // what arrives: verification, peers, evictions
 	link  link        // liveness: the link's state, guarded by recv.mu
+	echo  echoes      // the latest own messages, to recognise their echo
 	life  lifecycle   // Start, Close and the goroutines between them
 }
 

@@ -28,9 +28,25 @@ type Health struct {
 	LastReceived time.Time
 	// LastPeerMessage is when the last message of another instance arrived.
 	LastPeerMessage time.Time
-	// LastFlush and LastFlushCause describe the last safety flush.
+	// LastFlush and LastFlushCause describe the last wipe of the local
+	// store: a safety flush (its cause: "disconnect", "silence",
+	// "reconnect", "resumed", "gap", "loss", "peer-lost"), a Clear
+	// ("clear") or a peer's Clear ("remote-clear").
 	LastFlush      time.Time
 	LastFlushCause string
+	// Rejecting is true when the instance dropped an envelope it could not
+	// decode (another format version, or damaged) or verify, or one under
+	// its own ID that it did not send,
+	// within the last HeartbeatTimeout (3 seconds without heartbeats): a
+	// peer with another signing key or another format version, or a
+	// forgery. Such a peer's invalidations do not reach this instance,
+	// and neither instance may know that the other exists. RejectCause
+	// describes the last one; Rejected counts them all (Stats.Rejected,
+	// and Stats.DecodeErrors, which also counts payloads that are no
+	// envelope at all: those leave Rejecting false).
+	Rejecting   bool
+	RejectCause string
+	Rejected    uint64
 	// Peers is the number of other instances heard from recently.
 	Peers int
 	// PendingPublishes counts Invalidate and Clear calls not yet answered.
@@ -57,8 +73,18 @@ type PeerStatus struct {
 }
 
 // Healthy reports whether invalidation is flowing: started, connected, not
-// silent and, with the canary probe on, in sync.
-func (h Health) Healthy() bool { return h.Started && h.Connected && !h.Silent && !h.SyncBroken }
+// silent, not rejecting messages and, with the canary probe on, in sync.
+func (h Health) Healthy() bool {
+	return h.Started && h.Connected && !h.Silent && !h.SyncBroken && !h.Rejecting
+}
+
+// rejectWindow is how long a rejected message makes Health.Rejecting true.
+func (o *Options) rejectWindow() time.Duration {
+	if o.HeartbeatInterval > 0 {
+		return o.heartbeatTimeout()
+	}
+	return 3 * time.Second
+}
 
 // Health returns the instance's current health.
 func (c *Cache) Health() Health {
@@ -90,7 +116,14 @@ func (c *Cache) Health() Health {
 			broken = true
 		}
 	}
+	c.fills.flushMu.Lock()
+	lastFlush, lastCause := c.fills.lastFlush, c.fills.lastCause
+	c.fills.flushMu.Unlock()
+	st := c.ctr.snapshot()
 	return Health{
+		Rejecting:        !c.recv.lastReject.IsZero() && now.Sub(c.recv.lastReject) <= c.opts.rejectWindow(),
+		RejectCause:      c.recv.rejectCause,
+		Rejected:         st.Rejected + st.DecodeErrors,
 		SyncBroken:       broken,
 		PeerStatus:       peers,
 		Started:          started,
@@ -99,8 +132,8 @@ func (c *Cache) Health() Health {
 		Degraded:         c.fills.degraded.Load(),
 		LastReceived:     c.link.lastRecv,
 		LastPeerMessage:  c.recv.lastHeard,
-		LastFlush:        c.link.lastFlush,
-		LastFlushCause:   c.link.lastCause,
+		LastFlush:        lastFlush,
+		LastFlushCause:   lastCause,
 		Peers:            len(c.recv.peers),
 		PendingPublishes: int(c.pub.pending.Load()),
 	}

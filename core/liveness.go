@@ -8,19 +8,19 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"time"
 )
 
 // link is the state of the instance's link to the others. It is guarded by
 // recv.mu: messages, events and the monitor change it.
 type link struct {
-	up        bool      // the transport's last reported state
-	silent    bool      // own messages stopped coming back in time
-	lastRecv  time.Time // when the last message (own or peer) arrived
-	ownFresh  time.Time // newest publish time (own clock) of an own message that came back
-	baseline  time.Time // since when the peer table is complete
-	lastFlush time.Time // the last safety flush, and its cause
-	lastCause string
+	up       bool      // the transport's last reported state
+	silent   bool      // own messages stopped coming back in time
+	lastRecv time.Time // when the last message (own or peer) arrived
+	ownFresh time.Time // newest publish time (own clock) of an own message that came back
+	baseline time.Time // since when the peer table is complete
 	// selfCanary is when the own canary last came back; canarySince is
 	// since when canaries are expected.
 	selfCanary  time.Time
@@ -57,10 +57,69 @@ func (c *Cache) canaryLoop() {
 	}
 }
 
-// ownMessage notes an own message received back. Own messages carry the
-// own clock: their age is how far behind delivery to this instance runs.
-// Only a fresh one ends a silence. Called with recv.mu held.
-func (c *Cache) ownMessage(op Op, sent time.Time, canary bool, now time.Time) {
+// echoSlots is how many of its latest messages an instance remembers to
+// recognise them when they come back.
+const echoSlots = 256
+
+// echoes are the instance's latest messages (op, number and publish time
+// to the nanosecond), recorded before they are sent: an own message that
+// comes back counts as the own echo only if it is one of them, so nothing
+// anyone else publishes under this instance's ID can make the link look
+// fresh. mu guards it: rounds record, the handler looks.
+type echoes struct {
+	mu   sync.Mutex
+	ring [echoSlots]echo
+	next int
+}
+
+type echo struct {
+	op   Op
+	seq  uint64
+	sent int64
+}
+
+// record remembers envs, encoded and about to be sent.
+func (e *echoes) record(envs []Envelope) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := range envs {
+		e.ring[e.next] = echo{op: envs[i].Op, seq: envs[i].Seq, sent: envs[i].Sent.UnixNano()}
+		e.next = (e.next + 1) % echoSlots
+	}
+}
+
+// sentByUs reports whether op, seq and sent are those of a message this
+// instance recorded.
+func (e *echoes) sentByUs(op Op, seq uint64, sent time.Time) bool {
+	if sent.IsZero() {
+		return false
+	}
+	ns := sent.UnixNano()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := 1; i <= echoSlots; i++ { // newest first
+		m := &e.ring[(e.next-i+echoSlots)%echoSlots]
+		if m.sent == ns && m.seq == seq && m.op == op {
+			return true
+		}
+	}
+	return false
+}
+
+// ownMessage notes a message under this instance's ID received back. One
+// it sent is the own echo: it carries the own clock, and its age is how
+// far behind delivery to this instance runs; only a fresh one ends a
+// silence. Any other is a forgery, dropped and counted as rejected.
+func (c *Cache) ownMessage(op Op, seq uint64, sent time.Time, canary bool) {
+	if !c.echo.sentByUs(op, seq, sent) {
+		c.ctr.rejected.Add(1)
+		c.inst.add(c.inst.rejected, 1)
+		c.rejected("forged", fmt.Errorf("a %v message under this instance's ID that it did not send", op))
+		return
+	}
+	now := c.now()
+	c.recv.mu.Lock()
+	defer c.recv.mu.Unlock()
 	l := &c.link
 	l.lastRecv = now
 	if sent.After(l.ownFresh) {
@@ -134,7 +193,7 @@ func (c *Cache) linkRestored(cause string) {
 			}
 		}
 	}
-	clear(c.recv.peers)
+	c.recv.forgetAll()
 	l.baseline = now
 	l.canarySince = now
 	if flush {
@@ -166,8 +225,14 @@ func (c *Cache) monitorLoop() {
 			lost := 0
 			for id, p := range c.recv.peers {
 				if now.Sub(p.lastSeen) > timeout {
-					delete(c.recv.peers, id)
+					c.recv.forget(id)
+					c.depart(id, p)
 					lost++
+				}
+			}
+			for id, p := range c.recv.departed {
+				if now.Sub(p.lastSeen) > c.opts.ReplayWindow+timeout {
+					delete(c.recv.departed, id)
 				}
 			}
 			// A peer gone quiet without saying goodbye, while this

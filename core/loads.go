@@ -70,7 +70,7 @@ func (c *Cache) GetOrLoad(ctx context.Context, key string, loader func(ctx conte
 // of key (or a flush) happened since the load started.
 func (c *Cache) lead(ctx context.Context, key string, f *flight, loader func(context.Context) ([]byte, error)) (val []byte, err error) {
 	s := c.fills.stripeOf(key)
-	gen := s.gen.Load()
+	gen, epoch := s.gen.Load(), c.fills.epoch.Load()
 	defer func() {
 		c.fills.flightsMu.Lock()
 		c.fills.drop(key, f)
@@ -90,9 +90,11 @@ func (c *Cache) lead(ctx context.Context, key string, f *flight, loader func(con
 		return nil, err
 	}
 	s.mu.Lock()
-	kept := s.gen.Load() == gen && !c.fills.degraded.Load()
+	// A wipe since the load started need not be waited for here: the
+	// value carries the load's epoch, and is a miss once the epoch moved.
+	kept := s.gen.Load() == gen && c.fills.epoch.Load() == epoch && !c.fills.degraded.Load()
 	if kept {
-		if serr := c.storeLocked(key, val, c.opts.TTL); serr != nil {
+		if serr := c.storeLocked(key, val, c.opts.TTL, epoch); serr != nil {
 			kept = false
 			c.log.Debug("backplane: value not cached", "key", key, "err", serr)
 		}

@@ -24,15 +24,17 @@ type Stats struct {
 	Received      uint64 // messages received from other instances
 	IgnoredOwn    uint64 // own messages received back and ignored
 	DecodeErrors  uint64 // payloads that did not decode, dropped
-	Rejected      uint64 // messages dropped as unsigned or forged (Options.Keyring)
+	Rejected      uint64 // messages dropped as unsigned or forged (Options.Keyring), or under this instance's ID without being one it sent
+	Replayed      uint64 // signed messages dropped as copies of ones already applied (replays, duplicates)
+	PeersRefused  uint64 // messages of peers beyond Options.MaxPeers, applied unchecked
 	KeysEvicted   uint64 // keys evicted on behalf of other instances
 	Gaps          uint64 // sequence gaps and lost tails detected
-	Flushes       uint64 // local store flushes for safety (any cause)
+	Flushes       uint64 // local store wipes: safety flushes (any cause) and Clears, local or remote
 }
 
 type counters struct {
 	hits, misses, loads, loadsNotKept, keysPublished, published, publishErrors,
-	received, ignoredOwn, decodeErrors, rejected, keysEvicted, gaps, flushes atomic.Uint64
+	received, ignoredOwn, decodeErrors, rejected, replayed, peersRefused, keysEvicted, gaps, flushes atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -41,7 +43,8 @@ func (c *counters) snapshot() Stats {
 		LoadsNotKept: c.loadsNotKept.Load(), KeysPublished: c.keysPublished.Load(),
 		Published: c.published.Load(), PublishErrors: c.publishErrors.Load(),
 		Received: c.received.Load(), IgnoredOwn: c.ignoredOwn.Load(),
-		DecodeErrors: c.decodeErrors.Load(), Rejected: c.rejected.Load(), KeysEvicted: c.keysEvicted.Load(),
+		DecodeErrors: c.decodeErrors.Load(), Rejected: c.rejected.Load(), Replayed: c.replayed.Load(),
+		PeersRefused: c.peersRefused.Load(), KeysEvicted: c.keysEvicted.Load(),
 		Gaps: c.gaps.Load(), Flushes: c.flushes.Load(),
 	}
 }

@@ -97,6 +97,19 @@ type Options struct {
 	// than dialling a connection.
 	ReorderWindow time.Duration
 
+	// MaxPeers bounds the peers whose sequence numbers an instance tracks
+	// at once. A message from a further peer is applied (its keys are
+	// evicted) but its losses cannot be checked: it counts as a gap
+	// (OnGap) and in Stats.PeersRefused. Set it above the number of
+	// instances in a namespace. Default 1024.
+	MaxPeers int
+	// MaxMissing bounds the sequence numbers an instance waits for at once
+	// (messages overtaken by later ones of the same peer, see
+	// ReorderWindow), over all peers; one peer has at most 1024 of them.
+	// Beyond either bound the missing messages count as lost at once (a
+	// gap, OnGap). Default 4096.
+	MaxMissing int
+
 	// MaxKeysPerCall bounds the keys of one Invalidate call. Default 10000.
 	MaxKeysPerCall int
 	// MaxBatchKeys bounds the keys coalesced into one publish round.
@@ -152,6 +165,8 @@ func DefaultOptions() Options {
 		OnReconnect:       PolicyFlush,
 		OnGap:             PolicyFlush,
 		ReorderWindow:     250 * time.Millisecond,
+		MaxPeers:          1024,
+		MaxMissing:        4096,
 		MaxKeysPerCall:    10000,
 		MaxBatchKeys:      16384,
 		QueueSize:         1024,
@@ -211,6 +226,11 @@ func WithQueueSize(n int) Option { return func(o *Options) { o.QueueSize = n } }
 // WithReorderWindow sets Options.ReorderWindow.
 func WithReorderWindow(d time.Duration) Option { return func(o *Options) { o.ReorderWindow = d } }
 
+// WithReceiveLimits sets Options.MaxPeers and Options.MaxMissing.
+func WithReceiveLimits(maxPeers, maxMissing int) Option {
+	return func(o *Options) { o.MaxPeers, o.MaxMissing = maxPeers, maxMissing }
+}
+
 // WithPublishTimeout sets Options.PublishTimeout.
 func WithPublishTimeout(d time.Duration) Option { return func(o *Options) { o.PublishTimeout = d } }
 
@@ -236,6 +256,10 @@ func (o *Options) Validate() error {
 		return bad("ReorderWindow %v is negative", o.ReorderWindow)
 	case !o.OnDisconnect.valid() || !o.OnReconnect.valid() || !o.OnGap.valid():
 		return bad("unknown policy (OnDisconnect %v, OnReconnect %v, OnGap %v)", o.OnDisconnect, o.OnReconnect, o.OnGap)
+	case o.MaxPeers <= 0:
+		return bad("MaxPeers %d must be positive", o.MaxPeers)
+	case o.MaxMissing <= 0:
+		return bad("MaxMissing %d must be positive", o.MaxMissing)
 	case o.MaxKeysPerCall <= 0:
 		return bad("MaxKeysPerCall %d must be positive", o.MaxKeysPerCall)
 	case o.MaxBatchKeys <= 0:

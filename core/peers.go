@@ -1,6 +1,7 @@
 // peers.go: what the receiver knows of one peer (peer): the highest
-// sequence number it used and the messages still missing below it, waited
-// for during the reorder window.
+// sequence number it used, the messages still missing below it (waited for
+// during the reorder window, within a budget), and, with signing, the
+// newest publish time seen, which tells a replay from a new message.
 
 package core
 
@@ -19,6 +20,8 @@ type peer struct {
 	// window); empty otherwise.
 	missing    []missingSeq
 	lastSeen   time.Time
+	lastSent   time.Time // the newest publish time of its messages
+	below      int       // messages in a row far below highest (see broken)
 	lastCanary time.Time
 	canaryLag  time.Duration
 }
@@ -30,42 +33,84 @@ type missingSeq struct {
 }
 
 // maxMissing bounds the messages of a peer that may be waited for at once;
-// beyond it they count as lost at once.
+// beyond it they count as lost at once. It is also how far below the
+// highest number a message of an unverified peer may be before the
+// numbers count as broken (see arrived).
 const maxMissing = 1024
 
+// seqs is a peer's numbering as the receiver applies it: the reorder
+// window, how many more numbers may be waited for (budget, at most
+// maxMissing less those already missing), and whether the numbers are
+// authentic (signed and verified), which an outsider cannot push out of
+// reach.
+type seqs struct {
+	now       time.Time
+	window    time.Duration
+	budget    int
+	authentic bool
+}
+
 // arrived records the arrival of message seq. It reports whether messages
-// were given up as lost: at once without a reorder window, or when too
-// many are missing.
-func (p *peer) arrived(seq uint64, now time.Time, window time.Duration) bool {
+// were given up as lost: at once without a reorder window, or beyond the
+// budget, or when the numbers are broken.
+func (p *peer) arrived(seq uint64, s seqs) bool {
+	if seq >= p.highest || p.highest-seq <= maxMissing {
+		p.below = 0
+	}
 	if seq <= p.highest {
-		// An overtaken message, or a duplicate, or a message given up
-		// for lost: evicting again is harmless.
 		if i := slices.IndexFunc(p.missing, func(m missingSeq) bool { return m.seq == seq }); i >= 0 {
 			p.missing = slices.Delete(p.missing, i, i+1)
+			return false
 		}
-		return false
+		// An overtaken message given up for lost, a duplicate, or a
+		// message far below what an unverified message announced: its
+		// keys are evicted again, which is harmless.
+		return p.broken(seq, s)
 	}
-	gap := p.announced(seq-1, now, window)
+	gap := p.announced(seq-1, s)
 	p.highest = seq
 	return gap
 }
 
 // announced records that the peer has used every sequence number up to seq
 // (a heartbeat or a goodbye says so), and reports like arrived.
-func (p *peer) announced(seq uint64, now time.Time, window time.Duration) bool {
+func (p *peer) announced(seq uint64, s seqs) bool {
+	if seq >= p.highest || p.highest-seq <= maxMissing {
+		p.below = 0
+	}
 	if seq <= p.highest {
-		return false
+		return p.broken(seq, s)
 	}
 	from := p.highest + 1
 	p.highest = seq
-	if window <= 0 || seq-from >= uint64(maxMissing-len(p.missing)) {
+	if s.window <= 0 || seq-from >= uint64(s.budget) {
 		p.giveUp()
 		return true
 	}
 	for n := from; n <= seq; n++ {
-		p.missing = append(p.missing, missingSeq{seq: n, since: now})
+		p.missing = append(p.missing, missingSeq{seq: n, since: s.now})
 	}
 	return false
+}
+
+// broken reports, and repairs, a peer's numbering that messages far below
+// its highest number show to be wrong: an unverified message (a forgery)
+// announced a number the peer never used. One such message may be a late
+// one, overtaken by many (its keys are evicted, which is harmless); when
+// the next message of the peer is far below too, the numbering restarts
+// from it and the messages in between count as lost, so that later losses
+// are detected again at once. Authentic numbers cannot be wrong this way:
+// a message far below them is an old one.
+func (p *peer) broken(seq uint64, s seqs) bool {
+	if s.authentic || p.highest-seq <= maxMissing {
+		return false
+	}
+	if p.below++; p.below < 2 {
+		return false
+	}
+	p.highest, p.below = seq, 0
+	p.giveUp()
+	return true
 }
 
 // waitingSince is when the longest-missing message was first missed; zero
@@ -79,3 +124,13 @@ func (p *peer) waitingSince() time.Time {
 
 // giveUp counts every missing message as lost.
 func (p *peer) giveUp() { p.missing = p.missing[:0] }
+
+// replay reports whether an authentic message of the peer is a copy of one
+// already applied: not newer than the newest one seen, and not one still
+// missing. Applying it again could only evict or flush for nothing.
+func (p *peer) replay(seq uint64, sent time.Time) bool {
+	if seq > p.highest || sent.After(p.lastSent) {
+		return false
+	}
+	return !slices.ContainsFunc(p.missing, func(m missingSeq) bool { return m.seq == seq })
+}

@@ -131,7 +131,7 @@ func (c *Cache) Clear(ctx context.Context) error {
 	if err := c.life.ready(); err != nil {
 		return err
 	}
-	c.flush("")
+	c.flush(causeClear)
 	return c.enqueue(ctx, &pubReq{op: OpClear})
 }
 

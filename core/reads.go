@@ -29,9 +29,17 @@ type stripe struct {
 // fills is the read path's guard. A stripe's mu serialises the fills and
 // evictions of its keys; flightsMu guards flights; degraded is set by
 // liveness (link) while nothing may be cached.
+//
+// epoch counts the wipes of the store. Every entry carries the epoch it was
+// filled in (a load: the epoch its load started in), and an entry of an
+// older epoch is a miss: a wipe takes effect at once, without locking every
+// stripe, and a flood of wipes costs little more than a counter. The
+// store's own Clear, which frees the memory, runs at most every
+// clearEvery, and a safety flush is logged at most once a second.
 type fills struct {
 	seed    maphash.Seed
 	stripes [numStripes]stripe
+	epoch   atomic.Uint64
 
 	flightsMu sync.Mutex
 	flights   map[string]*flight // GetOrLoad calls in progress, by key
@@ -41,7 +49,23 @@ type fills struct {
 	nflights atomic.Int32
 
 	degraded atomic.Bool // not caching: link down or silent under PolicyFlush
+
+	// lastFlush and lastCause describe the last wipe of the store, for
+	// Health; guarded by flushMu.
+	flushMu   sync.Mutex
+	lastFlush time.Time
+	lastCause string
+	lastClear time.Time // when the store was last cleared; guarded by flushMu
+	// lastLog is when a safety flush was last logged, and unlogged counts
+	// those not logged since (at most one line a second); guarded by
+	// flushMu.
+	lastLog  time.Time
+	unlogged int
 }
+
+// clearEvery is how often, at most, a wipe clears the store itself; a wipe
+// soon after another only moves the epoch.
+const clearEvery = 100 * time.Millisecond
 
 func (f *fills) init() {
 	f.seed = maphash.MakeSeed()
@@ -74,9 +98,25 @@ func (f *fills) drop(key string, fl *flight) {
 	}
 }
 
-// Values are stored with an 8-byte header: the expiry in Unix nanoseconds,
-// or 0 for none.
-const valueHeader = 8
+// The causes of a wipe of the store that are not a safety flush.
+const (
+	causeClear       = "clear"        // Clear on this instance
+	causeRemoteClear = "remote-clear" // Clear by a peer
+)
+
+// Values are stored with a 16-byte header: the expiry in Unix nanoseconds
+// (0 for none), then the epoch the entry was filled in.
+const valueHeader = 16
+
+// valid reports whether a stored value is a live entry: a header of the
+// current epoch, not expired at now (Unix nanoseconds).
+func (f *fills) valid(raw []byte, now int64) bool {
+	if len(raw) < valueHeader || binary.BigEndian.Uint64(raw[8:]) != f.epoch.Load() {
+		return false
+	}
+	exp := int64(binary.BigEndian.Uint64(raw))
+	return exp == 0 || now < exp
+}
 
 // Get returns the value cached under key on this instance. The caller owns
 // the returned slice. Get never touches the network.
@@ -94,27 +134,24 @@ func (c *Cache) Get(key string) ([]byte, bool) {
 
 func (c *Cache) get(key string) ([]byte, bool) {
 	raw, ok := c.store.Get(key)
-	if !ok || len(raw) < valueHeader {
+	if !ok {
 		return nil, false
 	}
-	if exp := int64(binary.BigEndian.Uint64(raw)); exp != 0 && c.clock.nowNano() >= exp {
-		c.dropExpired(key)
+	if !c.fills.valid(raw, c.clock.nowNano()) {
+		c.dropInvalid(key)
 		return nil, false
 	}
 	return raw[valueHeader:], true
 }
 
-// dropExpired deletes key if it is still expired, under its stripe lock so
-// that a fresh fill is never deleted.
-func (c *Cache) dropExpired(key string) {
+// dropInvalid deletes key if it is still expired or of an older epoch,
+// under its stripe lock so that a fresh fill is never deleted.
+func (c *Cache) dropInvalid(key string) {
 	s := c.fills.stripeOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	raw, ok := c.store.Get(key)
-	if ok && len(raw) >= valueHeader {
-		if exp := int64(binary.BigEndian.Uint64(raw)); exp != 0 && c.now().UnixNano() >= exp {
-			_ = c.store.Delete(key)
-		}
+	if raw, ok := c.store.Get(key); ok && !c.fills.valid(raw, c.now().UnixNano()) {
+		_ = c.store.Delete(key)
 	}
 }
 
@@ -143,12 +180,12 @@ func (c *Cache) SetWithTTL(key string, value []byte, ttl time.Duration) error {
 	if c.fills.degraded.Load() {
 		return c.store.Delete(key)
 	}
-	return c.storeLocked(key, value, ttl)
+	return c.storeLocked(key, value, ttl, c.fills.epoch.Load())
 }
 
-// storeLocked stores value with its expiry header. Called with key's
-// stripe lock held.
-func (c *Cache) storeLocked(key string, value []byte, ttl time.Duration) error {
+// storeLocked stores value with its header: its expiry and epoch. Called
+// with key's stripe lock held.
+func (c *Cache) storeLocked(key string, value []byte, ttl time.Duration, epoch uint64) error {
 	buf := make([]byte, valueHeader+len(value))
 	var exp int64
 	if ttl > 0 {
@@ -158,6 +195,7 @@ func (c *Cache) storeLocked(key string, value []byte, ttl time.Duration) error {
 		exp = c.now().Add(ttl).UnixNano()
 	}
 	binary.BigEndian.PutUint64(buf, uint64(exp))
+	binary.BigEndian.PutUint64(buf[8:], epoch)
 	copy(buf[valueHeader:], value)
 	return c.store.Set(key, buf, ttl)
 }
@@ -189,34 +227,46 @@ func (c *Cache) evictLocal(keys []string) {
 	}
 }
 
-// flush clears the store for safety and makes every load in flight
-// uncacheable. A flush with a cause is a safety flush: counted, logged and
-// remembered for Health (link.lastFlush, so called with recv.mu held).
+// flush wipes the store and makes every load in flight uncacheable: the
+// epoch moves, so every entry stored before is a miss from now on, and the
+// store itself is cleared unless it was less than clearEvery ago. Every
+// wipe is counted, with its cause, and remembered for Health; a safety
+// flush (any cause but a Clear) is logged as a warning.
 func (c *Cache) flush(cause string) {
 	f := &c.fills
-	for i := range f.stripes {
-		f.stripes[i].mu.Lock()
-	}
-	for i := range f.stripes {
-		f.stripes[i].gen.Add(1)
-	}
-	err := c.store.Clear()
+	f.epoch.Add(1)
 	f.flightsMu.Lock()
 	f.flights = make(map[string]*flight)
 	f.nflights.Store(0)
 	f.flightsMu.Unlock()
-	for i := range f.stripes {
-		f.stripes[i].mu.Unlock()
+	now := c.now()
+	f.flushMu.Lock()
+	f.lastFlush, f.lastCause = now, cause
+	clearStore := now.Sub(f.lastClear) >= clearEvery || now.Before(f.lastClear)
+	if clearStore {
+		f.lastClear = now
 	}
-	if cause == "" {
-		return
+	logIt, unlogged := now.Sub(f.lastLog) >= time.Second || now.Before(f.lastLog), 0
+	if logIt {
+		f.lastLog, unlogged, f.unlogged = now, f.unlogged, 0
+	} else {
+		f.unlogged++
+	}
+	f.flushMu.Unlock()
+	var err error
+	if clearStore {
+		err = c.store.Clear()
 	}
 	c.ctr.flushes.Add(1)
 	c.inst.flush(cause)
-	c.link.lastFlush, c.link.lastCause = c.now(), cause
-	if err != nil {
+	switch {
+	case err != nil:
 		c.log.Error("backplane: flush failed", "cause", cause, "err", err)
-		return
+	case cause == causeClear:
+		c.log.Debug("backplane: local cache cleared (Clear)")
+	case cause == causeRemoteClear:
+		c.log.Info("backplane: local cache cleared (Clear by a peer)")
+	case logIt:
+		c.log.Warn("backplane: local cache flushed", "cause", cause, "flushes_not_logged", unlogged)
 	}
-	c.log.Warn("backplane: local cache flushed", "cause", cause)
 }

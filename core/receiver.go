@@ -1,7 +1,8 @@
 // receiver.go: what arrives from the Backplane. The handler verifies and
-// decodes each payload, tracks each peer's sequence numbers (the peer
-// table, with the reorder window) and applies evictions; connection events
-// go to liveness (liveness.go).
+// decodes each payload, checks own messages against what this instance
+// sent, tracks each peer's sequence numbers (the peer table, bounded, with
+// the reorder window) and applies evictions; connection events go to
+// liveness (liveness.go).
 
 package core
 
@@ -16,19 +17,32 @@ import (
 // receiver is the receive side's state. mu guards it and the link's state
 // (Cache.link): a message changes both in one step. The transport calls
 // the handler one call at a time; the monitor and the reorder timer take mu
-// too.
+// too. Its memory is bounded by Options.MaxPeers and MaxMissing, whatever
+// arrives.
 type receiver struct {
 	mu        sync.Mutex
 	peers     map[SourceID]*peer
+	missing   int       // sequence numbers waited for, over all peers
 	lastHeard time.Time // when the last message of another instance arrived
+	// departed are the peers that left or went quiet, with signing on:
+	// their replayed messages are recognised (at most MaxPeers, each kept
+	// for the replay window).
+	departed map[SourceID]*peer
 	// reorderWindow is Options.ReorderWindow over a transport whose
 	// messages may overtake one another, zero otherwise.
 	reorderWindow time.Duration
 	reorderTimer  *time.Timer  // runs expireReorders while messages are missing
 	reorderChecks atomic.Int64 // runs of expireReorders (tests)
+	// lastReject and rejectCause describe the last message dropped as
+	// undecodable, unverified or a forged own message (Health).
+	lastReject  time.Time
+	rejectCause string
 }
 
-func (r *receiver) init() { r.peers = make(map[SourceID]*peer) }
+func (r *receiver) init() {
+	r.peers = make(map[SourceID]*peer)
+	r.departed = make(map[SourceID]*peer)
+}
 
 // stopTimer stops the reorder timer at Close.
 func (r *receiver) stopTimer() {
@@ -37,6 +51,20 @@ func (r *receiver) stopTimer() {
 	if r.reorderTimer != nil {
 		r.reorderTimer.Stop()
 	}
+}
+
+// forget removes a peer from the table. Called with mu held.
+func (r *receiver) forget(id SourceID) {
+	if p, ok := r.peers[id]; ok {
+		r.missing -= len(p.missing)
+		delete(r.peers, id)
+	}
+}
+
+// forgetAll empties the table. Called with mu held.
+func (r *receiver) forgetAll() {
+	clear(r.peers)
+	r.missing = 0
 }
 
 // handler is the Cache's Handler; a separate type keeps the methods off
@@ -49,10 +77,8 @@ func (h handler) HandleEvent(ev Event)   { h.c.event(ev) }
 func (c *Cache) receive(p []byte) {
 	if c.opts.Keyring == nil && c.opts.CanaryInterval <= 0 {
 		// An own message needs its header only: skip decoding its keys.
-		if op, src, sent, ok := peekHeader(p); ok && src == c.id {
-			c.recv.mu.Lock()
-			c.ownMessage(op, sent, false, c.now())
-			c.recv.mu.Unlock()
+		if op, src, seq, sent, ok := peekHeader(p); ok && src == c.id {
+			c.ownMessage(op, seq, sent, false)
 			return
 		}
 	}
@@ -60,9 +86,16 @@ func (c *Cache) receive(p []byte) {
 	if err != nil {
 		c.ctr.decodeErrors.Add(1)
 		c.inst.add(c.inst.decodeErrors, 1)
-		c.log.Debug("backplane: dropped undecodable payload", "bytes", len(p), "err", err)
+		if len(p) >= 2 && p[0] == wireMagic0 && p[1] == wireMagic1 {
+			// An envelope this build cannot read (another version, or
+			// damaged): a peer may be talking past this instance.
+			c.rejected("undecodable", err)
+		} else {
+			c.log.Debug("backplane: dropped undecodable payload", "bytes", len(p), "err", err)
+		}
 		return
 	}
+	authentic := false
 	if kr := c.opts.Keyring; kr != nil {
 		err := kr.Verify(p, &env)
 		if err == nil {
@@ -70,22 +103,27 @@ func (c *Cache) receive(p []byte) {
 				err = fmt.Errorf("%w: published %v from now, outside the replay window %v", ErrBadSignature, -age, c.opts.ReplayWindow)
 			}
 		}
+		authentic = err == nil
 		if err != nil && !(errors.Is(err, ErrUnsigned) && c.opts.AcceptUnsigned) {
 			c.ctr.rejected.Add(1)
 			c.inst.add(c.inst.rejected, 1)
-			c.log.Debug("backplane: dropped a message that failed verification", "err", err)
+			c.rejected("unverified", err)
 			return
 		}
+	}
+	if env.Source == c.id {
+		c.ownMessage(env.Op, env.Seq, env.Sent, env.Op == OpInvalidate && hasCanary(env.Keys))
+		return
 	}
 	now := c.now()
 	c.recv.mu.Lock()
 	defer c.recv.mu.Unlock()
-	if env.Source == c.id {
-		c.ownMessage(env.Op, env.Sent, env.Op == OpInvalidate && hasCanary(env.Keys), now)
+	pr, gap := c.trackSeq(&env, now, authentic)
+	if pr == nil && !gap {
+		c.ctr.replayed.Add(1)
 		return
 	}
 	c.link.lastRecv, c.recv.lastHeard = now, now
-	gap := c.trackSeq(&env, now)
 	switch env.Op {
 	case OpInvalidate:
 		c.evictLocal(env.Keys)
@@ -93,15 +131,17 @@ func (c *Cache) receive(p []byte) {
 			c.inst.record(c.inst.propagationLag, now.Sub(env.Sent))
 		}
 		if hasCanary(env.Keys) {
-			if p := c.recv.peers[env.Source]; p != nil {
-				p.lastCanary, p.canaryLag = now, now.Sub(env.Sent)
+			if pr != nil {
+				pr.lastCanary, pr.canaryLag = now, now.Sub(env.Sent)
 			}
 			c.inst.record(c.inst.canaryLag, now.Sub(env.Sent))
 		}
 	case OpClear:
-		c.flush("")
+		c.flush(causeRemoteClear)
 	case OpLeave:
-		defer delete(c.recv.peers, env.Source) // after the gap check below
+		if pr != nil {
+			defer c.left(env.Source, pr, authentic) // after the gap check below
+		}
 	}
 	if gap {
 		c.gapFound(env.Source)
@@ -113,12 +153,36 @@ func (c *Cache) receive(p []byte) {
 	c.inst.opCount(c.inst.received, env.Op, 1)
 }
 
-// trackSeq updates the peer table and reports whether messages of the
-// peer were lost. Called with recv.mu held.
-func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
+// rejected notes a message dropped as undecodable, unverified or forged,
+// for Health.
+func (c *Cache) rejected(what string, err error) {
+	c.log.Debug("backplane: dropped a message", "why", what, "err", err)
+	c.recv.mu.Lock()
+	c.recv.lastReject, c.recv.rejectCause = c.now(), what+": "+err.Error()
+	c.recv.mu.Unlock()
+}
+
+// trackSeq updates the peer table for env and returns the peer's entry
+// and whether messages of the peer were lost. It returns a nil peer and no
+// gap for an authentic copy of a message already applied (nothing to do),
+// and a nil peer and a gap for a peer beyond Options.MaxPeers (applied,
+// but its losses cannot be checked). Called with recv.mu held.
+func (c *Cache) trackSeq(env *Envelope, now time.Time, authentic bool) (*peer, bool) {
 	r := &c.recv
 	p, known := r.peers[env.Source]
+	if !known && authentic {
+		if d, ok := r.departed[env.Source]; ok {
+			if d.replay(env.Seq, env.Sent) {
+				return nil, false
+			}
+			delete(r.departed, env.Source) // it is back
+		}
+	}
 	if !known {
+		if len(r.peers) >= c.opts.MaxPeers {
+			c.ctr.peersRefused.Add(1)
+			return nil, true
+		}
 		// A peer heard of for the first time has published before (Seq
 		// says how much). If the peer table is complete (we have listened
 		// longer than a heartbeat timeout, so every live peer's heartbeat
@@ -131,11 +195,19 @@ func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
 			p.highest = 0
 		}
 		r.peers[env.Source] = p
+	} else if authentic && p.replay(env.Seq, env.Sent) {
+		return nil, false
 	}
 	p.lastSeen = now
+	if env.Sent.After(p.lastSent) {
+		p.lastSent = env.Sent
+	}
+	s := seqs{now: now, window: r.reorderWindow, authentic: authentic,
+		budget: min(maxMissing-len(p.missing), c.opts.MaxMissing-r.missing)}
+	before := len(p.missing)
 	var gap bool
 	if env.Op == OpHeartbeat || env.Op == OpLeave {
-		gap = p.announced(env.Seq, now, r.reorderWindow)
+		gap = p.announced(env.Seq, s)
 		if env.Op == OpLeave && len(p.missing) > 0 {
 			// The peer is forgotten now: what is missing cannot be
 			// waited for.
@@ -143,12 +215,44 @@ func (c *Cache) trackSeq(env *Envelope, now time.Time) bool {
 			gap = true
 		}
 	} else {
-		gap = p.arrived(env.Seq, now, r.reorderWindow)
+		gap = p.arrived(env.Seq, s)
 	}
+	r.missing += len(p.missing) - before
 	if len(p.missing) > 0 && r.reorderTimer == nil {
 		r.reorderTimer = time.AfterFunc(r.reorderWindow, c.expireReorders)
 	}
-	return gap
+	return p, gap
+}
+
+// left forgets a peer that said goodbye; with signing it is remembered as
+// departed, so that replays of its messages cost nothing. Called with
+// recv.mu held.
+func (c *Cache) left(id SourceID, p *peer, authentic bool) {
+	c.recv.forget(id)
+	if authentic {
+		c.depart(id, p)
+	}
+}
+
+// depart remembers a peer that left or went quiet, with signing on,
+// within Options.MaxPeers: the one that departed first makes room.
+// Called with recv.mu held.
+func (c *Cache) depart(id SourceID, p *peer) {
+	if c.opts.Keyring == nil {
+		return
+	}
+	r := &c.recv
+	if len(r.departed) >= c.opts.MaxPeers {
+		var oldest SourceID
+		var at time.Time
+		for d, q := range r.departed {
+			if at.IsZero() || q.lastSeen.Before(at) {
+				oldest, at = d, q.lastSeen
+			}
+		}
+		delete(r.departed, oldest)
+	}
+	r.departed[id] = &peer{highest: p.highest, lastSent: p.lastSent, lastSeen: p.lastSeen}
 }
 
 // expireReorders gives up the messages that were overtaken longer than
@@ -176,6 +280,7 @@ func (c *Cache) expireReorders() {
 			}
 			continue
 		}
+		r.missing -= len(p.missing)
 		p.giveUp()
 		c.gapFound(id)
 	}

@@ -92,6 +92,9 @@ func (c *Cache) round(own context.Context, batch []*pubReq, envs []Envelope) err
 		defer stop()
 	}
 	defer cancel()
+	if err == nil {
+		c.echo.record(envs)
+	}
 	start := time.Now()
 	var confirm func(context.Context) error
 	if err == nil && p.sender != nil {

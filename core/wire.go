@@ -197,22 +197,24 @@ func checkKey(k string) error {
 	return nil
 }
 
-// peekHeader reads the op, source and send time of an unsigned message
+// peekHeader reads the op, source, sequence number and send time of an
+// unsigned message
 // without decoding its keys. ok is false for anything DecodeEnvelope would
 // need to look at more closely (a signed or malformed header).
-func peekHeader(p []byte) (op Op, src SourceID, sent time.Time, ok bool) {
+func peekHeader(p []byte) (op Op, src SourceID, seq uint64, sent time.Time, ok bool) {
 	if len(p) < headerLen || p[0] != wireMagic0 || p[1] != wireMagic1 || p[2] != wireVersion || p[4] != 0 {
-		return 0, src, sent, false
+		return 0, src, 0, sent, false
 	}
 	op = Op(p[3])
 	if op < OpInvalidate || op > OpLeave {
-		return 0, src, sent, false
+		return 0, src, 0, sent, false
 	}
 	copy(src[:], p[5:21])
+	seq = binary.BigEndian.Uint64(p[21:29])
 	if ns := int64(binary.BigEndian.Uint64(p[29:37])); ns != 0 {
 		sent = time.Unix(0, ns)
 	}
-	return op, src, sent, true
+	return op, src, seq, sent, true
 }
 
 // DecodeEnvelope decodes one message. Any malformed input returns an error
