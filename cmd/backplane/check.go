@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -527,9 +528,36 @@ func caseCanaryClear(ctx context.Context, k *checker) error {
 	return nil
 }
 
+// fleetCase listens on an application's namespace (check --namespace) with
+// an engine, and fails if it rejects messages: peers it cannot hear.
+func fleetCase(ns string, listen time.Duration) checkCase {
+	return checkCase{"fleet", "an engine on the namespace hears its peers and rejects nothing (another signing key, another version)",
+		func(ctx context.Context, k *checker) error {
+			c, err := k.g.openCache(ctx, k.url, ns, nil)
+			if err != nil {
+				return err
+			}
+			k.mu.Lock()
+			k.closer = append(k.closer, func() { _ = c.Close() })
+			k.mu.Unlock()
+			select {
+			case <-time.After(listen):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			h := c.Health()
+			if h.Rejecting {
+				hint := "a peer signs with another key, or none (--signing-key), or speaks another format version"
+				return fmt.Errorf("%d messages on namespace %q rejected in %v, the last: %s (%s)", h.Rejected, ns, listen, h.RejectCause, hint)
+			}
+			fmt.Fprintf(k.g.stdout, "      namespace %q: %d peers heard in %v\n", ns, h.Peers, listen)
+			return nil
+		}}
+}
+
 func newCheckCmd(g *globals) *cobra.Command {
-	var bound time.Duration
-	var prefix string
+	var bound, listen time.Duration
+	var prefix, ns string
 	var only []string
 	cmd := &cobra.Command{
 		Use:   "check URL",
@@ -542,38 +570,53 @@ prints pass or fail per case.
 
 Every case uses a fresh namespace of its own (prefix --prefix), so check never
 disturbs the applications on the broker, and it never faults the broker.
+With --namespace, a last case ("fleet") joins that namespace with an engine
+(signing with --signing-key, if given) for --listen, and fails if it rejects
+messages there: a peer with another signing key or format version, which
+neither side hears. That engine takes part like any instance and says
+goodbye when it leaves.
 Exit code 1 if any case fails, 3 if the broker cannot be reached.`,
 		Example: `  backplane check nats://127.0.0.1:4222
   backplane check rediss://:secret@cache.internal:6380 --bound 10s
-  backplane check redis://127.0.0.1:6379 --case delivery,canary`,
+  backplane check redis://127.0.0.1:6379 --case delivery,canary
+  backplane check nats://127.0.0.1:4222 --namespace catalog --signing-key k1:/run/secrets/k1`,
 		Args: urlArg(0, ""),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runCheck(cmd.Context(), g, args[0], prefix, bound, only)
+			cases := checkCases
+			if ns != "" {
+				if listen <= 0 {
+					return usagef("--listen must be positive")
+				}
+				cases = append(slices.Clone(cases), fleetCase(ns, listen))
+			}
+			return runCheck(cmd.Context(), g, args[0], prefix, bound, only, cases)
 		},
 	}
 	cmd.Flags().DurationVar(&bound, "bound", 5*time.Second, "how long a message may take before it counts as lost")
 	cmd.Flags().StringVar(&prefix, "prefix", "backplane-check-", "namespace prefix of the check's own namespaces")
 	cmd.Flags().StringSliceVar(&only, "case", nil, "run only these cases (comma-separated names)")
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "also listen on this application namespace for rejected messages (case fleet)")
+	cmd.Flags().DurationVar(&listen, "listen", 5*time.Second, "how long the fleet case listens")
 	return cmd
 }
 
-func runCheck(ctx context.Context, g *globals, rawURL, prefix string, bound time.Duration, only []string) error {
+func runCheck(ctx context.Context, g *globals, rawURL, prefix string, bound time.Duration, only []string, all []checkCase) error {
 	if bound <= 0 {
 		return usagef("--bound must be positive")
 	}
-	cases := checkCases
+	cases := all
 	if len(only) > 0 {
 		cases = nil
 		for _, name := range only {
 			found := false
-			for _, c := range checkCases {
+			for _, c := range all {
 				if c.name == name {
 					cases, found = append(cases, c), true
 				}
 			}
 			if !found {
 				var names []string
-				for _, c := range checkCases {
+				for _, c := range all {
 					names = append(names, c.name)
 				}
 				return usagef("unknown case %q (cases: %v)", name, names)

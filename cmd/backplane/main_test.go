@@ -536,3 +536,45 @@ func TestSigning(t *testing.T) {
 	cli(t, "", "invalidate", url, "-n", ns, "k", "--signing-key", "k1").expect(t, exitUsage, "want ID:FILE")
 	cli(t, "", "invalidate", url, "-n", ns, "k", "--signing-key", "k1:/no/such/file").expect(t, exitUsage, "no such file")
 }
+
+// TestCheckFleet joins an application's namespace: with the fleet's key
+// it hears the application; with another key it rejects what it hears and
+// says so.
+func TestCheckFleet(t *testing.T) {
+	url := testenv.StartNATS(t).URL()
+	ns := randomNamespace("cli-test-")
+	dir := t.TempDir()
+	keyFile := func(name, secret string) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(secret), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	right := keyFile("k1", "0123456789abcdef0123456789abcdef")
+	wrong := keyFile("k2", "fedcba9876543210fedcba9876543210")
+	kr, err := core.NewKeyring(core.SigningKey{ID: "k1", Secret: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bp, err := fxmodule.OpenBackplane(ctx, url, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := bigcachestore.New(bigcachestore.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := core.Open(ctx, store, bp, core.WithKeyring(kr), core.WithHeartbeat(100*time.Millisecond, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	cli(t, "", "check", url, "--case", "fleet", "-n", ns, "--listen", "1s", "--signing-key", "k1:"+right).
+		expect(t, exitOK, "1 peers heard", "all 1 cases passed")
+	cli(t, "", "check", url, "--case", "fleet", "-n", ns, "--listen", "1s", "--signing-key", "k2:"+wrong).
+		expect(t, exitFailure, "FAIL  fleet", "rejected", "another key", "1 of 1 cases failed")
+	cli(t, "", "check", url, "--listen", "0s", "-n", ns).expect(t, exitUsage, "--listen must be positive")
+}
