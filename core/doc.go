@@ -76,7 +76,21 @@
 //
 // With a Keyring (WithKeyring), every message carries an HMAC-SHA256 under a
 // shared key with a key ID; unsigned and forged messages are dropped and
-// counted (Stats.Rejected). Two keys are accepted during a rotation.
+// counted (Stats.Rejected). Two keys are accepted during a rotation. A copy
+// of a message already applied, and any message of a peer that left, is
+// dropped and counted (Stats.Replayed). Health.Rejecting reports an
+// instance that drops what it hears: a peer with another key or format
+// version, which neither instance would otherwise notice.
+//
+// # Hostile peers
+//
+// Whatever arrives, the receive side's memory stays within Options.MaxPeers
+// and MaxMissing. A message under an instance's own ID counts as its own
+// echo only if the instance sent it. A forged sequence number far ahead of
+// a peer's costs a flush, and the peer's real messages restart its
+// numbering. Every wipe of the store is counted with its cause, a peer's
+// Clear included, and costs the instance little: entries carry the epoch
+// of their fill, and a wipe moves the epoch.
 //
 // # Limits
 //
