@@ -96,6 +96,14 @@ type Config struct {
 	// Redis (core.Options.ReorderWindow). YAML reorder_window, env
 	// BACKPLANE_REORDER_WINDOW. Default 250ms.
 	ReorderWindow time.Duration `yaml:"reorder_window" json:"reorder_window"`
+	// MaxPeers bounds the peers whose sequence numbers an instance tracks
+	// (core.Options.MaxPeers); set it above the number of instances of a
+	// namespace. YAML max_peers, env BACKPLANE_MAX_PEERS. Default 1024.
+	MaxPeers int `yaml:"max_peers" json:"max_peers"`
+	// MaxMissing bounds the sequence numbers an instance waits for at once
+	// over all peers (core.Options.MaxMissing). YAML max_missing, env
+	// BACKPLANE_MAX_MISSING. Default 4096.
+	MaxMissing int `yaml:"max_missing" json:"max_missing"`
 
 	// CanaryInterval, when positive, makes the instance invalidate a
 	// synthetic key this often and report, in its health check, when its
@@ -211,6 +219,8 @@ func DefaultConfig() Config {
 		QueueSize:         o.QueueSize,
 		PublishTimeout:    o.PublishTimeout,
 		ReorderWindow:     o.ReorderWindow,
+		MaxPeers:          o.MaxPeers,
+		MaxMissing:        o.MaxMissing,
 		CanaryInterval:    o.CanaryInterval,
 		CanaryTimeout:     o.CanaryTimeout,
 		ReplayWindow:      o.ReplayWindow,
@@ -315,6 +325,7 @@ func (c Config) CoreOptions() core.Options {
 	o.MaxPayload, o.QueueSize = c.MaxPayload, c.QueueSize
 	o.PublishTimeout, o.CloseTimeout = c.PublishTimeout, c.CloseTimeout
 	o.ReorderWindow = c.ReorderWindow
+	o.MaxPeers, o.MaxMissing = c.MaxPeers, c.MaxMissing
 	o.CanaryInterval, o.CanaryTimeout = c.CanaryInterval, c.CanaryTimeout
 	o.ReplayWindow, o.AcceptUnsigned = c.ReplayWindow, c.AcceptUnsigned
 	return o

@@ -60,6 +60,8 @@
 //	queue_size                           1024      Invalidate and Clear calls waiting to publish
 //	publish_timeout                      5s        one publish round trip
 //	reorder_window                       250ms     wait for an overtaken message (Redis)
+//	max_peers                            1024      peers tracked (above the instances of a namespace)
+//	max_missing                          4096      sequence numbers waited for, over all peers
 //	canary_interval                      0         canary probe period (0: off)
 //	canary_timeout                       0         overdue canary (0: the engine's default)
 //	replay_window                        2m        signed messages' clock window (with a Keyring)
