@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/backplane-go/backplane/core"
-	"github.com/backplane-go/backplane/internal/goid"
 )
 
 // Transport is one instance's connection to a Hub on a namespace. It
@@ -31,9 +29,6 @@ type Transport struct {
 	wake chan struct{}
 
 	closeOnce sync.Once
-	// deliveryID is the goroutine id of the delivery goroutine, once it
-	// runs.
-	deliveryID atomic.Uint64
 
 	mu     sync.Mutex
 	closed bool
@@ -159,10 +154,7 @@ func (t *Transport) enqueue(ctx context.Context, from *Transport, msg []byte) er
 			t.drop--
 			t.mu.Unlock()
 			return nil
-		case t.msgs < t.hub.opts.queueSize || goid.Current() == t.deliveryID.Load():
-			// The second case is a handler publishing to its own full
-			// queue: waiting would wait for itself, so the queue may
-			// overflow by what the handler publishes.
+		case t.msgs < t.hub.opts.queueSize:
 			t.push(item{payload: msg})
 			t.msgs++
 			t.mu.Unlock()
@@ -310,7 +302,6 @@ func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 // time until Close.
 func (t *Transport) deliver(h core.Handler) {
 	defer close(t.done)
-	t.deliveryID.Store(goid.Current())
 	buf := make([]byte, 0, 512)
 	for {
 		t.mu.Lock()
@@ -419,9 +410,7 @@ func (t *Transport) StopDropping() {
 // Close detaches the transport from its hub and stops delivery. It is
 // idempotent and returns nil. After it returns no handler call starts and
 // Publish fails with core.ErrClosed. Close waits for a handler call in
-// progress to return, except when Close is called from inside the handler,
-// which it then cannot wait for: it returns at once and no further call
-// follows the current one.
+// progress to return (a handler never calls Close, core.Handler says).
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.mu.Lock()
@@ -438,7 +427,7 @@ func (t *Transport) Close() error {
 	t.mu.Lock()
 	done := t.done
 	t.mu.Unlock()
-	if done != nil && goid.Current() != t.deliveryID.Load() {
+	if done != nil {
 		<-done
 	}
 	return nil
