@@ -49,6 +49,11 @@
 // Hub.Restart does the same to every connected transport at once, as a
 // broker restart: all are cut (queued messages lost), then all reconnect.
 //
+// Transport.Stall holds one instance's publishing, as a broker that stopped
+// answering: its Publish calls wait (until their contexts end) until
+// Transport.Resume, while its connection stays up and delivery to it goes
+// on.
+//
 // Transport.DropIncoming silently drops the next n messages addressed to a
 // transport, with no event: the undetected loss the engine's sequence
 // numbers and heartbeats exist for.

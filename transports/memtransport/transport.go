@@ -39,6 +39,9 @@ type Transport struct {
 	cause error
 	// up is closed when a cut transport reconnects.
 	up chan struct{}
+	// stalled is non-nil while Stall holds this transport's publishing,
+	// and closed by Resume.
+	stalled chan struct{}
 	// drop is how many incoming messages to drop silently.
 	drop int
 	// queue holds messages and events for the delivery goroutine; msgs
@@ -110,6 +113,9 @@ func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
 
 	subs := t.hub.subscribers(t.ns)
 	for _, p := range payloads {
+		if err := t.waitStalled(ctx); err != nil {
+			return err
+		}
 		if err := t.publishable(); err != nil {
 			return err
 		}
@@ -122,6 +128,25 @@ func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
 		}
 	}
 	return nil
+}
+
+// waitStalled waits while Stall holds t's publishing, until Resume, ctx
+// ends or Close.
+func (t *Transport) waitStalled(ctx context.Context) error {
+	t.mu.Lock()
+	stalled := t.stalled
+	t.mu.Unlock()
+	if stalled == nil {
+		return nil
+	}
+	select {
+	case <-stalled:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("memtransport: publish: %w", ctx.Err())
+	case <-t.closing:
+		return fmt.Errorf("memtransport: publish: %w", core.ErrClosed)
+	}
 }
 
 // publishable reports why t cannot publish now, if it cannot.
@@ -385,6 +410,32 @@ func (t *Transport) reconnect() {
 	close(t.up)
 	t.up = nil
 	t.pushEvent(core.EventReconnected, nil)
+}
+
+// Stall holds this transport's publishing as a broker that stopped
+// answering would, with the connection still up and no event: a Publish
+// under way waits before its next payload, and a later one before its
+// first, until Resume, until its context ends or until Close. Its other
+// Publish calls wait behind it as usual, until their contexts end.
+// Delivery to this transport goes on. Stall on a stalled transport does
+// nothing.
+func (t *Transport) Stall() {
+	t.mu.Lock()
+	if t.stalled == nil {
+		t.stalled = make(chan struct{})
+	}
+	t.mu.Unlock()
+}
+
+// Resume ends a Stall: the waiting Publish calls go on. Resume on a
+// transport that is not stalled does nothing.
+func (t *Transport) Resume() {
+	t.mu.Lock()
+	if t.stalled != nil {
+		close(t.stalled)
+		t.stalled = nil
+	}
+	t.mu.Unlock()
 }
 
 // DropIncoming silently drops the next n messages addressed to this
