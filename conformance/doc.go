@@ -231,7 +231,7 @@
 // drops every tenth message, one that delivers each message to one
 // subscriber only, one that sends identical payloads of a call once, one
 // that serialises Publish on a lock regardless of the context, stores that
-// alias slices, and others), and assert that
-// the suite fails those in the expected cases. The broken runs happen in a
+// alias slices, and others), and assert that the suite fails those in the
+// expected cases. The broken runs happen in a
 // subprocess of the test binary, since a failing subtest fails its parent.
 package conformance
