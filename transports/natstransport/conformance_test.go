@@ -14,6 +14,7 @@ import (
 
 	"github.com/backplane-go/backplane/conformance"
 	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/faultproxy"
 	"github.com/backplane-go/backplane/internal/shipped"
 	"github.com/backplane-go/backplane/internal/testenv"
 	"github.com/backplane-go/backplane/transports/natstransport"
@@ -68,7 +69,8 @@ func kick(t testing.TB, nc *nats.Conn, node func(serverID string) *testenv.NATSS
 
 // sharedHarness uses the machine's NATS server (BACKPLANE_NATS_URL or
 // 127.0.0.1:4222), which must not be restarted. Every instance connects
-// through a TCP proxy of its own, so that Disconnect can cut its connection.
+// through a TCP proxy of its own, so that Disconnect can cut its connection
+// and Stall can hold the server's replies.
 func sharedHarness(t *testing.T) conformance.BackplaneHarness {
 	target := testenv.NATSURL(t)
 	u, err := url.Parse(target)
@@ -76,10 +78,19 @@ func sharedHarness(t *testing.T) conformance.BackplaneHarness {
 		t.Fatalf("shared NATS URL: %v", err)
 	}
 	var mu sync.Mutex
-	proxies := make(map[core.Backplane]*tcpProxy)
+	proxies := make(map[core.Backplane]*faultproxy.Proxy)
+	proxyOf := func(bp core.Backplane) *faultproxy.Proxy {
+		mu.Lock()
+		defer mu.Unlock()
+		return proxies[bp]
+	}
 	return conformance.BackplaneHarness{
 		New: func(t testing.TB, ns string) core.Backplane {
-			p := startProxy(t, u.Host)
+			p, err := faultproxy.New(u.Host)
+			if err != nil {
+				t.Fatalf("proxy: %v", err)
+			}
+			t.Cleanup(func() { _ = p.Close() })
 			pu := *u
 			pu.Host = p.Addr()
 			tr := connected(t, pu.String(), ns, natstransport.WithNATSOptions(nats.IgnoreDiscoveredServers()))
@@ -89,11 +100,13 @@ func sharedHarness(t *testing.T) conformance.BackplaneHarness {
 			return tr
 		},
 		Ordered: true,
-		Disconnect: func(t testing.TB, bp core.Backplane) {
-			mu.Lock()
-			p := proxies[bp]
-			mu.Unlock()
-			p.Cut()
+		Disconnect: func(t testing.TB, bp core.Backplane) { proxyOf(bp).Reset() },
+		// The server's replies (the PONG of a flush) stop; what the
+		// instance sends still reaches the server.
+		Stall: func(t testing.TB, bp core.Backplane) func() {
+			p := proxyOf(bp)
+			p.SetStall(faultproxy.Down, true)
+			return func() { p.SetStall(faultproxy.Down, false) }
 		},
 	}
 }

@@ -2,7 +2,9 @@ package redistransport_test
 
 import (
 	"context"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 
 	"github.com/backplane-go/backplane/conformance"
 	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/faultproxy"
 	"github.com/backplane-go/backplane/internal/shipped"
 	"github.com/backplane-go/backplane/internal/testenv"
 	"github.com/backplane-go/backplane/transports/redistransport"
@@ -85,13 +88,40 @@ func disconnect(t testing.TB, bp core.Backplane) {
 
 // sharedHarness uses the machine's Redis (BACKPLANE_REDIS_URL or
 // 127.0.0.1:6379), which must not be restarted; Disconnect closes only the
-// instance's own connection.
+// instance's own connection. Every instance connects through a TCP proxy
+// of its own, so that Stall can hold the server's replies to it.
 func sharedHarness(t *testing.T) conformance.BackplaneHarness {
-	url := testenv.RedisURL(t)
+	target := testenv.RedisURL(t)
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatalf("shared Redis URL: %v", err)
+	}
+	var mu sync.Mutex
+	proxies := make(map[core.Backplane]*faultproxy.Proxy)
 	return conformance.BackplaneHarness{
-		New:        func(t testing.TB, ns string) core.Backplane { return open(t, url, ns) },
+		New: func(t testing.TB, ns string) core.Backplane {
+			p, err := faultproxy.New(u.Host)
+			if err != nil {
+				t.Fatalf("proxy: %v", err)
+			}
+			t.Cleanup(func() { _ = p.Close() })
+			pu := *u
+			pu.Host = p.Addr()
+			bp := open(t, pu.String(), ns)
+			mu.Lock()
+			proxies[bp] = p
+			mu.Unlock()
+			return bp
+		},
 		Ordered:    true,
 		Disconnect: disconnect,
+		Stall: func(t testing.TB, bp core.Backplane) func() {
+			mu.Lock()
+			p := proxies[bp]
+			mu.Unlock()
+			p.SetStall(faultproxy.Down, true)
+			return func() { p.SetStall(faultproxy.Down, false) }
+		},
 	}
 }
 

@@ -140,6 +140,7 @@ func newClient(rawURL string, o Options) (redis.UniversalClient, error) {
 		}
 		co.TLSConfig = mergeTLS(co.TLSConfig, o.TLSConfig)
 		co.ClientName = o.ClientName
+		co.ContextTimeoutEnabled = true
 		return redis.NewClusterClient(co), nil
 	}
 	ro, err := redis.ParseURL(u.String())
@@ -148,6 +149,7 @@ func newClient(rawURL string, o Options) (redis.UniversalClient, error) {
 	}
 	ro.TLSConfig = mergeTLS(ro.TLSConfig, o.TLSConfig)
 	ro.ClientName = o.ClientName
+	ro.ContextTimeoutEnabled = true
 	return redis.NewClient(ro), nil
 }
 
@@ -232,6 +234,11 @@ func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
 	if err != nil {
 		if t.closed.Load() {
 			return fmt.Errorf("redistransport: publish: %w (%v)", core.ErrClosed, err)
+		}
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			// The client gave up on a read or write at the context's
+			// deadline and says so as a network timeout.
+			return fmt.Errorf("redistransport: publish to %s: %w (%v)", t.channel, cerr, err)
 		}
 		return fmt.Errorf("redistransport: publish to %s: %w", t.channel, err)
 	}
