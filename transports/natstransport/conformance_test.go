@@ -99,7 +99,7 @@ func sharedHarness(t *testing.T) conformance.BackplaneHarness {
 			mu.Unlock()
 			return tr
 		},
-		Ordered: true,
+		Ordered:    true,
 		Disconnect: func(t testing.TB, bp core.Backplane) { proxyOf(bp).Reset() },
 		// The server's replies (the PONG of a flush) stop; what the
 		// instance sends still reaches the server.
