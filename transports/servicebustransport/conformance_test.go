@@ -2,6 +2,8 @@ package servicebustransport_test
 
 import (
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/backplane-go/backplane/conformance"
 	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/faultproxy"
 	"github.com/backplane-go/backplane/internal/shipped"
 	"github.com/backplane-go/backplane/internal/testenv/sbfake"
 	"github.com/backplane-go/backplane/transports/servicebustransport"
@@ -38,25 +41,45 @@ func restarter(srv *sbfake.Server) func(t testing.TB) {
 }
 
 // preprovisionedHarness gives every instance a subscription made on the
-// fake beforehand (Options.Subscription) and a client of its own (Open).
+// fake beforehand (Options.Subscription) and a client of its own (Open),
+// connected through a TCP proxy of its own so that Stall can hold the
+// fake's replies to it.
 func preprovisionedHarness(t *testing.T) conformance.BackplaneHarness {
 	srv := startFake(t)
 	var n atomic.Int64
+	var mu sync.Mutex
+	proxies := make(map[core.Backplane]*faultproxy.Proxy)
 	return conformance.BackplaneHarness{
 		New: func(t testing.TB, ns string) core.Backplane {
 			sub := fmt.Sprintf("instance-%d", n.Add(1))
 			srv.AddTopic(servicebustransport.DefaultTopicPrefix+ns, sub)
-			tr, err := servicebustransport.Open(srv.ConnectionString(), ns,
+			p, err := faultproxy.New(srv.Addr())
+			if err != nil {
+				t.Fatalf("proxy: %v", err)
+			}
+			t.Cleanup(func() { _ = p.Close() })
+			conn := strings.Replace(srv.ConnectionString(), srv.Addr(), p.Addr(), 1)
+			tr, err := servicebustransport.Open(conn, ns,
 				servicebustransport.WithSubscription(sub),
 				servicebustransport.WithClientOptions(fastRetries),
 				servicebustransport.WithLogger(quiet))
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}
+			mu.Lock()
+			proxies[tr] = p
+			mu.Unlock()
 			return tr
 		},
-		Ordered:       true,
-		Disconnect:    dropper(srv),
+		Ordered:    true,
+		Disconnect: dropper(srv),
+		Stall: func(t testing.TB, bp core.Backplane) func() {
+			mu.Lock()
+			p := proxies[bp]
+			mu.Unlock()
+			p.SetStall(faultproxy.Down, true)
+			return func() { p.SetStall(faultproxy.Down, false) }
+		},
 		RestartBroker: restarter(srv),
 	}
 }
