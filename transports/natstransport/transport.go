@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/transportopt"
 )
 
 // ErrNotConnected is returned (wrapped) by Publish while the connection to
@@ -116,16 +117,13 @@ func Open(serverURLs, namespace string, opts ...Option) (*Transport, error) {
 }
 
 func newTransport(namespace string, opts []Option) (*Transport, error) {
-	var o Options
-	for _, f := range opts {
-		f(&o)
-	}
+	o := transportopt.Apply(Options{}, opts)
 	o.fill()
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
 	if err := validateSubject(namespace); err != nil {
-		return nil, fmt.Errorf("%w: natstransport: namespace %q: %w", core.ErrInvalidOption, namespace, err)
+		return nil, transportopt.Invalid("natstransport", "namespace %q: %w", namespace, err)
 	}
 	life, stop := context.WithCancel(context.Background())
 	return &Transport{

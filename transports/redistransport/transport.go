@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/transportopt"
 )
 
 // Errors reported as the cause of EventDisconnected.
@@ -101,11 +102,7 @@ func buildOptions(namespace string, opts []Option) (Options, error) {
 	if namespace == "" {
 		return Options{}, invalid("empty namespace")
 	}
-	o := DefaultOptions()
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return o.withDefaults()
+	return transportopt.Apply(DefaultOptions(), opts).withDefaults()
 }
 
 // newClient parses rawURL: redis:// or rediss:// with the query parameters
