@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/backplane-go/backplane/conformance"
 	"github.com/backplane-go/backplane/core"
-	"github.com/backplane-go/backplane/internal/faultproxy"
 	"github.com/backplane-go/backplane/internal/shipped"
 	"github.com/backplane-go/backplane/internal/testenv"
 	"github.com/backplane-go/backplane/transports/natstransport"
@@ -77,37 +75,21 @@ func sharedHarness(t *testing.T) conformance.BackplaneHarness {
 	if err != nil {
 		t.Fatalf("shared NATS URL: %v", err)
 	}
-	var mu sync.Mutex
-	proxies := make(map[core.Backplane]*faultproxy.Proxy)
-	proxyOf := func(bp core.Backplane) *faultproxy.Proxy {
-		mu.Lock()
-		defer mu.Unlock()
-		return proxies[bp]
-	}
+	var proxies shipped.Proxies
 	return conformance.BackplaneHarness{
 		New: func(t testing.TB, ns string) core.Backplane {
-			p, err := faultproxy.New(u.Host)
-			if err != nil {
-				t.Fatalf("proxy: %v", err)
-			}
-			t.Cleanup(func() { _ = p.Close() })
+			p := proxies.Start(t, u.Host)
 			pu := *u
 			pu.Host = p.Addr()
 			tr := connected(t, pu.String(), ns, natstransport.WithNATSOptions(nats.IgnoreDiscoveredServers()))
-			mu.Lock()
-			proxies[tr] = p
-			mu.Unlock()
+			proxies.Add(tr, p)
 			return tr
 		},
 		Ordered:    true,
-		Disconnect: func(t testing.TB, bp core.Backplane) { proxyOf(bp).Reset() },
+		Disconnect: proxies.Reset,
 		// The server's replies (the PONG of a flush) stop; what the
 		// instance sends still reaches the server.
-		Stall: func(t testing.TB, bp core.Backplane) func() {
-			p := proxyOf(bp)
-			p.SetStall(faultproxy.Down, true)
-			return func() { p.SetStall(faultproxy.Down, false) }
-		},
+		Stall: proxies.Stall,
 	}
 }
 
@@ -186,30 +168,19 @@ func clusterHarness(t *testing.T) conformance.BackplaneHarness {
 	}
 }
 
-var harnesses = []struct {
-	name string
-	make func(t *testing.T) conformance.BackplaneHarness
-}{
-	{"shared", sharedHarness},
-	{"embedded", embeddedHarness},
-	{"caller-conn", callerConnHarness},
-	{"cluster", clusterHarness},
+var harnesses = []shipped.Harness{
+	{Name: "shared", Make: sharedHarness},
+	{Name: "embedded", Make: embeddedHarness},
+	{Name: "caller-conn", Make: callerConnHarness},
+	{Name: "cluster", Make: clusterHarness},
 }
 
 // TestConformance runs the Backplane suite on every harness.
-func TestConformance(t *testing.T) {
-	for _, h := range harnesses {
-		t.Run(h.name, func(t *testing.T) { conformance.RunBackplane(t, h.make(t)) })
-	}
-}
+func TestConformance(t *testing.T) { shipped.RunBackplane(t, harnesses) }
 
 // TestCacheConformance runs the engine end to end over this transport with
 // every store the module ships, on every harness.
-func TestCacheConformance(t *testing.T) {
-	for _, h := range harnesses {
-		t.Run(h.name, func(t *testing.T) { shipped.RunCache(t, h.make) })
-	}
-}
+func TestCacheConformance(t *testing.T) { shipped.RunCacheOn(t, harnesses) }
 
 // clusterInstance waits in Subscribe until every node of the cluster has
 // the new subscription's interest. natstransport.Transport's Subscribe

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 
 	"github.com/backplane-go/backplane/conformance"
 	"github.com/backplane-go/backplane/core"
-	"github.com/backplane-go/backplane/internal/faultproxy"
 	"github.com/backplane-go/backplane/internal/shipped"
 	"github.com/backplane-go/backplane/internal/testenv"
 	"github.com/backplane-go/backplane/transports/redistransport"
@@ -96,32 +94,19 @@ func sharedHarness(t *testing.T) conformance.BackplaneHarness {
 	if err != nil {
 		t.Fatalf("shared Redis URL: %v", err)
 	}
-	var mu sync.Mutex
-	proxies := make(map[core.Backplane]*faultproxy.Proxy)
+	var proxies shipped.Proxies
 	return conformance.BackplaneHarness{
 		New: func(t testing.TB, ns string) core.Backplane {
-			p, err := faultproxy.New(u.Host)
-			if err != nil {
-				t.Fatalf("proxy: %v", err)
-			}
-			t.Cleanup(func() { _ = p.Close() })
+			p := proxies.Start(t, u.Host)
 			pu := *u
 			pu.Host = p.Addr()
 			bp := open(t, pu.String(), ns)
-			mu.Lock()
-			proxies[bp] = p
-			mu.Unlock()
+			proxies.Add(bp, p)
 			return bp
 		},
 		Ordered:    true,
 		Disconnect: disconnect,
-		Stall: func(t testing.TB, bp core.Backplane) func() {
-			mu.Lock()
-			p := proxies[bp]
-			mu.Unlock()
-			p.SetStall(faultproxy.Down, true)
-			return func() { p.SetStall(faultproxy.Down, false) }
-		},
+		Stall:      proxies.Stall,
 	}
 }
 
@@ -166,27 +151,16 @@ func clusterClassicHarness(t *testing.T) conformance.BackplaneHarness {
 	}
 }
 
-var harnesses = []struct {
-	name string
-	make func(t *testing.T) conformance.BackplaneHarness
-}{
-	{"shared", sharedHarness},
-	{"private", privateHarness},
-	{"cluster", clusterHarness},
-	{"cluster-classic", clusterClassicHarness},
+var harnesses = []shipped.Harness{
+	{Name: "shared", Make: sharedHarness},
+	{Name: "private", Make: privateHarness},
+	{Name: "cluster", Make: clusterHarness},
+	{Name: "cluster-classic", Make: clusterClassicHarness},
 }
 
 // TestConformance runs the Backplane suite on every harness.
-func TestConformance(t *testing.T) {
-	for _, h := range harnesses {
-		t.Run(h.name, func(t *testing.T) { conformance.RunBackplane(t, h.make(t)) })
-	}
-}
+func TestConformance(t *testing.T) { shipped.RunBackplane(t, harnesses) }
 
 // TestCacheConformance runs the engine end to end over this transport with
 // every store the module ships, on every harness.
-func TestCacheConformance(t *testing.T) {
-	for _, h := range harnesses {
-		t.Run(h.name, func(t *testing.T) { shipped.RunCache(t, h.make) })
-	}
-}
+func TestCacheConformance(t *testing.T) { shipped.RunCacheOn(t, harnesses) }

@@ -3,7 +3,6 @@ package servicebustransport_test
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/backplane-go/backplane/conformance"
 	"github.com/backplane-go/backplane/core"
-	"github.com/backplane-go/backplane/internal/faultproxy"
 	"github.com/backplane-go/backplane/internal/shipped"
 	"github.com/backplane-go/backplane/internal/testenv/sbfake"
 	"github.com/backplane-go/backplane/transports/servicebustransport"
@@ -47,17 +45,12 @@ func restarter(srv *sbfake.Server) func(t testing.TB) {
 func preprovisionedHarness(t *testing.T) conformance.BackplaneHarness {
 	srv := startFake(t)
 	var n atomic.Int64
-	var mu sync.Mutex
-	proxies := make(map[core.Backplane]*faultproxy.Proxy)
+	var proxies shipped.Proxies
 	return conformance.BackplaneHarness{
 		New: func(t testing.TB, ns string) core.Backplane {
 			sub := fmt.Sprintf("instance-%d", n.Add(1))
 			srv.AddTopic(servicebustransport.DefaultTopicPrefix+ns, sub)
-			p, err := faultproxy.New(srv.Addr())
-			if err != nil {
-				t.Fatalf("proxy: %v", err)
-			}
-			t.Cleanup(func() { _ = p.Close() })
+			p := proxies.Start(t, srv.Addr())
 			conn := strings.Replace(srv.ConnectionString(), srv.Addr(), p.Addr(), 1)
 			tr, err := servicebustransport.Open(conn, ns,
 				servicebustransport.WithSubscription(sub),
@@ -66,20 +59,12 @@ func preprovisionedHarness(t *testing.T) conformance.BackplaneHarness {
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}
-			mu.Lock()
-			proxies[tr] = p
-			mu.Unlock()
+			proxies.Add(tr, p)
 			return tr
 		},
-		Ordered:    true,
-		Disconnect: dropper(srv),
-		Stall: func(t testing.TB, bp core.Backplane) func() {
-			mu.Lock()
-			p := proxies[bp]
-			mu.Unlock()
-			p.SetStall(faultproxy.Down, true)
-			return func() { p.SetStall(faultproxy.Down, false) }
-		},
+		Ordered:       true,
+		Disconnect:    dropper(srv),
+		Stall:         proxies.Stall,
 		RestartBroker: restarter(srv),
 	}
 }
@@ -115,25 +100,14 @@ func provisionedHarness(t *testing.T) conformance.BackplaneHarness {
 	}
 }
 
-var harnesses = []struct {
-	name string
-	make func(t *testing.T) conformance.BackplaneHarness
-}{
-	{"preprovisioned", preprovisionedHarness},
-	{"provisioned-peeklock", provisionedHarness},
+var harnesses = []shipped.Harness{
+	{Name: "preprovisioned", Make: preprovisionedHarness},
+	{Name: "provisioned-peeklock", Make: provisionedHarness},
 }
 
-// TestConformance runs the Backplane suite over the fake.
-func TestConformance(t *testing.T) {
-	for _, h := range harnesses {
-		t.Run(h.name, func(t *testing.T) { conformance.RunBackplane(t, h.make(t)) })
-	}
-}
+// TestConformance runs the Backplane suite on every harness.
+func TestConformance(t *testing.T) { shipped.RunBackplane(t, harnesses) }
 
 // TestCacheConformance runs the engine end to end over this transport with
 // every store the module ships, on every harness.
-func TestCacheConformance(t *testing.T) {
-	for _, h := range harnesses {
-		t.Run(h.name, func(t *testing.T) { shipped.RunCache(t, h.make) })
-	}
-}
+func TestCacheConformance(t *testing.T) { shipped.RunCacheOn(t, harnesses) }
