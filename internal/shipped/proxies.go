@@ -1,6 +1,7 @@
 package shipped
 
 import (
+	"net/url"
 	"sync"
 	"testing"
 
@@ -27,6 +28,21 @@ func (ps *Proxies) Start(t testing.TB, upstream string) *faultproxy.Proxy {
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	return p
+}
+
+// Via starts a proxy (as Start) to the host of rawURL, a URL such as
+// redis://127.0.0.1:6379/0 or nats://127.0.0.1:4222, and returns rawURL
+// with the proxy's address in its place, and the proxy.
+func (ps *Proxies) Via(t testing.TB, rawURL string) (string, *faultproxy.Proxy) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		t.Fatalf("proxy: URL %q has no host (%v)", rawURL, err)
+	}
+	p := ps.Start(t, u.Host)
+	pu := *u
+	pu.Host = p.Addr()
+	return pu.String(), p
 }
 
 // Add records p as bp's proxy.

@@ -67,7 +67,10 @@ type fakeBackplane struct{ core.Backplane }
 
 func TestProxiesStallAndReset(t *testing.T) {
 	var ps shipped.Proxies
-	p := ps.Start(t, echoServer(t))
+	proxied, p := ps.Via(t, "redis://"+echoServer(t)+"/0")
+	if want := "redis://" + p.Addr() + "/0"; proxied != want {
+		t.Fatalf("Via = %q; want %q", proxied, want)
+	}
 	bp := &fakeBackplane{}
 	ps.Add(bp, p)
 	if ps.Of(t, bp) != p {

@@ -3,7 +3,6 @@ package natstransport_test
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -71,17 +70,11 @@ func kick(t testing.TB, nc *nats.Conn, node func(serverID string) *testenv.NATSS
 // and Stall can hold the server's replies.
 func sharedHarness(t *testing.T) conformance.BackplaneHarness {
 	target := testenv.NATSURL(t)
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatalf("shared NATS URL: %v", err)
-	}
 	var proxies shipped.Proxies
 	return conformance.BackplaneHarness{
 		New: func(t testing.TB, ns string) core.Backplane {
-			p := proxies.Start(t, u.Host)
-			pu := *u
-			pu.Host = p.Addr()
-			tr := connected(t, pu.String(), ns, natstransport.WithNATSOptions(nats.IgnoreDiscoveredServers()))
+			pu, p := proxies.Via(t, target)
+			tr := connected(t, pu, ns, natstransport.WithNATSOptions(nats.IgnoreDiscoveredServers()))
 			proxies.Add(tr, p)
 			return tr
 		},

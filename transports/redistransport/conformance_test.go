@@ -2,7 +2,6 @@ package redistransport_test
 
 import (
 	"context"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -90,17 +89,11 @@ func disconnect(t testing.TB, bp core.Backplane) {
 // of its own, so that Stall can hold the server's replies to it.
 func sharedHarness(t *testing.T) conformance.BackplaneHarness {
 	target := testenv.RedisURL(t)
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatalf("shared Redis URL: %v", err)
-	}
 	var proxies shipped.Proxies
 	return conformance.BackplaneHarness{
 		New: func(t testing.TB, ns string) core.Backplane {
-			p := proxies.Start(t, u.Host)
-			pu := *u
-			pu.Host = p.Addr()
-			bp := open(t, pu.String(), ns)
+			pu, p := proxies.Via(t, target)
+			bp := open(t, pu, ns)
 			proxies.Add(bp, p)
 			return bp
 		},
