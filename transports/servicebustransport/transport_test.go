@@ -505,3 +505,28 @@ func TestCloseHandedOffByHandler(t *testing.T) {
 		t.Fatal("the provisioned subscription was not deleted")
 	}
 }
+
+// TestOptionErrorTexts pins the text of option errors, which name the
+// setting at fault.
+func TestOptionErrorTexts(t *testing.T) {
+	sub := servicebustransport.WithSubscription("s")
+	cases := []struct {
+		ns   string
+		opts []servicebustransport.Option
+		want string
+	}{
+		{"", []servicebustransport.Option{sub}, "backplane: invalid option: servicebustransport: empty namespace and no Topic"},
+		{"ns", []servicebustransport.Option{sub, servicebustransport.WithTopic("a?b")}, `backplane: invalid option: servicebustransport: invalid topic name "a?b"`},
+		{"ns", nil, "backplane: invalid option: servicebustransport: set exactly one of Subscription and Provisioner"},
+		{"ns", []servicebustransport.Option{sub, servicebustransport.WithMaxMessageSize(100)}, "backplane: invalid option: servicebustransport: MaxMessageSize 100 <= 512"},
+		{"ns", []servicebustransport.Option{sub, servicebustransport.WithReceiveBatch(5001)}, "backplane: invalid option: servicebustransport: ReceiveBatch 5001 not in 1..5000"},
+		{"ns", []servicebustransport.Option{sub, servicebustransport.WithRecoverWait(-time.Second)}, "backplane: invalid option: servicebustransport: RecoverWait -1s < 0"},
+		{"ns", []servicebustransport.Option{sub, func(o *servicebustransport.Options) { o.SettleTimeout = -time.Second }}, "backplane: invalid option: servicebustransport: SettleTimeout -1s < 0"},
+	}
+	for _, c := range cases {
+		_, err := servicebustransport.Open("Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;SharedAccessKey=k;UseDevelopmentEmulator=true", c.ns, c.opts...)
+		if err == nil || err.Error() != c.want || !errors.Is(err, core.ErrInvalidOption) {
+			t.Errorf("Open = %v; want %q wrapping core.ErrInvalidOption", err, c.want)
+		}
+	}
+}
