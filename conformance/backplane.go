@@ -49,15 +49,17 @@ const (
 // The suite waits for deliveries by polling with a deadline of h.Bound
 // (recoveries after a disconnect or a broker restart get three times
 // that); it never sleeps to synchronise. With -short it sends fewer
-// messages. Cases that need a harness capability (Disconnect,
+// messages. Cases that need a harness capability (Disconnect, Stall,
 // RestartBroker, Ordered) are skipped when the harness lacks it, and say
 // so.
 //
 // The cases check the Backplane contract of package core: delivery,
 // broadcast fan-out, delivery right after Subscribe returns, echo of a
 // publisher's own messages, namespace isolation, payload edge cases,
-// multi-payload Publish, concurrent publishers without loss, order (when
-// h.Ordered), context cancellation, Subscribe twice, Close semantics,
+// multi-payload Publish (identical payloads included), concurrent
+// publishers without loss, order (when h.Ordered), context cancellation
+// (also while another Publish waits on a stalled link, when h.Stall),
+// Subscribe twice, Close semantics,
 // handler panics and slow handlers, connection events, and recovery after
 // Disconnect and RestartBroker. Every handler call is also checked for
 // overlap with another call of the same handler. See the package
@@ -101,11 +103,13 @@ var backplaneCases = []bpCase{
 	{"PayloadMax", (*env).casePayloadMax},
 	{"PayloadTooLarge", (*env).casePayloadTooLarge},
 	{"MultiPayload", (*env).caseMultiPayload},
+	{"IdenticalPayloads", (*env).caseIdenticalPayloads},
 	{"PublishNoPayloads", (*env).caseNoPayloads},
 	{"ConcurrentPublishers", (*env).caseConcurrentPublishers},
 	{"PerPublisherOrder", (*env).casePerPublisherOrder},
 	{"SenderOrder", (*env).caseSenderOrder},
 	{"CancelledContext", (*env).caseCancelledContext},
+	{"ContextWhilePublishWaits", (*env).caseContextWhilePublishWaits},
 	{"SubscribeTwice", (*env).caseSubscribeTwice},
 	{"SubscribeContextEnds", (*env).caseSubscribeContextEnds},
 	{"ConnectedEvent", (*env).caseConnectedEvent},
@@ -608,6 +612,28 @@ func (e *env) caseMultiPayload() {
 	}
 }
 
+// caseIdenticalPayloads: identical payloads in one Publish call are
+// separate messages; each arrives, at a peer and at the publisher itself.
+// A transport may deliver a message more than once, so only too few
+// copies fail the case.
+func (e *env) caseIdenticalPayloads() {
+	_, peer := e.subscribed("subscriber")
+	pub, self := e.subscribed("publisher")
+	const copies = 3
+	p := e.fresh("same")
+	ps := make([]string, copies)
+	for i := range ps {
+		ps[i] = p
+	}
+	e.publish(pub, ps...)
+	for _, r := range []*recorder{peer, self} {
+		if !eventually(e.bound, func() bool { return r.countOf(p) >= copies }) {
+			e.t.Errorf("%s received %d of %d identical payloads published in one call within %v; "+
+				"Publish sends each payload as one message, identical or not", r.name, r.countOf(p), copies, e.bound)
+		}
+	}
+}
+
 // caseNoPayloads: Publish with no payloads succeeds and sends nothing.
 func (e *env) caseNoPayloads() {
 	_, rec := e.subscribed("subscriber")
@@ -804,6 +830,75 @@ func (e *env) caseCancelledContext() {
 			}
 		}
 	}
+}
+
+// caseContextWhilePublishWaits (needs h.Stall): while one Publish of an
+// instance waits for a broker that does not answer, later Publish calls of
+// the same instance still end with their contexts. The first Publish gets
+// a long context and must still be waiting when each later one returns
+// with an error wrapping context.DeadlineExceeded; the deadlines are only
+// safety bounds, what is checked is that order. Several later calls are
+// made one after another, so that one of them comes after the first has
+// taken whatever the transport serialises its calls on.
+func (e *env) caseContextWhilePublishWaits() {
+	if e.h.Stall == nil {
+		e.t.Skip("the harness cannot stall an instance's link (BackplaneHarness.Stall is nil)")
+	}
+	_, rec := e.subscribed("subscriber")
+	pub := e.instance()
+	// Connected and published once, so that the stall holds an
+	// established link.
+	e.publish(pub, e.fresh("before"))
+	resume := e.h.Stall(e.t, pub)
+	var once sync.Once
+	unstall := func() { once.Do(resume) }
+	defer unstall()
+
+	ctxA, cancelA := ctxFor(e.recoverBound())
+	defer cancelA()
+	first := e.fresh("first")
+	doneA := make(chan error, 1)
+	go func() { doneA <- pub.Publish(ctxA, []byte(first)) }()
+
+	short := min(e.bound/10, 200*time.Millisecond)
+	for i := range 3 {
+		ctxB, cancelB := context.WithTimeout(context.Background(), short)
+		doneB := make(chan error, 1)
+		go func() { doneB <- pub.Publish(ctxB, []byte(e.fresh("later"))) }()
+		var err error
+		select {
+		case err = <-doneB:
+		case err = <-doneA:
+			cancelB()
+			e.t.Fatalf("the first Publish returned (%v) while the harness stalled the link; "+
+				"the harness's Stall must hold Publish until it is lifted", err)
+		case <-time.After(short + e.bound):
+			cancelB()
+			e.t.Fatalf("Publish #%d with a %v context did not return within %v while another Publish of the instance waited; "+
+				"Publish honours its context also while another call holds the connection", i+2, short, short+e.bound)
+		}
+		cancelB()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			e.t.Errorf("Publish #%d with a %v context while the link was stalled: error %v; want an error wrapping context.DeadlineExceeded",
+				i+2, short, err)
+		}
+		select {
+		case err := <-doneA:
+			e.t.Fatalf("the first Publish returned (%v) while the harness stalled the link; "+
+				"the harness's Stall must hold Publish until it is lifted", err)
+		default:
+		}
+	}
+	unstall()
+	select {
+	case err := <-doneA:
+		if err != nil {
+			e.t.Logf("the first Publish failed after the stall was lifted: %v", err)
+		}
+	case <-time.After(e.recoverBound() + e.bound):
+		e.t.Fatalf("the first Publish did not return within %v after the stall was lifted (its context ended by then)", e.recoverBound()+e.bound)
+	}
+	e.publishUntil(pub, "after", e.recoverBound(), rec)
 }
 
 // caseSubscribeTwice: a second Subscribe fails with ErrAlreadySubscribed,

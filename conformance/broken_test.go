@@ -89,6 +89,17 @@ var brokenAdapters = map[string]brokenAdapter{
 		run:      brokenTransportRun("ignores-context"),
 		wantFail: []string{"Backplane/CancelledContext"},
 	},
+	// A transport that sends identical payloads of one Publish call once.
+	"dedupes-identical-payloads": {
+		run:      brokenTransportRun("dedupes-identical-payloads"),
+		wantFail: []string{"Backplane/IdenticalPayloads"},
+	},
+	// A transport that serialises Publish on a mutex and waits for it
+	// whatever the context says.
+	"publish-mutex-ignores-context": {
+		run:      brokenTransportRun("publish-mutex-ignores-context"),
+		wantFail: []string{"Backplane/ContextWhilePublishWaits"},
+	},
 	// A transport whose Close returns without waiting for the handler.
 	"async-close": {
 		run:      brokenTransportRun("async-close"),
@@ -192,6 +203,7 @@ type brokenTransport struct {
 	subscribed atomic.Bool
 	mu         sync.Mutex
 	published  map[string]bool // no-echo: payloads this transport sent
+	pubMu      sync.Mutex      // publish-mutex-ignores-context: held by Publish
 	member     *groupMember    // competing-consumers
 }
 
@@ -203,6 +215,19 @@ func (b *brokenTransport) Publish(ctx context.Context, payloads ...[]byte) error
 	switch b.mode {
 	case "ignores-context":
 		ctx = context.WithoutCancel(ctx)
+	case "dedupes-identical-payloads":
+		seen := make(map[string]bool, len(payloads))
+		kept := payloads[:0:0]
+		for _, p := range payloads {
+			if !seen[string(p)] {
+				seen[string(p)] = true
+				kept = append(kept, p)
+			}
+		}
+		payloads = kept
+	case "publish-mutex-ignores-context":
+		b.pubMu.Lock()
+		defer b.pubMu.Unlock()
 	case "no-echo":
 		b.mu.Lock()
 		if b.published == nil {

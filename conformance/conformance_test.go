@@ -185,6 +185,14 @@ func memHarness(t testing.TB, bound time.Duration, wrap func(ns string, tr *memt
 			tr.Disconnect(errors.New("conformance: connection cut"))
 			tr.Reconnect()
 		},
+		Stall: func(t testing.TB, bp core.Backplane) func() {
+			tr := unwrap(bp)
+			if tr == nil {
+				t.Fatalf("Stall: %T is not a memtransport transport", bp)
+			}
+			tr.Stall()
+			return tr.Resume
+		},
 		RestartBroker: func(testing.TB) { hub.Restart() },
 		Bound:         bound,
 	}

@@ -99,8 +99,11 @@
 // same broker do not interfere. The suite closes every instance it made
 // when its case ends.
 //
-// Disconnect and RestartBroker are optional: the cases that need them are
-// skipped when they are nil. RestartBroker must restart a broker that only
+// Disconnect, Stall and RestartBroker are optional: the cases that need
+// them are skipped when they are nil. Stall holds an instance's link (a
+// broker that stopped answering, with the connection still open) until the
+// function it returns lifts it; a TCP proxy in front of the broker that
+// stops forwarding the broker's replies does it. RestartBroker must restart a broker that only
 // this test uses; the cases that call it run after all other cases, one at
 // a time. Ordered declares per-publisher order; the order checks are
 // skipped without it. Bound is how long a delivery may take (5 seconds by
@@ -143,6 +146,9 @@
 //     nothing of that call is delivered (skipped above a 64 MiB limit).
 //   - MultiPayload: one Publish call with ten payloads delivers all of
 //     them to every subscriber, in order when Ordered.
+//   - IdenticalPayloads: one Publish call with the same payload three
+//     times delivers it three times (at least), to a peer and to the
+//     publisher: each payload is a message, identical or not.
 //   - PublishNoPayloads: Publish with no payloads returns nil and sends
 //     nothing.
 //   - ConcurrentPublishers: four publishers, 200 messages each (50 with
@@ -155,6 +161,15 @@
 //     always keep this promise by checking the context before sending; a
 //     context that ends while a Publish is in flight promises nothing about
 //     delivery and is not checked.
+//   - ContextWhilePublishWaits (needs Stall): while a Publish with a long
+//     context waits on a stalled link, later Publish calls of the same
+//     instance with short contexts each return an error wrapping
+//     context.DeadlineExceeded, and the first call is still waiting when
+//     they do (the order is checked; the deadlines are safety bounds).
+//     A transport that serialises Publish calls on a lock it waits for
+//     regardless of the context fails it. Once the stall is lifted the
+//     first call returns (with or without an error) and the instance
+//     publishes again.
 //   - SubscribeTwice: the second Subscribe fails with an error wrapping
 //     core.ErrAlreadySubscribed, its handler is never called, and the first
 //     subscription keeps working.
@@ -189,6 +204,13 @@
 //     those publishes may fail or succeed, but must return within their
 //     context.
 //
+// The suite's handlers never call Publish or Close of the instance that
+// delivers to them, nor wait for such a call, as core.Handler promises of
+// every handler: a transport may hold what its Publish or Close need
+// during a handler call, and Close must wait for a handler call in
+// progress (CloseDuringHandler). That promise is the engine's to keep; the
+// core package's tests check it of core.Cache.
+//
 // Throughout, every handler call is checked for overlap with another call
 // on the same handler (the Handler contract says one call at a time), and
 // every handler panic that escapes Subscribe is reported as a failure.
@@ -207,7 +229,9 @@
 // The package's tests run the suites against correct adapters (a map store
 // and memtransport) and against deliberately broken ones (a transport that
 // drops every tenth message, one that delivers each message to one
-// subscriber only, stores that alias slices, and others), and assert that
-// the suite fails those in the expected cases. The broken runs happen in a
+// subscriber only, one that sends identical payloads of a call once, one
+// that serialises Publish on a lock regardless of the context, stores that
+// alias slices, and others), and assert that the suite fails those in the
+// expected cases. The broken runs happen in a
 // subprocess of the test binary, since a failing subtest fails its parent.
 package conformance

@@ -30,6 +30,14 @@ type BackplaneHarness struct {
 	// not run in parallel with each other.
 	RestartBroker func(t testing.TB)
 
+	// Stall holds bp's link to the broker so that nothing bp publishes
+	// is accepted: a Publish of bp waits until its context ends or until
+	// the returned resume lifts the stall. The connection stays open (a
+	// broker that stopped answering, not one that went away), and bp need
+	// not notice. The suite calls resume once. nil when the harness
+	// cannot.
+	Stall func(t testing.TB, bp core.Backplane) (resume func())
+
 	// Bound is how long delivery may take before the suite calls a message
 	// lost. Zero means 5 seconds.
 	Bound time.Duration

@@ -25,6 +25,11 @@ func TestConformance(t *testing.T) {
 			tr.Disconnect(errors.New("conformance: connection cut"))
 			tr.Reconnect()
 		},
+		Stall: func(t testing.TB, bp core.Backplane) func() {
+			tr := bp.(*memtransport.Transport)
+			tr.Stall()
+			return tr.Resume
+		},
 		RestartBroker: func(testing.TB) { hub.Restart() },
 		Bound:         5 * time.Second,
 	})

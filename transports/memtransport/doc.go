@@ -26,10 +26,8 @@
 // handler one message or event at a time. A full queue is never dropped
 // from: Publish waits for room, until its context ends, so a slow handler
 // holds up publishers (and through them other subscribers) only once its
-// queue is full. A handler that publishes to its own transport's full queue
-// does not wait for itself: that queue grows beyond the bound instead. Two
-// handlers publishing to each other's full queues wait until a context
-// ends.
+// queue is full. The bound holds for every publisher alike; a handler never
+// publishes (core.Handler), so nothing waits for the queue it is draining.
 //
 // The handler gets EventConnected first. A panicking handler is recovered
 // and logged (WithLogger) and delivery goes on. The payload passed to
@@ -37,8 +35,8 @@
 // handler that keeps it past the call sees it change, as the contract
 // warns.
 //
-// Close waits for a handler call in progress (unless called from within it)
-// and no handler call follows it.
+// Close waits for a handler call in progress and no handler call follows
+// it.
 //
 // # Fault Injection
 //
@@ -50,6 +48,11 @@
 //
 // Hub.Restart does the same to every connected transport at once, as a
 // broker restart: all are cut (queued messages lost), then all reconnect.
+//
+// Transport.Stall holds one instance's publishing, as a broker that stopped
+// answering: its Publish calls wait (until their contexts end) until
+// Transport.Resume, while its connection stays up and delivery to it goes
+// on.
 //
 // Transport.DropIncoming silently drops the next n messages addressed to a
 // transport, with no event: the undetected loss the engine's sequence

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/backplane-go/backplane/core"
-	"github.com/backplane-go/backplane/internal/goid"
 )
 
 // Transport is one instance's connection to a Hub on a namespace. It
@@ -31,9 +29,6 @@ type Transport struct {
 	wake chan struct{}
 
 	closeOnce sync.Once
-	// deliveryID is the goroutine id of the delivery goroutine, once it
-	// runs.
-	deliveryID atomic.Uint64
 
 	mu     sync.Mutex
 	closed bool
@@ -44,6 +39,9 @@ type Transport struct {
 	cause error
 	// up is closed when a cut transport reconnects.
 	up chan struct{}
+	// stalled is non-nil while Stall holds this transport's publishing,
+	// and closed by Resume.
+	stalled chan struct{}
 	// drop is how many incoming messages to drop silently.
 	drop int
 	// queue holds messages and events for the delivery goroutine; msgs
@@ -115,6 +113,9 @@ func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
 
 	subs := t.hub.subscribers(t.ns)
 	for _, p := range payloads {
+		if err := t.waitStalled(ctx); err != nil {
+			return err
+		}
 		if err := t.publishable(); err != nil {
 			return err
 		}
@@ -127,6 +128,25 @@ func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
 		}
 	}
 	return nil
+}
+
+// waitStalled waits while Stall holds t's publishing, until Resume, ctx
+// ends or Close.
+func (t *Transport) waitStalled(ctx context.Context) error {
+	t.mu.Lock()
+	stalled := t.stalled
+	t.mu.Unlock()
+	if stalled == nil {
+		return nil
+	}
+	select {
+	case <-stalled:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("memtransport: publish: %w", ctx.Err())
+	case <-t.closing:
+		return fmt.Errorf("memtransport: publish: %w", core.ErrClosed)
+	}
 }
 
 // publishable reports why t cannot publish now, if it cannot.
@@ -159,10 +179,7 @@ func (t *Transport) enqueue(ctx context.Context, from *Transport, msg []byte) er
 			t.drop--
 			t.mu.Unlock()
 			return nil
-		case t.msgs < t.hub.opts.queueSize || goid.Current() == t.deliveryID.Load():
-			// The second case is a handler publishing to its own full
-			// queue: waiting would wait for itself, so the queue may
-			// overflow by what the handler publishes.
+		case t.msgs < t.hub.opts.queueSize:
 			t.push(item{payload: msg})
 			t.msgs++
 			t.mu.Unlock()
@@ -310,7 +327,6 @@ func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 // time until Close.
 func (t *Transport) deliver(h core.Handler) {
 	defer close(t.done)
-	t.deliveryID.Store(goid.Current())
 	buf := make([]byte, 0, 512)
 	for {
 		t.mu.Lock()
@@ -396,6 +412,32 @@ func (t *Transport) reconnect() {
 	t.pushEvent(core.EventReconnected, nil)
 }
 
+// Stall holds this transport's publishing as a broker that stopped
+// answering would, with the connection still up and no event: a Publish
+// under way waits before its next payload, and a later one before its
+// first, until Resume, until its context ends or until Close. Its other
+// Publish calls wait behind it as usual, until their contexts end.
+// Delivery to this transport goes on. Stall on a stalled transport does
+// nothing.
+func (t *Transport) Stall() {
+	t.mu.Lock()
+	if t.stalled == nil {
+		t.stalled = make(chan struct{})
+	}
+	t.mu.Unlock()
+}
+
+// Resume ends a Stall: the waiting Publish calls go on. Resume on a
+// transport that is not stalled does nothing.
+func (t *Transport) Resume() {
+	t.mu.Lock()
+	if t.stalled != nil {
+		close(t.stalled)
+		t.stalled = nil
+	}
+	t.mu.Unlock()
+}
+
 // DropIncoming silently drops the next n messages addressed to this
 // transport, its own echoes included, with no event: an undetected loss.
 // Calls add up; n <= 0 does nothing.
@@ -419,9 +461,7 @@ func (t *Transport) StopDropping() {
 // Close detaches the transport from its hub and stops delivery. It is
 // idempotent and returns nil. After it returns no handler call starts and
 // Publish fails with core.ErrClosed. Close waits for a handler call in
-// progress to return, except when Close is called from inside the handler,
-// which it then cannot wait for: it returns at once and no further call
-// follows the current one.
+// progress to return (a handler never calls Close, core.Handler says).
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.mu.Lock()
@@ -438,7 +478,7 @@ func (t *Transport) Close() error {
 	t.mu.Lock()
 	done := t.done
 	t.mu.Unlock()
-	if done != nil && goid.Current() != t.deliveryID.Load() {
+	if done != nil {
 		<-done
 	}
 	return nil

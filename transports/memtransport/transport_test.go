@@ -15,7 +15,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/backplane-go/backplane/core"
-	"github.com/backplane-go/backplane/internal/goid"
 	"github.com/backplane-go/backplane/internal/syncbuf"
 )
 
@@ -368,39 +367,64 @@ func TestCloseWaitsForHandler(t *testing.T) {
 	}
 }
 
-func TestCloseFromHandler(t *testing.T) {
+// TestCloseHandedOffByHandler: a handler that wants its transport closed
+// hands Close to another goroutine (a handler never calls Close itself);
+// that Close returns once the handler call returned, and no call follows.
+func TestCloseHandedOffByHandler(t *testing.T) {
 	h := newHub(t)
 	a, pub := h.New("ns"), h.New("ns")
-	var calls atomic.Int32
-	returned := make(chan struct{})
+	var calls, inHandler atomic.Int32
+	returned := make(chan bool, 1)
 	subscribeWith(t, a, core.HandlerFuncs{Message: func([]byte) {
-		calls.Add(1)
-		_ = a.Close()
-		close(returned)
+		inHandler.Store(1)
+		defer inHandler.Store(0)
+		if calls.Add(1) == 1 {
+			go func() {
+				_ = a.Close()
+				returned <- inHandler.Load() == 0
+			}()
+		}
 	}})
 	// From another transport: a's own Publish could race its Close.
 	publish(t, pub, "1", "2")
-	<-returned
-	_ = a.Close() // waits for the delivery goroutine
-	if n := calls.Load(); n != 1 {
-		t.Fatalf("%d handler calls, want 1", n)
+	if !<-returned {
+		t.Fatal("Close returned while the handler call was running")
+	}
+	if n := calls.Load(); n != 1 && n != 2 {
+		t.Fatalf("%d handler calls, want 1 or 2", n)
+	}
+	n := calls.Load()
+	publish(t, pub, "3")
+	rp := subscribe(t, pub)
+	publish(t, pub, "4")
+	rp.waitItems(t, "<connected>", "4")
+	if m := calls.Load(); m != n {
+		t.Fatalf("%d handler calls after Close returned", m-n)
 	}
 }
 
-func TestHubCloseFromHandler(t *testing.T) {
+// TestHubCloseHandedOffByHandler: Hub.Close handed off by a handler closes
+// every transport, the handler's included, once the handler returned.
+func TestHubCloseHandedOffByHandler(t *testing.T) {
 	h := NewHub()
 	a, b := h.New("ns"), h.New("ns")
 	subscribe(t, b)
 	returned := make(chan struct{})
+	var once sync.Once
 	subscribeWith(t, a, core.HandlerFuncs{Message: func([]byte) {
-		_ = h.Close()
-		close(returned)
+		once.Do(func() {
+			go func() {
+				_ = h.Close()
+				close(returned)
+			}()
+		})
 	}})
 	publish(t, a, "x")
 	<-returned
-	_ = h.Close()
-	if err := b.Publish(context.Background(), []byte("y")); !errors.Is(err, core.ErrClosed) {
-		t.Fatalf("Publish after hub Close = %v", err)
+	for _, tr := range []*Transport{a, b} {
+		if err := tr.Publish(context.Background(), []byte("y")); !errors.Is(err, core.ErrClosed) {
+			t.Fatalf("Publish after hub Close = %v", err)
+		}
 	}
 }
 
@@ -465,23 +489,36 @@ func TestHandlerPanicRecovered(t *testing.T) {
 	}
 }
 
-// TestPublishFromHandlerToOwnFullQueue checks that a handler publishing to
-// its own full queue does not deadlock.
-func TestPublishFromHandlerToOwnFullQueue(t *testing.T) {
+// TestPublishHandedOffByHandlerToOwnFullQueue: the queue bound applies to
+// a publish a handler hands to another goroutine, even into the queue that
+// handler drains: it waits for room while the queue is full and completes
+// once the handler returned and the queue drained.
+func TestPublishHandedOffByHandlerToOwnFullQueue(t *testing.T) {
 	h := newHub(t, WithQueueSize(1))
-	a := h.New("ns")
+	a, pub := h.New("ns"), h.New("ns")
 	r := &recorder{}
+	release := make(chan struct{})
+	errc := make(chan error, 1)
 	subscribeWith(t, a, core.HandlerFuncs{
 		Message: func(p []byte) {
 			r.HandleMessage(p)
 			if string(p) == "go" {
-				if err := a.Publish(context.Background(), []byte("r1"), []byte("r2"), []byte("r3")); err != nil {
-					t.Errorf("Publish from handler: %v", err)
-				}
+				go func() { errc <- a.Publish(context.Background(), []byte("r1"), []byte("r2"), []byte("r3")) }()
+				<-release
 			}
 		},
 	})
-	publish(t, a, "go")
+	publish(t, pub, "go")
+	// The handler holds "go"; r1 fills the queue, r2 waits for room.
+	select {
+	case err := <-errc:
+		t.Fatalf("Publish into a full queue returned (%v) while the handler held it full", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(release)
+	if err := <-errc; err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
 	r.waitItems(t, "go", "r1", "r2", "r3")
 }
 
@@ -658,14 +695,5 @@ func TestConcurrent(t *testing.T) {
 	_ = watcher.Close()
 	if orderErr != nil {
 		t.Fatal(orderErr)
-	}
-}
-
-func TestGoid(t *testing.T) {
-	a := goid.Current()
-	b := make(chan uint64)
-	go func() { b <- goid.Current() }()
-	if other := <-b; a == 0 || other == 0 || a == other {
-		t.Fatalf("goid: %d and %d", a, other)
 	}
 }

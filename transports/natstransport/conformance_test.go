@@ -3,9 +3,7 @@ package natstransport_test
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,33 +66,23 @@ func kick(t testing.TB, nc *nats.Conn, node func(serverID string) *testenv.NATSS
 
 // sharedHarness uses the machine's NATS server (BACKPLANE_NATS_URL or
 // 127.0.0.1:4222), which must not be restarted. Every instance connects
-// through a TCP proxy of its own, so that Disconnect can cut its connection.
+// through a TCP proxy of its own, so that Disconnect can cut its connection
+// and Stall can hold the server's replies.
 func sharedHarness(t *testing.T) conformance.BackplaneHarness {
 	target := testenv.NATSURL(t)
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatalf("shared NATS URL: %v", err)
-	}
-	var mu sync.Mutex
-	proxies := make(map[core.Backplane]*tcpProxy)
+	var proxies shipped.Proxies
 	return conformance.BackplaneHarness{
 		New: func(t testing.TB, ns string) core.Backplane {
-			p := startProxy(t, u.Host)
-			pu := *u
-			pu.Host = p.Addr()
-			tr := connected(t, pu.String(), ns, natstransport.WithNATSOptions(nats.IgnoreDiscoveredServers()))
-			mu.Lock()
-			proxies[tr] = p
-			mu.Unlock()
+			pu, p := proxies.Via(t, target)
+			tr := connected(t, pu, ns, natstransport.WithNATSOptions(nats.IgnoreDiscoveredServers()))
+			proxies.Add(tr, p)
 			return tr
 		},
-		Ordered: true,
-		Disconnect: func(t testing.TB, bp core.Backplane) {
-			mu.Lock()
-			p := proxies[bp]
-			mu.Unlock()
-			p.Cut()
-		},
+		Ordered:    true,
+		Disconnect: proxies.Reset,
+		// The server's replies (the PONG of a flush) stop; what the
+		// instance sends still reaches the server.
+		Stall: proxies.Stall,
 	}
 }
 
@@ -173,30 +161,19 @@ func clusterHarness(t *testing.T) conformance.BackplaneHarness {
 	}
 }
 
-var harnesses = []struct {
-	name string
-	make func(t *testing.T) conformance.BackplaneHarness
-}{
-	{"shared", sharedHarness},
-	{"embedded", embeddedHarness},
-	{"caller-conn", callerConnHarness},
-	{"cluster", clusterHarness},
+var harnesses = []shipped.Harness{
+	{Name: "shared", Make: sharedHarness},
+	{Name: "embedded", Make: embeddedHarness},
+	{Name: "caller-conn", Make: callerConnHarness},
+	{Name: "cluster", Make: clusterHarness},
 }
 
 // TestConformance runs the Backplane suite on every harness.
-func TestConformance(t *testing.T) {
-	for _, h := range harnesses {
-		t.Run(h.name, func(t *testing.T) { conformance.RunBackplane(t, h.make(t)) })
-	}
-}
+func TestConformance(t *testing.T) { shipped.RunBackplane(t, harnesses) }
 
 // TestCacheConformance runs the engine end to end over this transport with
 // every store the module ships, on every harness.
-func TestCacheConformance(t *testing.T) {
-	for _, h := range harnesses {
-		t.Run(h.name, func(t *testing.T) { shipped.RunCache(t, h.make) })
-	}
-}
+func TestCacheConformance(t *testing.T) { shipped.RunCacheOn(t, harnesses) }
 
 // clusterInstance waits in Subscribe until every node of the cluster has
 // the new subscription's interest. natstransport.Transport's Subscribe

@@ -69,8 +69,9 @@
 // after Subscribe succeeded. Messages that arrive right after a reconnect may
 // reach the handler shortly before EventReconnected (which waits for a round
 // trip proving the subscription is active again); both orders are safe for
-// the engine. A panicking handler is recovered and logged. A handler must not
-// call Close, which waits for running handler calls.
+// the engine. A panicking handler is recovered and logged. Close waits for a
+// handler call in progress; a handler never calls Publish or Close
+// (core.Handler).
 //
 // Limits reports the server's max_payload (from the server's INFO), lowered
 // to Options.MaxPayload if that is smaller (and to DefaultMaxPayload if

@@ -2,13 +2,12 @@ package natstransport
 
 import (
 	"crypto/tls"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/transportopt"
 )
 
 // Defaults used by DefaultOptions.
@@ -114,48 +113,33 @@ func DefaultOptions() Options {
 
 func (o *Options) fill() {
 	d := DefaultOptions()
-	if o.SubjectPrefix == "" {
-		o.SubjectPrefix = d.SubjectPrefix
-	}
-	if o.FlushTimeout == 0 {
-		o.FlushTimeout = d.FlushTimeout
-	}
-	if o.ConcurrentPublish == 0 {
-		o.ConcurrentPublish = d.ConcurrentPublish
-	}
-	if o.ReconnectWait == 0 {
-		o.ReconnectWait = d.ReconnectWait
-	}
-	if o.ConnectTimeout == 0 {
-		o.ConnectTimeout = d.ConnectTimeout
-	}
-	if o.PingInterval == 0 {
-		o.PingInterval = d.PingInterval
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	transportopt.Fill(&o.SubjectPrefix, d.SubjectPrefix)
+	transportopt.Fill(&o.FlushTimeout, d.FlushTimeout)
+	transportopt.Fill(&o.ConcurrentPublish, d.ConcurrentPublish)
+	transportopt.Fill(&o.ReconnectWait, d.ReconnectWait)
+	transportopt.Fill(&o.ConnectTimeout, d.ConnectTimeout)
+	transportopt.Fill(&o.PingInterval, d.PingInterval)
+	transportopt.Fill(&o.Logger, slog.Default())
 }
 
 func (o *Options) validate() error {
+	const pkg = "natstransport"
+	err := transportopt.First(
+		transportopt.NonNegative(pkg, "MaxPayload", o.MaxPayload),
+		transportopt.NonNegative(pkg, "FlushTimeout", o.FlushTimeout),
+		transportopt.NonNegative(pkg, "ConcurrentPublish", o.ConcurrentPublish),
+		transportopt.NonNegative(pkg, "ReconnectWait", o.ReconnectWait),
+		transportopt.NonNegative(pkg, "ConnectTimeout", o.ConnectTimeout),
+		transportopt.NonNegative(pkg, "PingInterval", o.PingInterval),
+	)
 	switch {
-	case o.MaxPayload < 0:
-		return fmt.Errorf("%w: natstransport: MaxPayload %d < 0", core.ErrInvalidOption, o.MaxPayload)
-	case o.FlushTimeout < 0:
-		return fmt.Errorf("%w: natstransport: FlushTimeout %v < 0", core.ErrInvalidOption, o.FlushTimeout)
-	case o.ConcurrentPublish < 0:
-		return fmt.Errorf("%w: natstransport: ConcurrentPublish %d < 0", core.ErrInvalidOption, o.ConcurrentPublish)
-	case o.ReconnectWait < 0:
-		return fmt.Errorf("%w: natstransport: ReconnectWait %v < 0", core.ErrInvalidOption, o.ReconnectWait)
-	case o.ConnectTimeout < 0:
-		return fmt.Errorf("%w: natstransport: ConnectTimeout %v < 0", core.ErrInvalidOption, o.ConnectTimeout)
-	case o.PingInterval < 0:
-		return fmt.Errorf("%w: natstransport: PingInterval %v < 0", core.ErrInvalidOption, o.PingInterval)
+	case err != nil:
+		return err
 	case o.CredentialsFile != "" && o.NKeySeedFile != "":
-		return fmt.Errorf("%w: natstransport: CredentialsFile and NKeySeedFile are exclusive", core.ErrInvalidOption)
+		return transportopt.Invalid(pkg, "CredentialsFile and NKeySeedFile are exclusive")
 	}
 	if err := validateSubject(o.SubjectPrefix); err != nil {
-		return fmt.Errorf("%w: natstransport: SubjectPrefix: %w", core.ErrInvalidOption, err)
+		return transportopt.Invalid(pkg, "SubjectPrefix: %w", err)
 	}
 	return nil
 }

@@ -425,3 +425,31 @@ func TestLimitsCeiling(t *testing.T) {
 		})
 	}
 }
+
+// TestOptionErrorTexts pins the text of option errors, which name the
+// setting at fault.
+func TestOptionErrorTexts(t *testing.T) {
+	cases := []struct {
+		opt  natstransport.Option
+		want string
+	}{
+		{natstransport.WithMaxPayload(-1), "backplane: invalid option: natstransport: MaxPayload -1 < 0"},
+		{natstransport.WithFlushTimeout(-time.Second), "backplane: invalid option: natstransport: FlushTimeout -1s < 0"},
+		{natstransport.WithConcurrentPublish(-2), "backplane: invalid option: natstransport: ConcurrentPublish -2 < 0"},
+		{natstransport.WithReconnectWait(-time.Millisecond), "backplane: invalid option: natstransport: ReconnectWait -1ms < 0"},
+		{natstransport.WithConnectTimeout(-time.Second), "backplane: invalid option: natstransport: ConnectTimeout -1s < 0"},
+		{natstransport.WithPingInterval(-time.Second), "backplane: invalid option: natstransport: PingInterval -1s < 0"},
+		{func(o *natstransport.Options) { o.CredentialsFile, o.NKeySeedFile = "a", "b" },
+			"backplane: invalid option: natstransport: CredentialsFile and NKeySeedFile are exclusive"},
+	}
+	for _, c := range cases {
+		_, err := natstransport.Open("nats://127.0.0.1:4222", "ns", c.opt)
+		if err == nil || err.Error() != c.want || !errors.Is(err, core.ErrInvalidOption) {
+			t.Errorf("Open = %v; want %q wrapping core.ErrInvalidOption", err, c.want)
+		}
+	}
+	_, err := natstransport.Open("nats://127.0.0.1:4222", "ns", natstransport.WithSubjectPrefix("a b"))
+	if err == nil || !strings.HasPrefix(err.Error(), "backplane: invalid option: natstransport: SubjectPrefix: ") {
+		t.Errorf("Open with a bad SubjectPrefix = %v", err)
+	}
+}

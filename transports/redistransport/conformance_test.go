@@ -85,13 +85,21 @@ func disconnect(t testing.TB, bp core.Backplane) {
 
 // sharedHarness uses the machine's Redis (BACKPLANE_REDIS_URL or
 // 127.0.0.1:6379), which must not be restarted; Disconnect closes only the
-// instance's own connection.
+// instance's own connection. Every instance connects through a TCP proxy
+// of its own, so that Stall can hold the server's replies to it.
 func sharedHarness(t *testing.T) conformance.BackplaneHarness {
-	url := testenv.RedisURL(t)
+	target := testenv.RedisURL(t)
+	var proxies shipped.Proxies
 	return conformance.BackplaneHarness{
-		New:        func(t testing.TB, ns string) core.Backplane { return open(t, url, ns) },
+		New: func(t testing.TB, ns string) core.Backplane {
+			pu, p := proxies.Via(t, target)
+			bp := open(t, pu, ns)
+			proxies.Add(bp, p)
+			return bp
+		},
 		Ordered:    true,
 		Disconnect: disconnect,
+		Stall:      proxies.Stall,
 	}
 }
 
@@ -136,27 +144,16 @@ func clusterClassicHarness(t *testing.T) conformance.BackplaneHarness {
 	}
 }
 
-var harnesses = []struct {
-	name string
-	make func(t *testing.T) conformance.BackplaneHarness
-}{
-	{"shared", sharedHarness},
-	{"private", privateHarness},
-	{"cluster", clusterHarness},
-	{"cluster-classic", clusterClassicHarness},
+var harnesses = []shipped.Harness{
+	{Name: "shared", Make: sharedHarness},
+	{Name: "private", Make: privateHarness},
+	{Name: "cluster", Make: clusterHarness},
+	{Name: "cluster-classic", Make: clusterClassicHarness},
 }
 
 // TestConformance runs the Backplane suite on every harness.
-func TestConformance(t *testing.T) {
-	for _, h := range harnesses {
-		t.Run(h.name, func(t *testing.T) { conformance.RunBackplane(t, h.make(t)) })
-	}
-}
+func TestConformance(t *testing.T) { shipped.RunBackplane(t, harnesses) }
 
 // TestCacheConformance runs the engine end to end over this transport with
 // every store the module ships, on every harness.
-func TestCacheConformance(t *testing.T) {
-	for _, h := range harnesses {
-		t.Run(h.name, func(t *testing.T) { shipped.RunCache(t, h.make) })
-	}
-}
+func TestCacheConformance(t *testing.T) { shipped.RunCacheOn(t, harnesses) }

@@ -13,6 +13,12 @@
 // it. Open makes a client from a URL and closes it in Close. Neither does
 // any I/O: Subscribe connects.
 //
+// Publish honours its context's deadline while it waits for Redis only if
+// the client does: Open's clients have ContextTimeoutEnabled set; give New
+// a client with it set too, or its Publish waits up to the client's
+// ReadTimeout for a server that stopped answering. A Publish that ends at
+// its context's deadline returns an error wrapping the context's error.
+//
 // # Message Delivery Semantics
 //
 // Redis pub/sub is at-most-once. Redis keeps no message for a subscriber:

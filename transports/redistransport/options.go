@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/transportopt"
 )
 
 // PubSubMode chooses between classic and sharded Redis pub/sub.
@@ -135,33 +136,15 @@ func DefaultOptions() Options {
 // withDefaults fills zero fields with defaults and validates the result.
 func (o Options) withDefaults() (Options, error) {
 	d := DefaultOptions()
-	if o.MaxPayload == 0 {
-		o.MaxPayload = d.MaxPayload
-	}
-	if o.ChannelPrefix == "" {
-		o.ChannelPrefix = d.ChannelPrefix
-	}
-	if o.ClientName == "" {
-		o.ClientName = d.ClientName
-	}
-	if o.Logger == nil {
-		o.Logger = d.Logger
-	}
-	if o.HealthCheckInterval == 0 {
-		o.HealthCheckInterval = d.HealthCheckInterval
-	}
-	if o.HealthCheckTimeout == 0 {
-		o.HealthCheckTimeout = d.HealthCheckTimeout
-	}
-	if o.ReconnectBackoff == 0 {
-		o.ReconnectBackoff = d.ReconnectBackoff
-	}
-	if o.MaxReconnectBackoff == 0 {
-		o.MaxReconnectBackoff = d.MaxReconnectBackoff
-	}
-	if o.ConcurrentPublish == 0 {
-		o.ConcurrentPublish = d.ConcurrentPublish
-	}
+	transportopt.Fill(&o.MaxPayload, d.MaxPayload)
+	transportopt.Fill(&o.ChannelPrefix, d.ChannelPrefix)
+	transportopt.Fill(&o.ClientName, d.ClientName)
+	transportopt.Fill(&o.Logger, d.Logger)
+	transportopt.Fill(&o.HealthCheckInterval, d.HealthCheckInterval)
+	transportopt.Fill(&o.HealthCheckTimeout, d.HealthCheckTimeout)
+	transportopt.Fill(&o.ReconnectBackoff, d.ReconnectBackoff)
+	transportopt.Fill(&o.MaxReconnectBackoff, d.MaxReconnectBackoff)
+	transportopt.Fill(&o.ConcurrentPublish, d.ConcurrentPublish)
 	switch {
 	case o.Mode < PubSubAuto || o.Mode > PubSubSharded:
 		return o, invalid("unknown pub/sub mode %v", o.Mode)

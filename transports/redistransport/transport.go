@@ -15,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/backplane-go/backplane/core"
-	"github.com/backplane-go/backplane/internal/goid"
+	"github.com/backplane-go/backplane/internal/transportopt"
 )
 
 // Errors reported as the cause of EventDisconnected.
@@ -37,8 +37,8 @@ var (
 //
 // A Transport is safe for concurrent use. Publish may be called from any
 // number of goroutines. The handler given to Subscribe is called from one
-// goroutine owned by the Transport, one call at a time, and may call Close
-// (which then does not wait for the handler it is called from).
+// goroutine owned by the Transport, one call at a time; it never calls
+// Publish or Close (core.Handler), and Close waits for it.
 //
 // The subscription uses its own connection. When that connection breaks,
 // go-redis dials again and renews the subscription by itself; the Transport
@@ -62,7 +62,6 @@ type Transport struct {
 	subscribed bool
 	ps         *redis.PubSub
 
-	loopID   atomic.Uint64         // goroutine id of the receive loop
 	busy     atomic.Bool           // a handler call is running
 	lastRead atomic.Int64          // unix nanos of the last reply on ps
 	cause    atomic.Pointer[error] // why the health check replaced ps
@@ -103,11 +102,7 @@ func buildOptions(namespace string, opts []Option) (Options, error) {
 	if namespace == "" {
 		return Options{}, invalid("empty namespace")
 	}
-	o := DefaultOptions()
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return o.withDefaults()
+	return transportopt.Apply(DefaultOptions(), opts).withDefaults()
 }
 
 // newClient parses rawURL: redis:// or rediss:// with the query parameters
@@ -142,6 +137,7 @@ func newClient(rawURL string, o Options) (redis.UniversalClient, error) {
 		}
 		co.TLSConfig = mergeTLS(co.TLSConfig, o.TLSConfig)
 		co.ClientName = o.ClientName
+		co.ContextTimeoutEnabled = true
 		return redis.NewClusterClient(co), nil
 	}
 	ro, err := redis.ParseURL(u.String())
@@ -150,6 +146,7 @@ func newClient(rawURL string, o Options) (redis.UniversalClient, error) {
 	}
 	ro.TLSConfig = mergeTLS(ro.TLSConfig, o.TLSConfig)
 	ro.ClientName = o.ClientName
+	ro.ContextTimeoutEnabled = true
 	return redis.NewClient(ro), nil
 }
 
@@ -234,6 +231,11 @@ func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
 	if err != nil {
 		if t.closed.Load() {
 			return fmt.Errorf("redistransport: publish: %w (%v)", core.ErrClosed, err)
+		}
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			// The client gave up on a read or write at the context's
+			// deadline and says so as a network timeout.
+			return fmt.Errorf("redistransport: publish to %s: %w (%v)", t.channel, cerr, err)
 		}
 		return fmt.Errorf("redistransport: publish to %s: %w", t.channel, err)
 	}
@@ -339,7 +341,6 @@ func isUnsubscribe(kind string) bool { return kind == "unsubscribe" || kind == "
 // reports as a disconnect.
 func (t *Transport) receive(h core.Handler, ps *redis.PubSub) {
 	defer t.wg.Done()
-	t.loopID.Store(goid.Current())
 	t.event(h, core.EventConnected, nil)
 	up := true
 	backoff := time.Duration(0)
@@ -548,9 +549,7 @@ func (t *Transport) recoverHandler(method string) {
 
 // Close stops delivery and waits until the handler has returned for the last
 // time; afterwards Publish returns core.ErrClosed. It closes the client only
-// when Open created it. Close is idempotent. Called from inside the handler,
-// Close does not wait for the handler (that would deadlock): the delivery
-// goroutine stops as soon as the handler returns.
+// when Open created it. Close is idempotent.
 func (t *Transport) Close() error {
 	if !t.closed.CompareAndSwap(false, true) {
 		return nil
@@ -562,9 +561,7 @@ func (t *Transport) Close() error {
 	if ps != nil {
 		_ = ps.Close()
 	}
-	if id := t.loopID.Load(); id == 0 || id != goid.Current() {
-		t.wg.Wait()
-	}
+	t.wg.Wait()
 	if t.owned {
 		if err := t.client.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 			return fmt.Errorf("redistransport: close client: %w", err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -314,10 +315,27 @@ func TestHandlerPanicRecovered(t *testing.T) {
 	waitFor(t, "delivery after a panic", func() bool { return r.has("after") })
 }
 
-func TestCloseFromHandler(t *testing.T) {
+// TestCloseHandedOffByHandler: a Close that the handler hands to another
+// goroutine (a handler never calls Close itself) returns once the handler
+// call returned.
+func TestCloseHandedOffByHandler(t *testing.T) {
 	tr := newTransport(t, sharedClient(t, uniq("closeh")), uniq("closeh"))
+	var inHandler atomic.Bool
+	var once sync.Once
 	closed := make(chan error, 1)
-	h := core.HandlerFuncs{Message: func([]byte) { closed <- tr.Close() }}
+	h := core.HandlerFuncs{Message: func([]byte) {
+		inHandler.Store(true)
+		defer inHandler.Store(false)
+		once.Do(func() {
+			go func() {
+				err := tr.Close()
+				if err == nil && inHandler.Load() {
+					err = errors.New("Close returned while the handler call was running")
+				}
+				closed <- err
+			}()
+		})
+	}}
 	if err := tr.Subscribe(context.Background(), h); err != nil {
 		t.Fatal(err)
 	}
@@ -327,10 +345,10 @@ func TestCloseFromHandler(t *testing.T) {
 	select {
 	case err := <-closed:
 		if err != nil {
-			t.Fatalf("Close from the handler: %v", err)
+			t.Fatalf("Close handed off by the handler: %v", err)
 		}
 	case <-time.After(bound):
-		t.Fatal("Close from the handler did not return")
+		t.Fatal("Close handed off by the handler did not return")
 	}
 }
 

@@ -2,6 +2,7 @@ package servicebustransport_test
 
 import (
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,25 +39,32 @@ func restarter(srv *sbfake.Server) func(t testing.TB) {
 }
 
 // preprovisionedHarness gives every instance a subscription made on the
-// fake beforehand (Options.Subscription) and a client of its own (Open).
+// fake beforehand (Options.Subscription) and a client of its own (Open),
+// connected through a TCP proxy of its own so that Stall can hold the
+// fake's replies to it.
 func preprovisionedHarness(t *testing.T) conformance.BackplaneHarness {
 	srv := startFake(t)
 	var n atomic.Int64
+	var proxies shipped.Proxies
 	return conformance.BackplaneHarness{
 		New: func(t testing.TB, ns string) core.Backplane {
 			sub := fmt.Sprintf("instance-%d", n.Add(1))
 			srv.AddTopic(servicebustransport.DefaultTopicPrefix+ns, sub)
-			tr, err := servicebustransport.Open(srv.ConnectionString(), ns,
+			p := proxies.Start(t, srv.Addr())
+			conn := strings.Replace(srv.ConnectionString(), srv.Addr(), p.Addr(), 1)
+			tr, err := servicebustransport.Open(conn, ns,
 				servicebustransport.WithSubscription(sub),
 				servicebustransport.WithClientOptions(fastRetries),
 				servicebustransport.WithLogger(quiet))
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}
+			proxies.Add(tr, p)
 			return tr
 		},
 		Ordered:       true,
 		Disconnect:    dropper(srv),
+		Stall:         proxies.Stall,
 		RestartBroker: restarter(srv),
 	}
 }
@@ -92,25 +100,14 @@ func provisionedHarness(t *testing.T) conformance.BackplaneHarness {
 	}
 }
 
-var harnesses = []struct {
-	name string
-	make func(t *testing.T) conformance.BackplaneHarness
-}{
-	{"preprovisioned", preprovisionedHarness},
-	{"provisioned-peeklock", provisionedHarness},
+var harnesses = []shipped.Harness{
+	{Name: "preprovisioned", Make: preprovisionedHarness},
+	{Name: "provisioned-peeklock", Make: provisionedHarness},
 }
 
-// TestConformance runs the Backplane suite over the fake.
-func TestConformance(t *testing.T) {
-	for _, h := range harnesses {
-		t.Run(h.name, func(t *testing.T) { conformance.RunBackplane(t, h.make(t)) })
-	}
-}
+// TestConformance runs the Backplane suite on every harness.
+func TestConformance(t *testing.T) { shipped.RunBackplane(t, harnesses) }
 
 // TestCacheConformance runs the engine end to end over this transport with
 // every store the module ships, on every harness.
-func TestCacheConformance(t *testing.T) {
-	for _, h := range harnesses {
-		t.Run(h.name, func(t *testing.T) { shipped.RunCache(t, h.make) })
-	}
-}
+func TestCacheConformance(t *testing.T) { shipped.RunCacheOn(t, harnesses) }

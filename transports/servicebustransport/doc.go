@@ -123,10 +123,10 @@
 // and events in the order they happen, never from within Subscribe or
 // Publish. A panicking handler is recovered and logged, and delivery goes
 // on. Close cancels the receive call, waits for a running handler call to
-// return, and makes no handler call afterwards. A handler may call Close:
-// it returns at once, and the Transport is released when the handler call
-// returns. A slow handler slows receiving: messages wait in the subscription
-// (at most ReceiveBatch of them in the client), nothing is dropped. In
+// return, and makes no handler call afterwards (a handler never calls
+// Publish or Close, core.Handler says). A slow handler slows receiving:
+// messages wait in the subscription (at most ReceiveBatch of them in the
+// client), nothing is dropped. In
 // PeekLock mode a second goroutine completes the messages the handler has
 // returned from, so that a slow or failing completion (which the SDK
 // retries) does not hold up delivery.

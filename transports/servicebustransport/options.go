@@ -1,14 +1,13 @@
 package servicebustransport
 
 import (
-	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
-	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/transportopt"
 )
 
 // Defaults used by DefaultOptions.
@@ -122,45 +121,32 @@ func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Logger = l 
 
 // resolve applies opts over the defaults and validates the result.
 func resolve(namespace string, opts []Option) (Options, error) {
-	o := DefaultOptions()
-	for _, opt := range opts {
-		opt(&o)
-	}
+	const pkg = "servicebustransport"
+	o := transportopt.Apply(DefaultOptions(), opts)
 	d := DefaultOptions()
-	if o.MaxMessageSize == 0 {
-		o.MaxMessageSize = d.MaxMessageSize
-	}
-	if o.ReceiveBatch == 0 {
-		o.ReceiveBatch = d.ReceiveBatch
-	}
-	if o.RecoverWait == 0 {
-		o.RecoverWait = d.RecoverWait
-	}
-	if o.SettleTimeout == 0 {
-		o.SettleTimeout = d.SettleTimeout
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	transportopt.Fill(&o.MaxMessageSize, d.MaxMessageSize)
+	transportopt.Fill(&o.ReceiveBatch, d.ReceiveBatch)
+	transportopt.Fill(&o.RecoverWait, d.RecoverWait)
+	transportopt.Fill(&o.SettleTimeout, d.SettleTimeout)
+	transportopt.Fill(&o.Logger, slog.Default())
 	if o.Topic == "" {
 		if namespace == "" {
-			return o, fmt.Errorf("%w: servicebustransport: empty namespace and no Topic", core.ErrInvalidOption)
+			return o, transportopt.Invalid(pkg, "empty namespace and no Topic")
 		}
 		o.Topic = DefaultTopicPrefix + namespace
 	}
 	switch {
 	case strings.ContainsAny(o.Topic, "?#@\\") || len(o.Topic) > 260:
-		return o, fmt.Errorf("%w: servicebustransport: invalid topic name %q", core.ErrInvalidOption, o.Topic)
+		return o, transportopt.Invalid(pkg, "invalid topic name %q", o.Topic)
 	case (o.Subscription == "") == (o.Provisioner == nil):
-		return o, fmt.Errorf("%w: servicebustransport: set exactly one of Subscription and Provisioner", core.ErrInvalidOption)
+		return o, transportopt.Invalid(pkg, "set exactly one of Subscription and Provisioner")
 	case o.MaxMessageSize <= MessageOverhead:
-		return o, fmt.Errorf("%w: servicebustransport: MaxMessageSize %d <= %d", core.ErrInvalidOption, o.MaxMessageSize, MessageOverhead)
+		return o, transportopt.Invalid(pkg, "MaxMessageSize %d <= %d", o.MaxMessageSize, MessageOverhead)
 	case o.ReceiveBatch < 0 || o.ReceiveBatch > 5000:
-		return o, fmt.Errorf("%w: servicebustransport: ReceiveBatch %d not in 1..5000", core.ErrInvalidOption, o.ReceiveBatch)
-	case o.RecoverWait < 0:
-		return o, fmt.Errorf("%w: servicebustransport: RecoverWait %v < 0", core.ErrInvalidOption, o.RecoverWait)
-	case o.SettleTimeout < 0:
-		return o, fmt.Errorf("%w: servicebustransport: SettleTimeout %v < 0", core.ErrInvalidOption, o.SettleTimeout)
+		return o, transportopt.Invalid(pkg, "ReceiveBatch %d not in 1..5000", o.ReceiveBatch)
 	}
-	return o, nil
+	return o, transportopt.First(
+		transportopt.NonNegative(pkg, "RecoverWait", o.RecoverWait),
+		transportopt.NonNegative(pkg, "SettleTimeout", o.SettleTimeout),
+	)
 }

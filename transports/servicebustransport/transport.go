@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
 	"github.com/backplane-go/backplane/core"
-	"github.com/backplane-go/backplane/internal/goid"
 )
 
 // errLinkLost is the cause of an EventDisconnected when the SDK reported a
@@ -49,9 +47,6 @@ type Transport struct {
 	wg sync.WaitGroup
 	// closeDone is closed when the first Close has released everything.
 	closeDone chan struct{}
-	// deliveryID is the goroutine id of run, which makes every handler
-	// call: a Close from inside the handler must not wait for itself.
-	deliveryID atomic.Uint64
 }
 
 var _ core.Backplane = (*Transport)(nil)
@@ -310,7 +305,6 @@ func (t *Transport) release(recv *azservicebus.Receiver, name string, provisione
 // run receives until ctx ends. It makes every handler call.
 func (t *Transport) run(ctx context.Context, recv *azservicebus.Receiver, h core.Handler) {
 	defer t.wg.Done()
-	t.deliveryID.Store(goid.Current())
 	t.event(h, core.Event{Kind: core.EventConnected, Time: time.Now()})
 	var settle chan *azservicebus.ReceivedMessage
 	if t.opts.PeekLock {
@@ -425,17 +419,12 @@ func (t *Transport) event(h core.Handler, ev core.Event) {
 // are only logged (at debug level), since nothing is left to release.
 //
 // Close is idempotent: later calls wait for the first to finish and return
-// nil. Called from inside the handler, Close stops delivery and returns at
-// once (nil) without waiting for itself; the release happens as soon as
-// the handler call returns, and no handler call follows.
+// nil.
 func (t *Transport) Close() error {
-	inHandler := goid.Current() == t.deliveryID.Load()
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
-		if !inHandler {
-			<-t.closeDone
-		}
+		<-t.closeDone
 		return nil
 	}
 	t.closed = true
@@ -443,15 +432,6 @@ func (t *Transport) Close() error {
 	t.mu.Unlock()
 	if cancel != nil {
 		cancel()
-	}
-	if inHandler {
-		go func() {
-			t.wg.Wait()
-			if err := t.finish(recv, name, provisioned); err != nil {
-				t.log.Warn("servicebustransport: Close", "err", err)
-			}
-		}()
-		return nil
 	}
 	t.wg.Wait()
 	return t.finish(recv, name, provisioned)

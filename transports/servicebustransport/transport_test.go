@@ -447,18 +447,30 @@ func TestLinkError(t *testing.T) {
 	}
 }
 
-// TestCloseFromHandler: Close called by the handler returns without
-// waiting for itself; no handler call follows, and the subscription it
-// provisioned is deleted once the handler returned.
-func TestCloseFromHandler(t *testing.T) {
+// TestCloseHandedOffByHandler: a Close that the handler hands to another
+// goroutine (a handler never calls Close itself) returns once the handler
+// call returned; no handler call follows, and the subscription it
+// provisioned is deleted.
+func TestCloseHandedOffByHandler(t *testing.T) {
 	srv := startFake(t)
 	srv.AddTopic("backplane.selfclose")
 	var tr *servicebustransport.Transport
 	var calls atomic.Int64
+	var inHandler atomic.Bool
+	var atClose atomic.Int64
 	closed := make(chan error, 1)
 	h := core.HandlerFuncs{Message: func([]byte) {
+		inHandler.Store(true)
+		defer inHandler.Store(false)
 		if calls.Add(1) == 1 {
-			closed <- tr.Close()
+			go func() {
+				err := tr.Close()
+				atClose.Store(calls.Load())
+				if err == nil && inHandler.Load() {
+					err = errors.New("Close returned while the handler call was running")
+				}
+				closed <- err
+			}()
 		}
 	}}
 	var err error
@@ -478,18 +490,43 @@ func TestCloseFromHandler(t *testing.T) {
 	select {
 	case err := <-closed:
 		if err != nil {
-			t.Fatalf("Close from the handler: %v", err)
+			t.Fatalf("Close handed off by the handler: %v", err)
 		}
 	case <-time.After(waitTimeout):
-		t.Fatal("Close from the handler did not return")
+		t.Fatal("Close handed off by the handler did not return")
 	}
-	if err := tr.Close(); err != nil { // waits for the release
+	if err := tr.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if n := calls.Load(); n != 1 {
-		t.Fatalf("%d handler calls; want 1 (none after Close)", n)
+	if n, m := atClose.Load(), calls.Load(); n != m {
+		t.Fatalf("%d handler calls after Close returned", m-n)
 	}
 	if srv.Pending("backplane.selfclose", name) != -1 {
 		t.Fatal("the provisioned subscription was not deleted")
+	}
+}
+
+// TestOptionErrorTexts pins the text of option errors, which name the
+// setting at fault.
+func TestOptionErrorTexts(t *testing.T) {
+	sub := servicebustransport.WithSubscription("s")
+	cases := []struct {
+		ns   string
+		opts []servicebustransport.Option
+		want string
+	}{
+		{"", []servicebustransport.Option{sub}, "backplane: invalid option: servicebustransport: empty namespace and no Topic"},
+		{"ns", []servicebustransport.Option{sub, servicebustransport.WithTopic("a?b")}, `backplane: invalid option: servicebustransport: invalid topic name "a?b"`},
+		{"ns", nil, "backplane: invalid option: servicebustransport: set exactly one of Subscription and Provisioner"},
+		{"ns", []servicebustransport.Option{sub, servicebustransport.WithMaxMessageSize(100)}, "backplane: invalid option: servicebustransport: MaxMessageSize 100 <= 512"},
+		{"ns", []servicebustransport.Option{sub, servicebustransport.WithReceiveBatch(5001)}, "backplane: invalid option: servicebustransport: ReceiveBatch 5001 not in 1..5000"},
+		{"ns", []servicebustransport.Option{sub, servicebustransport.WithRecoverWait(-time.Second)}, "backplane: invalid option: servicebustransport: RecoverWait -1s < 0"},
+		{"ns", []servicebustransport.Option{sub, func(o *servicebustransport.Options) { o.SettleTimeout = -time.Second }}, "backplane: invalid option: servicebustransport: SettleTimeout -1s < 0"},
+	}
+	for _, c := range cases {
+		_, err := servicebustransport.Open("Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;SharedAccessKey=k;UseDevelopmentEmulator=true", c.ns, c.opts...)
+		if err == nil || err.Error() != c.want || !errors.Is(err, core.ErrInvalidOption) {
+			t.Errorf("Open = %v; want %q wrapping core.ErrInvalidOption", err, c.want)
+		}
 	}
 }
