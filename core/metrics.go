@@ -30,11 +30,13 @@ type Stats struct {
 	KeysEvicted   uint64 // keys evicted on behalf of other instances
 	Gaps          uint64 // sequence gaps and lost tails detected
 	Flushes       uint64 // local store wipes: safety flushes (any cause) and Clears, local or remote
+	Suspensions   uint64 // times the store was kept but not served until delivery caught up (Limits.Durable)
+	PeersLost     uint64 // peers that went quiet without leaving, over a Durable transport (no flush)
 }
 
 type counters struct {
 	hits, misses, loads, loadsNotKept, keysPublished, published, publishErrors,
-	received, ignoredOwn, decodeErrors, rejected, replayed, peersRefused, keysEvicted, gaps, flushes atomic.Uint64
+	received, ignoredOwn, decodeErrors, rejected, replayed, peersRefused, keysEvicted, gaps, flushes, suspensions, peersLost atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -45,7 +47,7 @@ func (c *counters) snapshot() Stats {
 		Received: c.received.Load(), IgnoredOwn: c.ignoredOwn.Load(),
 		DecodeErrors: c.decodeErrors.Load(), Rejected: c.rejected.Load(), Replayed: c.replayed.Load(),
 		PeersRefused: c.peersRefused.Load(), KeysEvicted: c.keysEvicted.Load(),
-		Gaps: c.gaps.Load(), Flushes: c.flushes.Load(),
+		Gaps: c.gaps.Load(), Flushes: c.flushes.Load(), Suspensions: c.suspensions.Load(), PeersLost: c.peersLost.Load(),
 	}
 }
 

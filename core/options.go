@@ -78,10 +78,14 @@ type Options struct {
 	// OnDisconnect applies when the transport reports a disconnect or the
 	// link goes silent. PolicyFlush (default) clears the store and stops
 	// caching until the link is back; reads keep being served through
-	// GetOrLoad's loader. PolicyKeep keeps serving cached entries.
+	// GetOrLoad's loader. PolicyKeep keeps serving cached entries. Over a
+	// Durable transport neither applies: the store is kept but not served
+	// until delivery has caught up (Health.Suspended).
 	OnDisconnect Policy
 	// OnReconnect applies when the link is back after a disconnect or a
 	// silence (messages may have been lost meanwhile). Default PolicyFlush.
+	// Over a Durable transport it applies only when the transport could
+	// not resume where it stopped (Event.Resumed false).
 	OnReconnect Policy
 	// OnGap applies when a peer's sequence numbers show lost messages, or
 	// the transport reports a loss. Default PolicyFlush.

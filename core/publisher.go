@@ -38,6 +38,7 @@ type publisher struct {
 	trailer    int
 	pending    atomic.Int64 // Invalidate and Clear calls not answered (Health)
 	queued     atomic.Int64 // calls handed to the publisher and not answered (tests)
+	probing    atomic.Bool  // a heartbeat is wanted at once (probe)
 }
 
 func (p *publisher) init(bp Backplane, queue, maxPayload, trailer int) {
@@ -69,6 +70,13 @@ func (p *publisher) limits(lim Limits) error {
 // reorders reports whether this instance's messages may overtake one
 // another: rounds overlap on a transport that does not keep their order.
 func (p *publisher) reorders() bool { return p.sender == nil && cap(p.slots) > 1 }
+
+// probe asks the publisher for a heartbeat now (recovery.go: an own
+// message that comes back proves that delivery caught up).
+func (p *publisher) probe() {
+	p.probing.Store(true)
+	p.kickPublisher()
+}
 
 func (p *publisher) kickPublisher() {
 	select {
@@ -246,6 +254,9 @@ func (c *Cache) publishLoop() {
 		var op Op
 		select {
 		case <-c.pub.kick:
+			if p.probing.Swap(false) {
+				op = OpHeartbeat
+			}
 		case <-tick:
 			op = OpHeartbeat
 		case <-c.life.stop:

@@ -49,6 +49,10 @@ type fills struct {
 	nflights atomic.Int32
 
 	degraded atomic.Bool // not caching: link down or silent under PolicyFlush
+	// suspended, over a Durable transport, keeps the store but serves
+	// nothing from it until delivery has caught up (recovery.go); degraded
+	// is set with it.
+	suspended atomic.Bool
 
 	// lastFlush and lastCause describe the last wipe of the store, for
 	// Health; guarded by flushMu.
@@ -133,6 +137,9 @@ func (c *Cache) Get(key string) ([]byte, bool) {
 }
 
 func (c *Cache) get(key string) ([]byte, bool) {
+	if c.fills.suspended.Load() {
+		return nil, false
+	}
 	raw, ok := c.store.Get(key)
 	if !ok {
 		return nil, false
