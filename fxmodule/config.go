@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/stores/bigcachestore"
+	"github.com/backplane-go/backplane/stores/otterstore"
 )
 
 // Config chooses and configures a Cache's transport, store and engine. It
@@ -138,12 +140,14 @@ type Config struct {
 
 // StoreConfig picks and configures the local store.
 type StoreConfig struct {
-	// Name is the registered store: "bigcache" or one added with
+	// Name is the registered store: "bigcache", "otter" or one added with
 	// RegisterStore. YAML store.name, env BACKPLANE_STORE_NAME. Default
 	// "bigcache".
 	Name string `yaml:"name" json:"name"`
 	// BigCache sizes the "bigcache" store. YAML store.bigcache.
 	BigCache BigCacheConfig `yaml:"bigcache" json:"bigcache"`
+	// Otter sizes the "otter" store. YAML store.otter.
+	Otter OtterConfig `yaml:"otter" json:"otter"`
 	// Params configures other stores: free-form settings their opener
 	// reads. YAML store.params.<key>, env BACKPLANE_STORE_PARAMS_<KEY>
 	// (the key lower-cased). Default empty.
@@ -181,6 +185,38 @@ type BigCacheConfig struct {
 	MaxEntrySize       int `yaml:"max_entry_size" json:"max_entry_size"`
 }
 
+// OtterConfig sizes the otter store (see otterstore.Config and
+// otterstore.DefaultConfig).
+type OtterConfig struct {
+	// MaxSizeMB bounds the cache in MiB, counting each entry's key, value
+	// and otterstore.EntryOverhead; 0 bounds it by MaxEntries instead. YAML
+	// store.otter.max_size_mb, env BACKPLANE_STORE_OTTER_MAX_SIZE_MB.
+	// Default 256.
+	MaxSizeMB int `yaml:"max_size_mb" json:"max_size_mb"`
+	// MaxEntries bounds the number of entries; only with MaxSizeMB 0 (both
+	// 0: no bound). YAML store.otter.max_entries, env
+	// BACKPLANE_STORE_OTTER_MAX_ENTRIES. Default 0.
+	MaxEntries int `yaml:"max_entries" json:"max_entries"`
+	// MaxValueLen is the largest value in bytes the store accepts; 0 means
+	// as large as fits MaxSizeMB. YAML store.otter.max_value_len, env
+	// BACKPLANE_STORE_OTTER_MAX_VALUE_LEN. Default 1048576 (1 MiB).
+	MaxValueLen int `yaml:"max_value_len" json:"max_value_len"`
+	// InitialCapacity is the number of entries the store is sized for at
+	// the start; 0 lets otter choose. YAML store.otter.initial_capacity, env
+	// BACKPLANE_STORE_OTTER_INITIAL_CAPACITY. Default 0.
+	InitialCapacity int `yaml:"initial_capacity" json:"initial_capacity"`
+	// Expire makes the store itself expire entries by the engine's TTL, so
+	// that expired entries free their room early; the engine checks TTL on
+	// every read either way. YAML store.otter.expire, env
+	// BACKPLANE_STORE_OTTER_EXPIRE. Default true.
+	Expire bool `yaml:"expire" json:"expire"`
+	// ClockResolution is how often the store's expiry clock is updated; 0
+	// reads the precise time on every read (slower). YAML
+	// store.otter.clock_resolution, env
+	// BACKPLANE_STORE_OTTER_CLOCK_RESOLUTION. Default 1s.
+	ClockResolution time.Duration `yaml:"clock_resolution" json:"clock_resolution"`
+}
+
 // Default values of Config fields that core.DefaultOptions does not set.
 const (
 	DefaultTransportURL = "mem://"
@@ -193,6 +229,7 @@ const (
 func DefaultConfig() Config {
 	o := core.DefaultOptions()
 	bc := bigcachestore.DefaultConfig()
+	oc := otterstore.DefaultConfig()
 	return Config{
 		TransportURL: DefaultTransportURL,
 		Store: StoreConfig{
@@ -204,6 +241,14 @@ func DefaultConfig() Config {
 				CleanWindow:        bc.CleanWindow,
 				MaxEntriesInWindow: bc.MaxEntriesInWindow,
 				MaxEntrySize:       bc.MaxEntrySize,
+			},
+			Otter: OtterConfig{
+				MaxSizeMB:       oc.MaxBytes >> 20,
+				MaxEntries:      oc.MaxEntries,
+				MaxValueLen:     oc.MaxValueLen,
+				InitialCapacity: oc.InitialCapacity,
+				Expire:          oc.TTL,
+				ClockResolution: oc.ClockResolution,
 			},
 		},
 		TTL:               o.TTL,
@@ -275,6 +320,11 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if strings.EqualFold(c.Store.Name, "otter") {
+		if err := c.Store.Otter.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) == 0 {
 		o := c.CoreOptions()
 		if err := o.Validate(); err != nil {
@@ -303,6 +353,47 @@ func (b BigCacheConfig) validate() error {
 		return bad("max_entry_size", "%d must be positive", b.MaxEntrySize)
 	}
 	return nil
+}
+
+func (o OtterConfig) validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: store.otter.%s: "+format, append([]any{core.ErrInvalidOption, field}, args...)...)
+	}
+	switch {
+	case o.MaxSizeMB < 0:
+		return bad("max_size_mb", "%d is negative", o.MaxSizeMB)
+	case o.MaxSizeMB > math.MaxInt>>20:
+		return bad("max_size_mb", "%d is too large", o.MaxSizeMB)
+	case o.MaxEntries < 0:
+		return bad("max_entries", "%d is negative", o.MaxEntries)
+	case o.MaxEntries > 0 && o.MaxSizeMB > 0:
+		return bad("max_entries", "%d set together with max_size_mb %d (set max_size_mb to 0 to bound by entries)", o.MaxEntries, o.MaxSizeMB)
+	case o.MaxValueLen < 0:
+		return bad("max_value_len", "%d is negative", o.MaxValueLen)
+	case o.InitialCapacity < 0:
+		return bad("initial_capacity", "%d is negative", o.InitialCapacity)
+	case o.ClockResolution < 0:
+		return bad("clock_resolution", "%v is negative", o.ClockResolution)
+	}
+	if o.MaxSizeMB > 0 && o.MaxValueLen > 0 {
+		if err := o.Otter().Validate(); err != nil {
+			return bad("max_value_len", "%d bytes does not fit max_size_mb %d", o.MaxValueLen, o.MaxSizeMB)
+		}
+	}
+	return nil
+}
+
+// Otter returns the configuration of the "otter" store:
+// otterstore.DefaultConfig with the fields of o applied.
+func (o OtterConfig) Otter() otterstore.Config {
+	cfg := otterstore.DefaultConfig()
+	cfg.MaxBytes = o.MaxSizeMB << 20
+	cfg.MaxEntries = o.MaxEntries
+	cfg.MaxValueLen = o.MaxValueLen
+	cfg.InitialCapacity = o.InitialCapacity
+	cfg.TTL = o.Expire
+	cfg.ClockResolution = o.ClockResolution
+	return cfg
 }
 
 // CoreOptions returns the engine options: core.DefaultOptions with every
@@ -364,5 +455,14 @@ func init() {
 			return nil, err
 		}
 		return bigcachestore.New(cfg.BigCache.BigCache())
+	})
+	RegisterStore("otter", func(_ context.Context, cfg StoreConfig) (core.LocalStore, error) {
+		if len(cfg.Params) > 0 {
+			return nil, fmt.Errorf("%w: otter takes store.otter settings, not store.params", ErrUnknownParameter)
+		}
+		if err := cfg.Otter.validate(); err != nil {
+			return nil, err
+		}
+		return otterstore.New(cfg.Otter.Otter())
 	})
 }

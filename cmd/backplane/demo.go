@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ import (
 type demoOptions struct {
 	duration  time.Duration
 	transport string
+	store     string
 	instances int
 	products  int
 	readRate  int
@@ -53,11 +55,13 @@ was acknowledged and still returns an older version is a stale read. There
 must be none; the demo exits with code 1 if it sees one.
 
 --transport runs the same demo over a real broker (on a fresh namespace of its
-own, so it disturbs no application).`,
+own, so it disturbs no application). --store picks the instances' local
+store: bigcache (stores/bigcachestore) or otter (stores/otterstore).`,
 		Example: `  backplane demo
   backplane demo --duration 5s
   backplane demo --transport redis://127.0.0.1:6379
-  backplane demo --transport nats://127.0.0.1:4222 --instances 5 --write-rate 100`,
+  backplane demo --transport nats://127.0.0.1:4222 --instances 5 --write-rate 100
+  backplane demo --store otter`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), g, o)
@@ -66,6 +70,7 @@ own, so it disturbs no application).`,
 	f := cmd.Flags()
 	f.DurationVarP(&o.duration, "duration", "d", 15*time.Second, "how long to run the workload")
 	f.StringVar(&o.transport, "transport", "", "broker URL to use instead of the embedded NATS server")
+	f.StringVar(&o.store, "store", "bigcache", "local store of the instances: "+strings.Join(storeNames, " or "))
 	f.IntVar(&o.instances, "instances", 3, "catalog instances to run")
 	f.IntVar(&o.products, "products", 100, "products in the catalog")
 	f.IntVar(&o.readRate, "read-rate", 800, "reads per second, spread over the instances")
@@ -173,6 +178,8 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 		return usagef("--read-rate and --write-rate must be at least 1")
 	case o.grace < 0:
 		return usagef("--grace must not be negative")
+	case !slices.Contains(storeNames, o.store):
+		return usagef("--store must be one of %s", strings.Join(storeNames, ", "))
 	}
 	rawURL, where := o.transport, ""
 	if rawURL == "" {
@@ -225,7 +232,7 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 		if err != nil {
 			return err
 		}
-		in.cache, err = g.openCache(ctx, rawURL, namespace, func(bp core.Backplane) core.Backplane {
+		in.cache, err = g.openCacheOn(ctx, o.store, rawURL, namespace, func(bp core.Backplane) core.Backplane {
 			return newTap(bp, in.observe)
 		})
 		if err != nil {
@@ -246,8 +253,8 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 		ins = append(ins, in)
 	}
 
-	fmt.Fprintf(g.stdout, "backplane demo: %d catalog instances, %d products in SQLite, broker: %s, namespace %s\n",
-		o.instances, o.products, where, namespace)
+	fmt.Fprintf(g.stdout, "backplane demo: %d catalog instances, %d products in SQLite, broker: %s, namespace %s, store %s\n",
+		o.instances, o.products, where, namespace, o.store)
 	for _, in := range ins {
 		fmt.Fprintf(g.stdout, "  instance %s  %s/products/{id}\n", in.name, in.url)
 	}

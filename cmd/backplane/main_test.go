@@ -154,6 +154,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad duration", []string{"demo", "--duration", "soon"}, "invalid argument"},
 		{"negative duration", []string{"demo", "--duration", "-1s"}, "--duration must be positive"},
 		{"demo with args", []string{"demo", "nats://127.0.0.1:4222"}, "takes no arguments"},
+		{"demo unknown store", []string{"demo", "--store", "ristretto"}, "--store must be one of bigcache, otter"},
 		{"bench bad size", []string{"bench", "nats://127.0.0.1:1", "--size", "3"}, "--size"},
 		{"check unknown case", []string{"check", "nats://127.0.0.1:4222", "--case", "nope"}, `unknown case "nope"`},
 		{"key too long", []string{"invalidate", "nats://127.0.0.1:1", "-n", "x", strings.Repeat("k", core.MaxKeyLen+1)}, "longest key"},
@@ -470,6 +471,10 @@ func TestDemo(t *testing.T) {
 		r := cli(t, "", "demo", "--duration", "2s")
 		r.expect(t, exitOK, "embedded NATS server", "instance a", "instance b", "instance c", "propagation",
 			"stale reads  0", "OK: every instance served fresh data")
+	})
+	t.Run("otter", func(t *testing.T) {
+		r := cli(t, "", "demo", "--duration", "2s", "--store", "otter")
+		r.expect(t, exitOK, "embedded NATS server", "store otter", "instance c", "stale reads  0", "OK: every instance served fresh data")
 	})
 	t.Run("redis", func(t *testing.T) {
 		url := testenv.RedisURL(t)
