@@ -143,28 +143,16 @@ func (c *Cache) Clear(ctx context.Context) error {
 	return c.enqueue(ctx, &pubReq{op: OpClear})
 }
 
-// enqueue publishes r and returns once the round that carries it is
-// answered, or ctx ends. On an idle instance (nothing queued, the token
-// and a slot free) the caller publishes a round of r alone. Otherwise r
-// queues, and while it waits its caller takes the token whenever it is
-// free and publishes what is queued itself.
+// enqueue queues r and returns once the round that carries it is answered,
+// or ctx ends. While r waits, its caller takes the token whenever it is
+// free and publishes what is queued itself: on an idle instance, a round of
+// r alone, without waking another goroutine.
 func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 	if err := c.life.accept(); err != nil {
 		return err
 	}
 	p := &c.pub
 	p.pending.Add(1)
-	if len(p.reqs) == 0 && c.tryIdle() {
-		// Nothing queued, the token and a slot free: a round of r alone,
-		// without queueing it.
-		p.queued.Add(1)
-		batch := [1]*pubReq{r}
-		var own context.Context
-		if ctx.Done() != nil {
-			own = ctx
-		}
-		return c.round(own, batch[:], c.encodeBatch(batch[:]))
-	}
 	r.done = make(chan error, 1)
 	select {
 	case p.reqs <- r: // the round that takes r answers it and ends its count
@@ -192,22 +180,6 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 			p.kickPublisher()
 			return ctx.Err()
 		}
-	}
-}
-
-// tryIdle takes the token and a slot if both are free.
-func (c *Cache) tryIdle() bool {
-	select {
-	case c.pub.token <- struct{}{}:
-	default:
-		return false
-	}
-	select {
-	case c.pub.slots <- struct{}{}:
-		return true
-	default:
-		<-c.pub.token
-		return false
 	}
 }
 
@@ -301,13 +273,10 @@ func (c *Cache) collect() []*pubReq {
 	return batch
 }
 
-// answer ends the calls of a round with its error (but for a call that
-// publishes its round itself, which returns it).
+// answer ends the calls of a round with its error.
 func (c *Cache) answer(batch []*pubReq, err error) {
 	for _, r := range batch {
-		if r.done != nil {
-			r.done <- err
-		}
+		r.done <- err
 		c.pub.queued.Add(-1)
 		c.pub.pending.Add(-1)
 		c.life.calls.Done()
