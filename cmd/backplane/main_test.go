@@ -502,25 +502,7 @@ func TestSigning(t *testing.T) {
 	if err := os.WriteFile(keyFile, append(secret, '\n'), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	kr, err := core.NewKeyring(core.SigningKey{ID: "k1", Secret: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	bp, err := fxmodule.OpenBackplane(ctx, url, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := bigcachestore.New(bigcachestore.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	app, err := core.Open(ctx, store, bp, core.WithKeyring(kr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close()
+	app := openSigned(t, url, ns, secret)
 	if err := app.Set("k", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
@@ -558,7 +540,19 @@ func TestCheckFleet(t *testing.T) {
 	}
 	right := keyFile("k1", "0123456789abcdef0123456789abcdef")
 	wrong := keyFile("k2", "fedcba9876543210fedcba9876543210")
-	kr, err := core.NewKeyring(core.SigningKey{ID: "k1", Secret: []byte("0123456789abcdef0123456789abcdef")})
+	openSigned(t, url, ns, []byte("0123456789abcdef0123456789abcdef"), core.WithHeartbeat(100*time.Millisecond, 0))
+	cli(t, "", "check", url, "--case", "fleet", "-n", ns, "--listen", "1s", "--signing-key", "k1:"+right).
+		expect(t, exitOK, "1 peers heard", "all 1 cases passed")
+	cli(t, "", "check", url, "--case", "fleet", "-n", ns, "--listen", "1s", "--signing-key", "k2:"+wrong).
+		expect(t, exitFailure, "FAIL  fleet", "rejected", "another key", "1 of 1 cases failed")
+	cli(t, "", "check", url, "--listen", "0s", "-n", ns).expect(t, exitUsage, "--listen must be positive")
+}
+
+// openSigned opens an application instance on ns that signs with key k1
+// of secret; it is closed when the test ends.
+func openSigned(t *testing.T, url, ns string, secret []byte, opts ...core.Option) *core.Cache {
+	t.Helper()
+	kr, err := core.NewKeyring(core.SigningKey{ID: "k1", Secret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,14 +566,10 @@ func TestCheckFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := core.Open(ctx, store, bp, core.WithKeyring(kr), core.WithHeartbeat(100*time.Millisecond, 0))
+	app, err := core.Open(ctx, store, bp, append([]core.Option{core.WithKeyring(kr)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer app.Close()
-	cli(t, "", "check", url, "--case", "fleet", "-n", ns, "--listen", "1s", "--signing-key", "k1:"+right).
-		expect(t, exitOK, "1 peers heard", "all 1 cases passed")
-	cli(t, "", "check", url, "--case", "fleet", "-n", ns, "--listen", "1s", "--signing-key", "k2:"+wrong).
-		expect(t, exitFailure, "FAIL  fleet", "rejected", "another key", "1 of 1 cases failed")
-	cli(t, "", "check", url, "--listen", "0s", "-n", ns).expect(t, exitUsage, "--listen must be positive")
+	t.Cleanup(func() { _ = app.Close() })
+	return app
 }
