@@ -18,7 +18,8 @@ const benchKeys = 10000
 func benchKey(i int) string { return fmt.Sprintf("product:%06d", i%benchKeys) }
 
 // BenchmarkGetHit compares a cache hit through the engine with raw bigcache
-// and with the bigcachestore adapter, in the same run.
+// and with the bigcachestore adapter, in the same run, and a hit of an
+// entry with 1 and 4 tags with one without.
 func BenchmarkGetHit(b *testing.B) {
 	value := make([]byte, 256)
 	keys := make([]string, benchKeys)
@@ -41,22 +42,33 @@ func BenchmarkGetHit(b *testing.B) {
 	}
 	defer c.Close()
 	defer store.Close()
+	// Entries with 1 and 4 tags live under their own keys, in the same
+	// engine.
+	tagged := func(k string, n int) string { return fmt.Sprintf("%s/tags-%d", k, n) }
 	for _, k := range keys {
 		_ = raw.Set(k, value)
 		_ = store.Set(k, value, 0)
 		_ = c.Set(k, value)
+		_ = c.SetWithTags(tagged(k, 1), value, "category:1")
+		_ = c.SetWithTags(tagged(k, 4), value, "category:1", "brand:2", "page:3", "region:4")
 	}
-	gets := map[string]func(k string) bool{
-		"raw-bigcache":  func(k string) bool { _, err := raw.Get(k); return err == nil },
-		"bigcachestore": func(k string) bool { _, ok := store.Get(k); return ok },
-		"engine":        func(k string) bool { _, ok := c.Get(k); return ok },
+	keys1, keys4 := make([]string, benchKeys), make([]string, benchKeys)
+	for i, k := range keys {
+		keys1[i], keys4[i] = tagged(k, 1), tagged(k, 4)
 	}
-	for _, name := range []string{"raw-bigcache", "bigcachestore", "engine"} {
+	gets := map[string]func(i int) bool{
+		"raw-bigcache":  func(i int) bool { _, err := raw.Get(keys[i]); return err == nil },
+		"bigcachestore": func(i int) bool { _, ok := store.Get(keys[i]); return ok },
+		"engine":        func(i int) bool { _, ok := c.Get(keys[i]); return ok },
+		"engine-1-tag":  func(i int) bool { _, ok := c.Get(keys1[i]); return ok },
+		"engine-4-tags": func(i int) bool { _, ok := c.Get(keys4[i]); return ok },
+	}
+	for _, name := range []string{"raw-bigcache", "bigcachestore", "engine", "engine-1-tag", "engine-4-tags"} {
 		get := gets[name]
 		b.Run(name, func(b *testing.B) {
 			i := 0
 			for b.Loop() {
-				if !get(keys[i%benchKeys]) {
+				if !get(i % benchKeys) {
 					b.Fatal("miss")
 				}
 				i++
@@ -67,7 +79,7 @@ func BenchmarkGetHit(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				i := int(n.Add(1)) * 7919
 				for pb.Next() {
-					if !get(keys[i%benchKeys]) {
+					if !get(i % benchKeys) {
 						b.Fatal("miss")
 					}
 					i++

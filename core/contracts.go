@@ -27,6 +27,9 @@ var (
 	// ErrTooManyKeys is returned when one Invalidate call carries more keys
 	// than Options.MaxKeysPerCall.
 	ErrTooManyKeys = errors.New("backplane: too many keys")
+	// ErrTooManyTags is returned when one entry carries more tags than
+	// Options.MaxTagsPerEntry.
+	ErrTooManyTags = errors.New("backplane: too many tags")
 	// ErrNilLoader is returned by GetOrLoad when the loader is nil.
 	ErrNilLoader = errors.New("backplane: nil loader")
 	// ErrPayloadTooLarge is returned by Backplane.Publish for a payload

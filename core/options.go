@@ -114,6 +114,11 @@ type Options struct {
 	// gap, OnGap). Default 4096.
 	MaxMissing int
 
+	// MaxTagsPerEntry bounds the tags one entry carries (each costs the
+	// entry 10 bytes and its hits a check); 1 to 255. Tags are 1 to
+	// MaxKeyLen bytes. Default 8.
+	MaxTagsPerEntry int
+
 	// MaxKeysPerCall bounds the keys of one Invalidate call. Default 10000.
 	MaxKeysPerCall int
 	// MaxBatchKeys bounds the keys coalesced into one publish round.
@@ -171,6 +176,7 @@ func DefaultOptions() Options {
 		ReorderWindow:     250 * time.Millisecond,
 		MaxPeers:          1024,
 		MaxMissing:        4096,
+		MaxTagsPerEntry:   8,
 		MaxKeysPerCall:    10000,
 		MaxBatchKeys:      16384,
 		QueueSize:         1024,
@@ -264,6 +270,8 @@ func (o *Options) Validate() error {
 		return bad("MaxPeers %d must be positive", o.MaxPeers)
 	case o.MaxMissing <= 0:
 		return bad("MaxMissing %d must be positive", o.MaxMissing)
+	case o.MaxTagsPerEntry < 1 || o.MaxTagsPerEntry > 255:
+		return bad("MaxTagsPerEntry %d is outside 1..255", o.MaxTagsPerEntry)
 	case o.MaxKeysPerCall <= 0:
 		return bad("MaxKeysPerCall %d must be positive", o.MaxKeysPerCall)
 	case o.MaxBatchKeys <= 0:
