@@ -17,14 +17,16 @@ import (
 )
 
 // RunCache runs the engine end to end over the harness's store and
-// transport: invalidation reaches every instance, clear-all, the
+// transport: invalidation of keys and of tags reaches every instance,
+// clear-all, the
 // fill/invalidate race, flush on reconnect (with h.Backplane.Disconnect) and
 // a randomized multi-instance consistency check, with injected disconnects
 // and broker restarts where the harness offers them; and what a hostile
 // publisher on the channel can and cannot do (see runHostile).
 //
 // The consistency check: writers update a shared source of truth and then
-// call Invalidate on a random instance; readers call GetOrLoad on every
+// call Invalidate (or, for the half of the keys cached under a tag,
+// InvalidateTags) on a random instance; readers call GetOrLoad on every
 // instance. Once an Invalidate has returned and h.StaleBound has passed, no
 // instance may return a value older than that write. A violation fails the
 // test and prints the history of the key that shows it.
@@ -35,6 +37,7 @@ func RunCache(t *testing.T, h CacheHarness) {
 	}
 	s := &cacheSuite{h: h}
 	t.Run("InvalidateReachesEveryInstance", s.caseReachesEveryInstance)
+	t.Run("InvalidateTagsReachesEveryInstance", s.caseTagsReachEveryInstance)
 	t.Run("ClearAll", s.caseClearAll)
 	t.Run("FillInvalidateRace", s.caseFillRace)
 	t.Run("OwnMessagesIgnored", s.caseOwnIgnored)
@@ -127,6 +130,33 @@ func (s *cacheSuite) caseReachesEveryInstance(t *testing.T) {
 		s.waitFor(t, fmt.Sprintf("instance %d to evict k", i+1), func() bool { return absent(c, "k") })
 		if v, ok := c.Get("other"); !ok || string(v) != "o" {
 			t.Fatalf("instance %d lost an unrelated key: %q, %v", i+1, v, ok)
+		}
+	}
+}
+
+// caseTagsReachEveryInstance: InvalidateTags evicts, on every instance,
+// the entries carrying the tag, and no other.
+func (s *cacheSuite) caseTagsReachEveryInstance(t *testing.T) {
+	t.Parallel()
+	caches, _ := s.open(t, 3)
+	ctx := context.Background()
+	for i, c := range caches {
+		for _, e := range []struct{ key, tag string }{{"list:a", "t:a"}, {"list:b", "t:b"}} {
+			if _, err := c.GetOrLoadWithTags(ctx, e.key, []string{e.tag}, constLoader("v")); err != nil {
+				t.Fatalf("GetOrLoadWithTags on instance %d: %v", i, err)
+			}
+			if _, ok := c.Get(e.key); !ok {
+				t.Fatalf("instance %d did not cache %s", i, e.key)
+			}
+		}
+	}
+	if err := caches[0].InvalidateTags(ctx, "t:a"); err != nil {
+		t.Fatalf("InvalidateTags: %v", err)
+	}
+	for i, c := range caches {
+		s.waitFor(t, fmt.Sprintf("instance %d to stop serving the tagged entry", i), func() bool { return absent(c, "list:a") })
+		if v, ok := c.Get("list:b"); !ok || string(v) != "v" {
+			t.Fatalf("instance %d lost an entry of another tag: %q, %v", i, v, ok)
 		}
 	}
 }
@@ -297,6 +327,14 @@ func (s *cacheSuite) caseConsistency(t *testing.T, disconnects, restarts bool) {
 	source := make(map[string]int64) // the source of truth
 	hist := &history{start: time.Now(), events: map[string][]string{}, done: map[string][]write{}}
 	key := func(r *rand.Rand) string { return "item:" + strconv.Itoa(r.IntN(nKeys)) }
+	// The upper half of the keys are cached under a tag (one of four),
+	// and invalidated by it.
+	tagOf := func(k string) []string {
+		if i, _ := strconv.Atoi(strings.TrimPrefix(k, "item:")); i >= nKeys/2 {
+			return []string{"group:" + strconv.Itoa(i%4)}
+		}
+		return nil
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), duration)
 	defer cancel()
@@ -319,7 +357,12 @@ func (s *cacheSuite) caseConsistency(t *testing.T, disconnects, restarts bool) {
 				i, _ := strconv.Atoi(strings.TrimPrefix(k, "item:"))
 				i %= nInstances
 				for {
-					err := caches[i].Invalidate(context.Background(), k)
+					var err error
+					if tags := tagOf(k); tags != nil {
+						err = caches[i].InvalidateTags(context.Background(), tags...)
+					} else {
+						err = caches[i].Invalidate(context.Background(), k)
+					}
 					if err == nil {
 						now := time.Now()
 						hist.mu.Lock()
@@ -347,7 +390,7 @@ func (s *cacheSuite) caseConsistency(t *testing.T, disconnects, restarts bool) {
 				for ctx.Err() == nil {
 					k := key(r)
 					start := time.Now()
-					b, err := c.GetOrLoad(context.Background(), k, func(context.Context) ([]byte, error) {
+					b, err := c.GetOrLoadWithTags(context.Background(), k, tagOf(k), func(context.Context) ([]byte, error) {
 						srcMu.Lock()
 						defer srcMu.Unlock()
 						return []byte(strconv.FormatInt(source[k], 10)), nil
