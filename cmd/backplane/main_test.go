@@ -573,3 +573,28 @@ func openSigned(t *testing.T, url, ns string, secret []byte, opts ...core.Option
 	t.Cleanup(func() { _ = app.Close() })
 	return app
 }
+
+// invalidate --tags evicts the entries cached under the tags, and tail
+// shows the tags.
+func TestInvalidateTags(t *testing.T) {
+	url := testenv.StartNATS(t).URL()
+	ns := randomNamespace("cli-test-")
+	app := engine(t, url, ns)
+	if err := app.SetWithTags("list:shoes", []byte("v"), "category:shoes"); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Set("category:shoes", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	_, out, stderr, wait := background(t, "tail", url, "-n", ns, "--count", "1")
+	waitFor(t, "tail to subscribe", func() bool { return strings.Contains(stderr.String(), "tailing") })
+	cli(t, "", "invalidate", url, "-n", ns, "--tags", "category:shoes").expect(t, exitOK, "invalidated 1 tag(s)")
+	waitFor(t, "the tagged entry to go", func() bool { _, ok := app.Get("list:shoes"); return !ok })
+	if _, ok := app.Get("category:shoes"); !ok {
+		t.Fatal("the key named like the tag was evicted")
+	}
+	wait().expect(t, exitOK)
+	if !strings.Contains(out.String(), "invalidate-tags") || !strings.Contains(out.String(), "tags category:shoes") {
+		t.Fatalf("tail printed %q; want the tag invalidation", out.String())
+	}
+}
