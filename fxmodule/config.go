@@ -106,6 +106,10 @@ type Config struct {
 	// over all peers (core.Options.MaxMissing). YAML max_missing, env
 	// BACKPLANE_MAX_MISSING. Default 4096.
 	MaxMissing int `yaml:"max_missing" json:"max_missing"`
+	// MaxTagsPerEntry bounds the tags one cached entry carries, 1 to 255
+	// (core.Options.MaxTagsPerEntry). YAML max_tags_per_entry, env
+	// BACKPLANE_MAX_TAGS_PER_ENTRY. Default 8.
+	MaxTagsPerEntry int `yaml:"max_tags_per_entry" json:"max_tags_per_entry"`
 
 	// CanaryInterval, when positive, makes the instance invalidate a
 	// synthetic key this often and report, in its health check, when its
@@ -266,6 +270,7 @@ func DefaultConfig() Config {
 		ReorderWindow:     o.ReorderWindow,
 		MaxPeers:          o.MaxPeers,
 		MaxMissing:        o.MaxMissing,
+		MaxTagsPerEntry:   o.MaxTagsPerEntry,
 		CanaryInterval:    o.CanaryInterval,
 		CanaryTimeout:     o.CanaryTimeout,
 		ReplayWindow:      o.ReplayWindow,
@@ -417,6 +422,7 @@ func (c Config) CoreOptions() core.Options {
 	o.PublishTimeout, o.CloseTimeout = c.PublishTimeout, c.CloseTimeout
 	o.ReorderWindow = c.ReorderWindow
 	o.MaxPeers, o.MaxMissing = c.MaxPeers, c.MaxMissing
+	o.MaxTagsPerEntry = c.MaxTagsPerEntry
 	o.CanaryInterval, o.CanaryTimeout = c.CanaryInterval, c.CanaryTimeout
 	o.ReplayWindow, o.AcceptUnsigned = c.ReplayWindow, c.AcceptUnsigned
 	return o

@@ -70,6 +70,7 @@ func TestConfigFieldsFromEnvAndYAML(t *testing.T) {
 		{"reorder_window", "40ms", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().ReorderWindow, 40*time.Millisecond) }},
 		{"max_peers", "64", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().MaxPeers, 64) }},
 		{"max_missing", "512", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().MaxMissing, 512) }},
+		{"max_tags_per_entry", "3", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().MaxTagsPerEntry, 3) }},
 		{"canary_interval", "2s", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().CanaryInterval, 2*time.Second) }},
 		{"canary_timeout", "8s", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().CanaryTimeout, 8*time.Second) }},
 		{"replay_window", "30s", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().ReplayWindow, 30*time.Second) }},

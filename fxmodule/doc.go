@@ -68,6 +68,7 @@
 //	reorder_window                       250ms     wait for an overtaken message (Redis)
 //	max_peers                            1024      peers tracked (above the instances of a namespace)
 //	max_missing                          4096      sequence numbers waited for, over all peers
+//	max_tags_per_entry                   8         tags one cached entry carries (1 to 255)
 //	canary_interval                      0         canary probe period (0: off)
 //	canary_timeout                       0         overdue canary (0: the engine's default)
 //	replay_window                        2m        signed messages' clock window (with a Keyring)
