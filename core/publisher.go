@@ -36,9 +36,13 @@ type publisher struct {
 	seq        uint64        // the last sequence number used; guarded by token
 	maxPayload int           // for the envelope, without the signature trailer
 	trailer    int
-	pending    atomic.Int64 // Invalidate and Clear calls not answered (Health)
-	queued     atomic.Int64 // calls handed to the publisher and not answered (tests)
-	probing    atomic.Bool  // a heartbeat is wanted at once (probe)
+	// the context rounds share (see roundContext); guarded by token
+	roundCtx      context.Context
+	roundCancel   context.CancelFunc
+	roundDeadline time.Time
+	pending       atomic.Int64 // Invalidate and Clear calls not answered (Health)
+	queued        atomic.Int64 // calls handed to the publisher and not answered (tests)
+	probing       atomic.Bool  // a heartbeat is wanted at once (probe)
 }
 
 func (p *publisher) init(bp Backplane, queue, maxPayload, trailer int) {

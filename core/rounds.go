@@ -103,12 +103,8 @@ func (c *Cache) round(own context.Context, batch []*pubReq, envs []Envelope) err
 	p := &c.pub
 	op := envs[0].Op
 	payloads, keys, err := c.encode(envs)
-	ctx, cancel := context.WithTimeout(c.life.runCtx, c.opts.PublishTimeout)
-	if own != nil && own.Done() != nil {
-		stop := context.AfterFunc(own, cancel)
-		defer stop()
-	}
-	defer cancel()
+	ctx, release := c.roundContext(own)
+	defer release()
 	if err == nil {
 		c.echo.record(envs)
 	}
@@ -129,6 +125,28 @@ func (c *Cache) round(own context.Context, batch []*pubReq, envs []Envelope) err
 	err = c.published(op, len(payloads), keys, start, err)
 	c.answer(batch, err)
 	return err
+}
+
+// roundContext returns the context a round waits with, and what releases
+// it: done at Close or when its deadline passes. Rounds share one context
+// while its deadline is at least PublishTimeout away, so that a round
+// needs no timer of its own; a round gets PublishTimeout to a quarter
+// more. A round of one caller whose ctx can end (own) gets a child of it,
+// cancelled when that ctx ends. Called with the token held.
+func (c *Cache) roundContext(own context.Context) (context.Context, func()) {
+	p := &c.pub
+	if now := time.Now(); p.roundCtx == nil || p.roundCtx.Err() != nil || p.roundDeadline.Sub(now) < c.opts.PublishTimeout {
+		// The context replaced is not cancelled: rounds in flight may
+		// still wait with it; its deadline ends it.
+		p.roundDeadline = now.Add(c.opts.PublishTimeout + c.opts.PublishTimeout/4)
+		p.roundCtx, p.roundCancel = context.WithDeadline(c.life.runCtx, p.roundDeadline)
+	}
+	if own == nil || own.Done() == nil {
+		return p.roundCtx, func() {}
+	}
+	ctx, cancel := context.WithCancel(p.roundCtx)
+	stop := context.AfterFunc(own, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // encode encodes envs (signed with a Keyring) and counts their keys (not
