@@ -139,9 +139,9 @@ func (l *ledger) newest(id int64, t time.Time) int64 {
 }
 
 type demoCounters struct {
-	reads, writes, errors, stale, overlapped atomic.Uint64
-	firstStale                               atomic.Pointer[string]
-	firstError                               atomic.Pointer[string]
+	reads, writes, errors, stale, overlapped, listings atomic.Uint64
+	firstStale                                         atomic.Pointer[string]
+	firstError                                         atomic.Pointer[string]
 }
 
 func (c *demoCounters) fail(msg string) {
@@ -282,7 +282,12 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 					return
 				case <-t.C:
 				}
-				demoRead(wctx, client, ins[rng.IntN(len(ins))], pickProduct(rng, o.products), led, &ctr, o.grace)
+				in := ins[rng.IntN(len(ins))]
+				if rng.IntN(10) == 0 {
+					demoListing(wctx, client, in, led, &ctr, o.grace)
+				} else {
+					demoRead(wctx, client, in, pickProduct(rng, o.products), led, &ctr, o.grace)
+				}
 			}
 		})
 	}
@@ -378,6 +383,43 @@ func demoRead(ctx context.Context, client *http.Client, in *demoInstance, id int
 	}
 }
 
+// demoListing reads the listing of the 5 cheapest products, which the
+// catalog caches under a tag that every update invalidates, and judges
+// each product in it like a read of that product.
+func demoListing(ctx context.Context, client *http.Client, in *demoInstance, led *ledger, ctr *demoCounters, grace time.Duration) {
+	started := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, in.url+"/listings/cheapest?n=5", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		if ctx.Err() == nil {
+			ctr.fail(fmt.Sprintf("GET listing on instance %s: %v", in.name, err))
+		}
+		return
+	}
+	defer resp.Body.Close()
+	var ps []catalog.Product
+	if resp.StatusCode != http.StatusOK {
+		ctr.fail(fmt.Sprintf("GET listing on instance %s: %s", in.name, resp.Status))
+		return
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ps); err != nil {
+		ctr.fail(fmt.Sprintf("GET listing on instance %s: %v", in.name, err))
+		return
+	}
+	in.reads.Add(1)
+	ctr.reads.Add(1)
+	ctr.listings.Add(1)
+	for _, p := range ps {
+		if v := led.newest(p.ID, started.Add(-grace)); p.Version < v {
+			ctr.stale.Add(1)
+			msg := fmt.Sprintf("instance %s listed product %d at version %d, but version %d was acknowledged more than %v before the read started (the listing is cached under a tag)",
+				in.name, p.ID, p.Version, v, grace)
+			ctr.firstStale.CompareAndSwap(nil, &msg)
+			return
+		}
+	}
+}
+
 func demoWrite(ctx context.Context, client *http.Client, in *demoInstance, id int64, rng *rand.Rand, led *ledger, ctr *demoCounters) {
 	body, _ := json.Marshal(catalog.Update{PriceCents: new(int64(100 + rng.IntN(100000)))})
 	req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPut, fmt.Sprintf("%s/products/%d", in.url, id), bytes.NewReader(body))
@@ -445,7 +487,8 @@ func demoSummary(w io.Writer, ins []*demoInstance, ctr *demoCounters, elapsed ti
 	if hits+misses > 0 {
 		ratio = 100 * float64(hits) / float64(hits+misses)
 	}
-	fmt.Fprintf(w, "  reads        %s (%.0f/s), cache hit ratio %.1f%%\n", fmtCount(reads), float64(reads)/secs, ratio)
+	fmt.Fprintf(w, "  reads        %s (%.0f/s), cache hit ratio %.1f%%; %s of them listings cached under a tag\n",
+		fmtCount(reads), float64(reads)/secs, ratio, fmtCount(ctr.listings.Load()))
 	fmt.Fprintf(w, "  updates      %s (%.0f/s), each invalidated on the other %d instances\n", fmtCount(writes), float64(writes)/secs, len(ins)-1)
 	if len(lat) > 0 {
 		fmt.Fprintf(w, "  propagation  p50 %s, p99 %s, max %s over %s evictions (writer's publish to eviction on a peer)\n",
