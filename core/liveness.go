@@ -117,9 +117,11 @@ func (e *echoes) sentByUs(op Op, seq uint64, sent time.Time) bool {
 // silence. Any other is a forgery, dropped and counted as rejected.
 func (c *Cache) ownMessage(op Op, seq uint64, sent time.Time, canary bool) {
 	if !c.echo.sentByUs(op, seq, sent) {
+		// Health first, counters after: whoever sees the count sees Health
+		// say so.
+		c.rejected("forged", fmt.Errorf("a %v message under this instance's ID that it did not send", op))
 		c.ctr.rejected.Add(1)
 		c.inst.add(c.inst.rejected, 1)
-		c.rejected("forged", fmt.Errorf("a %v message under this instance's ID that it did not send", op))
 		return
 	}
 	now := c.now()

@@ -84,8 +84,6 @@ func (c *Cache) receive(p []byte) {
 	}
 	env, err := DecodeEnvelope(p)
 	if err != nil {
-		c.ctr.decodeErrors.Add(1)
-		c.inst.add(c.inst.decodeErrors, 1)
 		if len(p) >= 2 && p[0] == wireMagic0 && p[1] == wireMagic1 {
 			// An envelope this build cannot read (another version, or
 			// damaged): a peer may be talking past this instance.
@@ -93,6 +91,8 @@ func (c *Cache) receive(p []byte) {
 		} else {
 			c.log.Debug("backplane: dropped undecodable payload", "bytes", len(p), "err", err)
 		}
+		c.ctr.decodeErrors.Add(1) // after Health knows
+		c.inst.add(c.inst.decodeErrors, 1)
 		return
 	}
 	authentic := false
@@ -105,9 +105,9 @@ func (c *Cache) receive(p []byte) {
 		}
 		authentic = err == nil
 		if err != nil && !(errors.Is(err, ErrUnsigned) && c.opts.AcceptUnsigned) {
+			c.rejected("unverified", err)
 			c.ctr.rejected.Add(1)
 			c.inst.add(c.inst.rejected, 1)
-			c.rejected("unverified", err)
 			return
 		}
 	}
