@@ -29,6 +29,11 @@ var ErrStreamLoss = errors.New("natstransport: messages of the stream may have b
 // is disconnected is recreated at the position on reconnect.
 const consumerInactive = 30 * time.Second
 
+// resyncTimeout bounds each attempt of a resync (at most
+// Options.FlushTimeout): a request sent just as the connection drops gets
+// no reply, and the watcher tries again on its next tick.
+const resyncTimeout = 2 * time.Second
+
 // jsMode is the state of a Transport in the JetStream mode.
 type jsMode struct {
 	t    *Transport
@@ -40,9 +45,11 @@ type jsMode struct {
 	jsNC  *nats.Conn
 	ready bool // the stream is known to exist
 
-	cmu     sync.Mutex // guards cc, created
+	cmu     sync.Mutex // guards cc, created, broken
 	cc      jetstream.ConsumeContext
 	created time.Time // creation time of the stream that the position refers to
+	broken  bool      // the consumer failed to recreate itself
+	stops   sync.WaitGroup
 
 	// Guarded by t.hmu.
 	gen  uint64 // the consumer whose messages reach the handler
@@ -196,6 +203,10 @@ func (j *jsMode) consume(ctx context.Context, js jetstream.JetStream, start, gen
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       start,
 		InactiveThreshold: consumerInactive,
+		// One attempt per reset: nats.go holds the consumer's lock
+		// through its retries, which would block Stop; a failed reset
+		// reaches onConsumeErr, and the watcher starts a new consumer.
+		MaxResetAttempts: 1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natstransport: consumer of stream %s: %w", j.name, err)
@@ -239,12 +250,22 @@ func (j *jsMode) onMsg(gen uint64, m jetstream.Msg) {
 
 // onConsumeErr receives the consumer's errors. The ordered consumer
 // recreates itself after most of them; the watcher checks that the stream
-// it resumes on is still the one the position refers to.
+// it resumes on is still the one the position refers to. Errors of a
+// connection going down are left to the check on reconnect.
 func (j *jsMode) onConsumeErr(_ jetstream.ConsumeContext, err error) {
-	if errors.Is(err, jetstream.ErrConnectionClosed) || j.t.closed.Load() {
+	j.t.opts.Logger.Debug("natstransport: consumer", "stream", j.name, "err", err)
+	if j.t.closed.Load() || errors.Is(err, jetstream.ErrConnectionClosed) ||
+		errors.Is(err, jetstream.ErrServerShutdown) || errors.Is(err, nats.ErrDisconnected) {
 		return
 	}
-	j.t.opts.Logger.Debug("natstransport: consumer", "stream", j.name, "err", err)
+	// The ordered consumer recreates itself after these; any other error
+	// is one it does not recover from (a failed recreation among them).
+	if !errors.Is(err, jetstream.ErrNoHeartbeat) && !errors.Is(err, jetstream.ErrConsumerDeleted) &&
+		!errors.Is(err, nats.ErrNoResponders) {
+		j.cmu.Lock()
+		j.broken = true
+		j.cmu.Unlock()
+	}
 	select {
 	case j.check <- struct{}{}:
 	default:
@@ -257,7 +278,7 @@ func (j *jsMode) onConsumeErr(_ jetstream.ConsumeContext, err error) {
 // tell (the stream was unreachable): the caller tries again later.
 func (j *jsMode) resync(nc *nats.Conn) (loss error, ok bool) {
 	t := j.t
-	ctx, cancel := context.WithTimeout(t.life, t.opts.FlushTimeout)
+	ctx, cancel := context.WithTimeout(t.life, min(resyncTimeout, t.opts.FlushTimeout))
 	defer cancel()
 	js, err := j.client(nc)
 	if err != nil {
@@ -267,7 +288,7 @@ func (j *jsMode) resync(nc *nats.Conn) (loss error, ok bool) {
 	last := j.last
 	t.hmu.Unlock()
 	j.cmu.Lock()
-	created, running := j.created, j.cc != nil
+	created, running := j.created, j.cc != nil && !j.broken
 	j.cmu.Unlock()
 	info, err := j.streamInfo(ctx, js)
 	if err != nil {
@@ -276,17 +297,23 @@ func (j *jsMode) resync(nc *nats.Conn) (loss error, ok bool) {
 		}
 		return nil, false
 	}
-	loss = unproven(info, created, last, running)
+	loss = unproven(info, created, last)
 	t.hmu.Lock()
 	if loss == nil && j.gap {
 		loss = fmt.Errorf("%w: stream %s skipped sequences", ErrStreamLoss, j.name)
 	}
 	j.gap = false
 	t.hmu.Unlock()
-	if loss == nil {
+	if loss == nil && running {
 		return nil, true
 	}
-	if err := j.restart(ctx, js, info); err != nil {
+	// A consumer at the position (which the stream still holds), or
+	// after a loss at the stream's end.
+	from := last
+	if loss != nil {
+		from = info.State.LastSeq
+	}
+	if err := j.restart(ctx, js, info.Created, from); err != nil {
 		t.opts.Logger.Warn("natstransport: consumer not restarted", "stream", j.name, "err", err)
 		return nil, false
 	}
@@ -295,7 +322,7 @@ func (j *jsMode) resync(nc *nats.Conn) (loss error, ok bool) {
 
 // unproven returns why delivery from the position last in the stream
 // created at created may miss messages, or nil when nothing is missing.
-func unproven(info *jetstream.StreamInfo, created time.Time, last uint64, running bool) error {
+func unproven(info *jetstream.StreamInfo, created time.Time, last uint64) error {
 	st := info.State
 	switch {
 	case !info.Created.Equal(created):
@@ -307,59 +334,64 @@ func unproven(info *jetstream.StreamInfo, created time.Time, last uint64, runnin
 	case st.FirstSeq > last+1:
 		return fmt.Errorf("%w: stream %s starts at sequence %d: retention removed %d to %d before they were delivered",
 			ErrStreamLoss, info.Config.Name, st.FirstSeq, last+1, st.FirstSeq-1)
-	case !running:
-		return fmt.Errorf("%w: stream %s: the consumer was not running", ErrStreamLoss, info.Config.Name)
 	}
 	return nil
 }
 
-// restart replaces the consumer with one at the stream's end, after a
-// loss.
-func (j *jsMode) restart(ctx context.Context, js jetstream.JetStream, info *jetstream.StreamInfo) error {
+// restart replaces the consumer with one that delivers what follows
+// stream sequence from, of the stream created at created.
+func (j *jsMode) restart(ctx context.Context, js jetstream.JetStream, created time.Time, from uint64) error {
 	t := j.t
 	t.hmu.Lock()
 	j.gen++
 	gen := j.gen
-	j.last, j.gap = info.State.LastSeq, false
+	j.last, j.gap = from, false
 	t.hmu.Unlock()
 	j.cmu.Lock()
-	old := j.cc
+	j.stop(j.cc)
 	j.cc = nil
 	j.cmu.Unlock()
-	if old != nil {
-		old.Stop()
-	}
-	cc, err := j.consume(ctx, js, info.State.LastSeq+1, gen)
+	cc, err := j.consume(ctx, js, from+1, gen)
 	if err != nil {
 		return err
 	}
 	j.cmu.Lock()
-	defer j.cmu.Unlock()
 	if t.closed.Load() {
+		j.cmu.Unlock()
 		cc.Stop()
 		return core.ErrClosed
 	}
-	j.cc, j.created = cc, info.Created
+	j.cc, j.created, j.broken = cc, created, false
+	j.cmu.Unlock()
 	return nil
 }
 
-// needsRestart reports whether a restart of the consumer failed and is to
-// be tried again.
+// stop stops a consumer without waiting: nats.go's Stop waits for a
+// recreation attempt in progress. Its messages no longer reach the
+// handler (gen moved on, or the Transport is closed). close waits for
+// the stops.
+func (j *jsMode) stop(cc jetstream.ConsumeContext) {
+	if cc == nil {
+		return
+	}
+	j.stops.Go(cc.Stop)
+}
+
+// needsRestart reports whether the consumer is to be started again: a
+// restart failed, or the consumer failed to recreate itself.
 func (j *jsMode) needsRestart() bool {
 	j.cmu.Lock()
 	defer j.cmu.Unlock()
-	return j.cc == nil
+	return j.cc == nil || j.broken
 }
 
 // close stops the consumer and the publisher's reply subscription.
 func (j *jsMode) close() {
 	j.cmu.Lock()
-	cc := j.cc
+	j.stop(j.cc)
 	j.cc = nil
 	j.cmu.Unlock()
-	if cc != nil {
-		cc.Stop()
-	}
+	j.stops.Wait()
 	j.mu.Lock()
 	js := j.js
 	j.mu.Unlock()

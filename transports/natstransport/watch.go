@@ -130,7 +130,7 @@ func (w *watcher) reconcile() {
 		if !w.t.confirmUp(w.nc) {
 			return
 		}
-		ev := core.Event{Kind: core.EventReconnected, Time: time.Now()}
+		ev := core.Event{Kind: core.EventReconnected}
 		if j := w.t.js; j != nil {
 			loss, ok := j.resync(w.nc)
 			if !ok {
@@ -138,6 +138,7 @@ func (w *watcher) reconcile() {
 			}
 			ev.Resumed, ev.Err = loss == nil, loss
 		}
+		ev.Time = time.Now()
 		w.up, w.reconnects = true, rc
 		w.t.event(ev)
 	case st == nats.RECONNECTING, st == nats.CLOSED:
