@@ -100,10 +100,38 @@ func jsEmbeddedHarness(storage natstransport.Storage) func(t *testing.T) conform
 	}
 }
 
+// jsCallerConnHarness is jsEmbeddedHarness (file storage) with Transports
+// made by New over connections the harness dials and closes itself.
+func jsCallerConnHarness(t *testing.T) conformance.BackplaneHarness {
+	srv := testenv.StartNATS(t, testenv.WithNATSJetStream())
+	return conformance.BackplaneHarness{
+		New: func(t testing.TB, ns string) core.Backplane {
+			nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+				nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+			if err != nil {
+				t.Fatalf("connect: %v", err)
+			}
+			t.Cleanup(nc.Close)
+			tr, err := natstransport.New(nc, ns, natstransport.WithLogger(quiet), jsOpt(natstransport.StorageFile))
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			return tr
+		},
+		Ordered: true,
+		Disconnect: func(t testing.TB, bp core.Backplane) {
+			kick(t, bp.(*natstransport.Transport).Conn(), func(string) *testenv.NATSServer { return srv })
+		},
+		RestartBroker: func(testing.TB) { srv.Restart() },
+		Bound:         10 * time.Second,
+	}
+}
+
 var jsHarnesses = []shipped.Harness{
 	{Name: "jetstream-shared", Make: jsSharedHarness},
 	{Name: "jetstream-file", Make: jsEmbeddedHarness(natstransport.StorageFile)},
 	{Name: "jetstream-memory", Make: jsEmbeddedHarness(natstransport.StorageMemory)},
+	{Name: "jetstream-caller-conn", Make: jsCallerConnHarness},
 }
 
 // TestJetStreamConformance runs the Backplane suite on the JetStream mode,
