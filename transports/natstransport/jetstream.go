@@ -45,10 +45,11 @@ type jsMode struct {
 	jsNC  *nats.Conn
 	ready bool // the stream is known to exist
 
-	cmu     sync.Mutex // guards cc, created, broken
+	cmu     sync.Mutex // guards cc, created, broken, lost
 	cc      jetstream.ConsumeContext
 	created time.Time // creation time of the stream that the position refers to
 	broken  bool      // the consumer failed to recreate itself
+	lost    error     // a loss found by a resync whose restart failed
 	stops   sync.WaitGroup
 
 	// Guarded by t.hmu.
@@ -288,7 +289,7 @@ func (j *jsMode) resync(nc *nats.Conn) (loss error, ok bool) {
 	last := j.last
 	t.hmu.Unlock()
 	j.cmu.Lock()
-	created, running := j.created, j.cc != nil && !j.broken
+	created, running, lost := j.created, j.cc != nil && !j.broken, j.lost
 	j.cmu.Unlock()
 	info, err := j.streamInfo(ctx, js)
 	if err != nil {
@@ -304,6 +305,10 @@ func (j *jsMode) resync(nc *nats.Conn) (loss error, ok bool) {
 	}
 	j.gap = false
 	t.hmu.Unlock()
+	if loss == nil {
+		// Found before, and not reported yet.
+		loss = lost
+	}
 	if loss == nil && running {
 		return nil, true
 	}
@@ -313,7 +318,15 @@ func (j *jsMode) resync(nc *nats.Conn) (loss error, ok bool) {
 	if loss != nil {
 		from = info.State.LastSeq
 	}
-	if err := j.restart(ctx, js, info.Created, from); err != nil {
+	err = j.restart(ctx, js, info.Created, from)
+	j.cmu.Lock()
+	if err != nil {
+		j.lost = loss // the next resync reports it
+	} else {
+		j.lost = nil
+	}
+	j.cmu.Unlock()
+	if err != nil {
 		t.opts.Logger.Warn("natstransport: consumer not restarted", "stream", j.name, "err", err)
 		return nil, false
 	}
