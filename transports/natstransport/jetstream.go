@@ -123,9 +123,6 @@ func (j *jsMode) client(nc *nats.Conn) (jetstream.JetStream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natstransport: jetstream: %w", err)
 	}
-	if j.js != nil {
-		j.js.CleanupPublisher()
-	}
 	j.js, j.jsNC, j.ready = js, nc, false
 	return js, nil
 }
@@ -398,19 +395,16 @@ func (j *jsMode) needsRestart() bool {
 	return j.cc == nil || j.broken
 }
 
-// close stops the consumer and the publisher's reply subscription.
+// close stops the consumer. nats.go's publisher (a reply subscription
+// and a goroutine following the connection) ends with the connection: its
+// CleanupPublisher, called right after the first asynchronous publish,
+// can leave that goroutine blocked for good.
 func (j *jsMode) close() {
 	j.cmu.Lock()
 	j.stop(j.cc)
 	j.cc = nil
 	j.cmu.Unlock()
 	j.stops.Wait()
-	j.mu.Lock()
-	js := j.js
-	j.mu.Unlock()
-	if js != nil {
-		js.CleanupPublisher()
-	}
 }
 
 // send publishes the payloads asynchronously, in order, and returns a

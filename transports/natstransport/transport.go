@@ -85,6 +85,10 @@ type note struct {
 //
 // nc should be configured to reconnect (nats.go does by default, up to 60
 // attempts; nats.MaxReconnects(-1) is better for a long-lived service).
+//
+// In the JetStream mode, publishing adds nats.go's acknowledgement
+// subscription (one wildcard reply subject) to nc; it stays until nc is
+// closed, after the Transport's Close.
 func New(nc *nats.Conn, namespace string, opts ...Option) (*Transport, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("%w: natstransport: nil *nats.Conn", core.ErrInvalidOption)
