@@ -61,6 +61,7 @@ type natsConfig struct {
 	token      string
 	nkey       string
 	maxPayload int32
+	jetStream  bool
 }
 
 // WithNATSTLS makes the server require TLS with a certificate issued by a
@@ -78,6 +79,11 @@ func WithNATSToken(token string) NATSOption { return func(c *natsConfig) { c.tok
 // WithNATSNKey makes the server accept the NKey user with the given public
 // key (a "U..." string) as its only user.
 func WithNATSNKey(publicKey string) NATSOption { return func(c *natsConfig) { c.nkey = publicKey } }
+
+// WithNATSJetStream enables JetStream, with its store in a temporary
+// directory that outlives restarts of the server (a file-storage stream
+// survives NATSServer.Restart; a memory-storage one does not).
+func WithNATSJetStream() NATSOption { return func(c *natsConfig) { c.jetStream = true } }
 
 // WithNATSMaxPayload sets the server's max_payload.
 func WithNATSMaxPayload(n int32) NATSOption { return func(c *natsConfig) { c.maxPayload = n } }
@@ -120,6 +126,10 @@ func StartNATS(t testing.TB, opts ...NATSOption) *NATSServer {
 	}
 	if cfg.nkey != "" {
 		s.opts.Nkeys = []*server.NkeyUser{{Nkey: cfg.nkey}}
+	}
+	if cfg.jetStream {
+		s.opts.JetStream = true
+		s.opts.StoreDir = t.TempDir()
 	}
 	if cfg.tls {
 		s.setupTLS(t)

@@ -1,7 +1,10 @@
-// Package natstransport is a backplane transport over core NATS
+// Package natstransport is a backplane transport over NATS
 // (github.com/nats-io/nats.go): a core.Backplane that publishes and
 // subscribes on one plain subject derived from the namespace,
-// "backplane.<namespace>" by default.
+// "backplane.<namespace>" by default. It has two modes: core NATS
+// pub/sub, the default, and JetStream (Options.JetStream, or
+// jetstream=true in the URL), where a stream of that subject keeps the
+// messages so that a subscriber resumes where it stopped.
 //
 // Every Transport subscribes with its own plain subscription, never a queue
 // group, so every instance receives every message, its own included.
@@ -16,7 +19,7 @@
 // server's value is unknown, and never reports more afterwards; see
 // Transport.Limits for servers configured below that.
 //
-// # Message Delivery Semantics
+// # Message Delivery Semantics (core NATS)
 //
 // Core NATS is at-most-once. A message is delivered to the subscriptions the
 // server knows at the moment it routes the message, and to nobody else: it is
@@ -61,6 +64,75 @@
 // whatever that bound is, so instances of one namespace need not agree on
 // it.
 //
+// # Message Delivery Semantics (JetStream)
+//
+// In the JetStream mode every message of a namespace is stored, in one
+// total order, in one stream (named after the subject, see
+// Transport.Stream) with limits retention: it keeps a message for
+// JetStreamOptions.MaxAge (10 minutes by default) and/or until MaxMsgs or
+// MaxBytes push it out, oldest first. The first Transport that needs the
+// stream creates it with its own settings (storage, replicas, retention);
+// the others use it as they find it. Limits reports Durable, so the engine
+// keeps its store through a disconnect instead of flushing, and serves it
+// again once delivery has caught up (core.Limits.Durable).
+//
+// Publish returns once the stream has stored every payload of the call:
+// the payloads go out as asynchronous JetStream publishes, in order, on
+// the one connection, and Publish (or Send's confirm) waits for the
+// stream's acknowledgement of each. A payload is one message; nothing is
+// de-duplicated (no Nats-Msg-Id header), and no header is added, so
+// Limits.MaxPayload is the server's max_payload as in core NATS. A publish
+// that got no acknowledgement within Options.FlushTimeout fails, and may
+// still have been stored (the engine's sequence numbers make a duplicate
+// harmless).
+//
+// Each Transport reads with an ordered consumer of its own (ephemeral, in
+// the server's memory, no acknowledgements) that Subscribe starts right
+// after the last message the stream held, so that every message stored
+// after Subscribe returns is delivered. The Transport hands a message to
+// the handler only if its stream sequence is the one after the last it
+// delivered: a lower one is a redelivery and skipped, so messages arrive
+// once and in order; a higher one means the messages in between are gone
+// from the stream, and EventLoss (Err wrapping ErrStreamLoss) precedes it.
+//
+// After a reconnect, the Transport reads the stream's state before it
+// reports core.EventReconnected, and sets Resumed only when it can prove
+// that delivery goes on exactly after the last message it delivered: the
+// stream has the creation time it had (it was not deleted and created
+// again), its last sequence is not below the position (not purged), its
+// first sequence is at most the position plus one (retention removed
+// nothing undelivered), and no jump of the sequence was seen meanwhile.
+// Otherwise EventReconnected has Resumed false and Err wrapping
+// ErrStreamLoss saying which; the consumer starts again at the stream's
+// end (a stream that is gone is created again). The same check runs while
+// connected when the consumer reports that it was deleted or could not
+// recreate itself, and reports EventLoss. Losses therefore come from a
+// subscriber away for longer than the retention, a stream deleted or
+// purged, or a server that lost the stream: with StorageMemory (and one
+// replica) a restart of the server loses the stream and every subscriber
+// reports the loss on reconnect; with StorageFile the stream survives and
+// subscribers resume. Retention bounds what a resume can cover, not how
+// long the engine's entries may live: per-entry TTLs still bound
+// staleness.
+//
+// What it costs the broker: every message is kept for the retention. A
+// message costs its payload, the subject and about 50 bytes of the
+// store's own (file or memory alike; a memory stream takes it from the
+// server's RAM, a file stream from its disk plus a small index in RAM).
+// The engine publishes a round of invalidations as one payload of tens to
+// a few hundred bytes, and every instance publishes a heartbeat
+// (core.Options.HeartbeatInterval, 1 s by default) into the same stream.
+// At 1,000 messages per second of 200-byte payloads on a subject of 30
+// bytes, 10 minutes of retention keep 600,000 messages of about 280
+// bytes: about 170 MB, per replica; 20 instances add 12,000 heartbeats.
+// Lower the rate by letting the engine group invalidations into rounds,
+// and size MaxAge as the longest outage to ride out: MaxBytes caps the
+// stream whatever the rate (beyond it, the oldest messages go, and a
+// subscriber behind them reports a loss).
+//
+// A Transport stopped while away leaves its consumer on the server for
+// 30 seconds of inactivity, then the server removes it.
+//
 // # Handler Calls
 //
 // The handler is called one call at a time: messages from nats.go's delivery
@@ -88,6 +160,13 @@
 //	nats://user:password@nats.internal:4222
 //	tls://nats.internal:4222
 //	nats://n1:4222,nats://n2:4222,nats://n3:4222
+//
+// Query parameters select the JetStream mode (JetStreamURLOptions lists
+// them and their defaults; any other parameter is an error):
+//
+//	nats://127.0.0.1:4222?jetstream=true
+//	nats://127.0.0.1:4222?jetstream=true&retention=10m&storage=file&replicas=1
+//	nats://127.0.0.1:4222?jetstream=true&storage=memory&max_msgs=100000
 //
 // The connection made by Open reconnects forever (nats.MaxReconnects(-1)),
 // waiting Options.ReconnectWait between attempts to the same server, and

@@ -93,7 +93,8 @@ func (t *Transport) Subject() string { return t.subject }
 func (t *Transport) Conn() *nats.Conn { return t.nc.Load() }
 
 // Limits reports the largest payload: the server's max_payload, lowered to
-// Options.MaxPayload if that is smaller; and Options.ConcurrentPublish.
+// Options.MaxPayload if that is smaller; Options.ConcurrentPublish; and
+// Durable in the JetStream mode.
 //
 // Before a Transport made by Open has connected, the server's value is not
 // known, and Limits reports DefaultMaxPayload (or Options.MaxPayload). That
@@ -108,7 +109,7 @@ func (t *Transport) Limits() core.Limits {
 	if nc == nil {
 		t.ceiling.CompareAndSwap(0, int64(n))
 	}
-	return core.Limits{MaxPayload: n, ConcurrentPublish: t.opts.ConcurrentPublish}
+	return core.Limits{MaxPayload: n, ConcurrentPublish: t.opts.ConcurrentPublish, Durable: t.js != nil}
 }
 
 func (t *Transport) maxPayload(nc *nats.Conn) int {

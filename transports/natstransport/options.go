@@ -32,6 +32,9 @@ const (
 	// DefaultConcurrentPublish is how many publish rounds of one instance
 	// may wait for the server's confirmation at once.
 	DefaultConcurrentPublish = 4
+	// DefaultRetention is how long the stream of the JetStream mode keeps
+	// a message when JetStreamOptions sets no retention at all.
+	DefaultRetention = 10 * time.Minute
 )
 
 // Options configure a Transport. The zero value of a field means its
@@ -97,6 +100,10 @@ type Options struct {
 	// (Open only). The Transport chains its disconnect and reconnect
 	// handlers to any set here.
 	NATSOptions []nats.Option
+
+	// JetStream selects and configures the JetStream mode; its zero value
+	// is core NATS pub/sub.
+	JetStream JetStreamOptions
 }
 
 // DefaultOptions returns the options with every default filled in.
@@ -120,6 +127,7 @@ func (o *Options) fill() {
 	transportopt.Fill(&o.ConnectTimeout, d.ConnectTimeout)
 	transportopt.Fill(&o.PingInterval, d.PingInterval)
 	transportopt.Fill(&o.Logger, slog.Default())
+	o.JetStream.fill()
 }
 
 func (o *Options) validate() error {
@@ -141,7 +149,7 @@ func (o *Options) validate() error {
 	if err := validateSubject(o.SubjectPrefix); err != nil {
 		return transportopt.Invalid(pkg, "SubjectPrefix: %w", err)
 	}
-	return nil
+	return o.JetStream.validate()
 }
 
 // Option changes Options.
@@ -205,4 +213,13 @@ func WithRootCAFiles(files ...string) Option { return func(o *Options) { o.RootC
 // WithNATSOptions appends to Options.NATSOptions.
 func WithNATSOptions(opts ...nats.Option) Option {
 	return func(o *Options) { o.NATSOptions = append(o.NATSOptions, opts...) }
+}
+
+// WithJetStream selects the JetStream mode with the stream settings of js
+// (Enabled is implied): sets Options.JetStream.
+func WithJetStream(js JetStreamOptions) Option {
+	return func(o *Options) {
+		js.Enabled = true
+		o.JetStream = js
+	}
 }

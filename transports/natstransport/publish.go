@@ -18,7 +18,8 @@ import (
 // received all of them. Publish does not buffer while the connection is
 // down: it fails with ErrNotConnected instead. A payload over
 // Limits().MaxPayload fails the call with core.ErrPayloadTooLarge before
-// anything is sent.
+// anything is sent. In the JetStream mode it returns once the stream has
+// stored every payload (the stream's acknowledgements).
 func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
 	confirm, err := t.Send(ctx, payloads...)
 	if err != nil {
@@ -30,7 +31,8 @@ func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
 // Send is the first half of Publish (core.Sender): it writes the payloads
 // to the connection, after those of every earlier Send or Publish and
 // before those of later ones, and returns without waiting for the server.
-// confirm waits for the round trip that tells the server has them. One
+// confirm waits for the round trip that tells the server has them (in the
+// JetStream mode: for the stream's acknowledgements of them). One
 // connection keeps the order, so the engine may send its next round while
 // an earlier one waits for its confirmation.
 func (t *Transport) Send(ctx context.Context, payloads ...[]byte) (confirm func(context.Context) error, err error) {
@@ -64,6 +66,9 @@ func (t *Transport) Send(ctx context.Context, payloads ...[]byte) (confirm func(
 			return nil, core.ErrClosed
 		}
 		return nil, fmt.Errorf("natstransport: publish: connection %s: %w", st, ErrNotConnected)
+	}
+	if t.js != nil {
+		return t.js.send(ctx, nc, payloads)
 	}
 	for _, p := range payloads {
 		if err := nc.Publish(t.subject, p); err != nil {

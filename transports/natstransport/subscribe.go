@@ -15,7 +15,10 @@ import (
 // Subscribe subscribes to the subject and returns once the server the
 // connection is attached to has the interest (a round trip after the
 // SUB). In a cluster, the interest reaches the other nodes over routes
-// shortly after; see the package documentation.
+// shortly after; see the package documentation. In the JetStream mode it
+// creates the stream if needed and returns once the server has a consumer
+// that starts after the last message the stream held: every message
+// stored later is delivered.
 //
 // EventConnected is delivered from the Transport's goroutine, as the first
 // handler call, right after Subscribe succeeded; never from within
@@ -30,7 +33,7 @@ func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.sub != nil {
+	if t.subscribed {
 		return core.ErrAlreadySubscribed
 	}
 	if err := ctx.Err(); err != nil {
@@ -57,9 +60,41 @@ func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 	if t.closed.Load() {
 		return core.ErrClosed
 	}
+	var connStatus chan nats.Status
+	if !t.owned {
+		connStatus = nc.StatusChanged(nats.RECONNECTING, nats.CONNECTED, nats.CLOSED)
+	}
+	var sub *nats.Subscription
+	var subStatus <-chan nats.SubStatus
+	if t.js != nil {
+		t.h = h
+		err = t.js.subscribe(ctx, nc)
+	} else {
+		sub, subStatus, err = t.subscribeCore(ctx, nc)
+	}
+	if err != nil {
+		if connStatus != nil {
+			nc.RemoveStatusListener(connStatus)
+		}
+		return err
+	}
+	t.subscribed = true
+	t.sub = sub
+	t.connStatus = connStatus
+	t.h, t.active = h, sub
+	t.watching.Store(true)
+	t.wg.Add(1)
+	handedOver = true
+	go t.watch(nc, sub, connStatus, subStatus)
+	return nil
+}
+
+// subscribeCore makes the core NATS subscription and waits for the round
+// trip that tells the server has it.
+func (t *Transport) subscribeCore(ctx context.Context, nc *nats.Conn) (*nats.Subscription, <-chan nats.SubStatus, error) {
 	sub, err := nc.Subscribe(t.subject, t.onMsg)
 	if err != nil {
-		return fmt.Errorf("natstransport: subscribe %s: %w", t.subject, err)
+		return nil, nil, fmt.Errorf("natstransport: subscribe %s: %w", t.subject, err)
 	}
 	msgs, bytes := t.opts.PendingMsgs, t.opts.PendingBytes
 	if msgs == 0 {
@@ -70,28 +105,14 @@ func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 	}
 	if err := sub.SetPendingLimits(msgs, bytes); err != nil {
 		_ = sub.Unsubscribe()
-		return fmt.Errorf("natstransport: subscribe %s: %w", t.subject, err)
+		return nil, nil, fmt.Errorf("natstransport: subscribe %s: %w", t.subject, err)
 	}
 	subStatus := sub.StatusChanged(nats.SubscriptionSlowConsumer)
-	var connStatus chan nats.Status
-	if !t.owned {
-		connStatus = nc.StatusChanged(nats.RECONNECTING, nats.CONNECTED, nats.CLOSED)
-	}
 	if err := t.flush(ctx, nc); err != nil {
 		_ = sub.Unsubscribe()
-		if connStatus != nil {
-			nc.RemoveStatusListener(connStatus)
-		}
-		return fmt.Errorf("natstransport: subscribe %s: %w", t.subject, err)
+		return nil, nil, fmt.Errorf("natstransport: subscribe %s: %w", t.subject, err)
 	}
-	t.sub = sub
-	t.connStatus = connStatus
-	t.h, t.active = h, sub
-	t.watching.Store(true)
-	t.wg.Add(1)
-	handedOver = true
-	go t.watch(nc, sub, connStatus, subStatus)
-	return nil
+	return sub, subStatus, nil
 }
 
 func (t *Transport) onMsg(m *nats.Msg) {

@@ -20,7 +20,9 @@ import (
 // server, or may be sent by nats.go after the reconnect.
 var ErrNotConnected = errors.New("natstransport: not connected")
 
-// Transport is a core.Backplane over a core NATS subject.
+// Transport is a core.Backplane over a core NATS subject, or over a
+// JetStream stream of that subject in the JetStream mode
+// (Options.JetStream).
 //
 // A Transport is safe for concurrent use. Its handler is called from one
 // goroutine at a time; it never calls Publish, Send or Close (core.Handler),
@@ -48,7 +50,8 @@ type Transport struct {
 	stop      context.CancelFunc
 	done      <-chan struct{} // life.Done()
 
-	mu         sync.Mutex // guards sub, connStatus and the start of the watcher
+	mu         sync.Mutex // guards subscribed, sub, connStatus and the start of the watcher
+	subscribed bool
 	sub        *nats.Subscription
 	connStatus chan nats.Status // New only: the state of the caller's connection
 
@@ -60,6 +63,8 @@ type Transport struct {
 	h       core.Handler
 	active  *nats.Subscription // the subscription whose messages go to h
 	hclosed bool
+
+	js *jsMode // the JetStream mode, or nil for core NATS
 }
 
 type noteKind int
@@ -80,6 +85,10 @@ type note struct {
 //
 // nc should be configured to reconnect (nats.go does by default, up to 60
 // attempts; nats.MaxReconnects(-1) is better for a long-lived service).
+//
+// In the JetStream mode, publishing adds nats.go's acknowledgement
+// subscription (one wildcard reply subject) to nc; it stays until nc is
+// closed, after the Transport's Close.
 func New(nc *nats.Conn, namespace string, opts ...Option) (*Transport, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("%w: natstransport: nil *nats.Conn", core.ErrInvalidOption)
@@ -101,12 +110,20 @@ func New(nc *nats.Conn, namespace string, opts ...Option) (*Transport, error) {
 // deadline. A dial that fails (no server, wrong credentials, TLS) fails that
 // call with the cause; the next call dials again. Once connected, the
 // connection reconnects forever.
+//
+// The URLs may carry the query parameters of the JetStream mode (see
+// JetStreamURLOptions), which apply before opts; any other parameter is an
+// error.
 func Open(serverURLs, namespace string, opts ...Option) (*Transport, error) {
-	t, err := newTransport(namespace, opts)
+	if err := validateURLs(serverURLs); err != nil {
+		return nil, err
+	}
+	serverURLs, urlOpts, err := splitURLParams(serverURLs)
 	if err != nil {
 		return nil, err
 	}
-	if err := validateURLs(serverURLs); err != nil {
+	t, err := newTransport(namespace, append(urlOpts, opts...))
+	if err != nil {
 		return nil, err
 	}
 	t.servers = serverURLs
@@ -124,7 +141,7 @@ func newTransport(namespace string, opts []Option) (*Transport, error) {
 		return nil, transportopt.Invalid("natstransport", "namespace %q: %w", namespace, err)
 	}
 	life, stop := context.WithCancel(context.Background())
-	return &Transport{
+	t := &Transport{
 		opts:    o,
 		ns:      namespace,
 		subject: o.SubjectPrefix + "." + namespace,
@@ -132,7 +149,11 @@ func newTransport(namespace string, opts []Option) (*Transport, error) {
 		stop:    stop,
 		done:    life.Done(),
 		notes:   make(chan note, 16),
-	}, nil
+	}
+	if o.JetStream.Enabled {
+		t.js = newJSMode(t)
+	}
+	return t, nil
 }
 
 // Close unsubscribes, stops the Transport's goroutine and, for a Transport
@@ -147,6 +168,9 @@ func (t *Transport) Close() error {
 		t.mu.Unlock()
 		if sub != nil {
 			_ = sub.Unsubscribe()
+		}
+		if t.js != nil {
+			t.js.close()
 		}
 		t.wg.Wait()
 		if connStatus != nil {

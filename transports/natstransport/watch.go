@@ -29,7 +29,12 @@ var errMissedDisconnect = errors.New("natstransport: connection was re-establish
 func (t *Transport) watch(nc *nats.Conn, sub *nats.Subscription, connStatus chan nats.Status, subStatus <-chan nats.SubStatus) {
 	defer t.wg.Done()
 	w := watcher{t: t, nc: nc, sub: sub, up: true, reconnects: nc.Stats().Reconnects}
-	w.dropped, _ = sub.Dropped()
+	var check chan struct{}
+	if sub != nil {
+		w.dropped, _ = sub.Dropped()
+	} else {
+		check = t.js.check
+	}
 	// Subscribe handed hmu over.
 	if !t.hclosed {
 		t.callEvent(core.Event{Kind: core.EventConnected, Time: time.Now()})
@@ -70,9 +75,14 @@ func (t *Transport) watch(nc *nats.Conn, sub *nats.Subscription, connStatus chan
 				continue
 			}
 			w.checkDropped()
+		case <-check:
+			w.resync()
 		case <-tick.C:
 			w.reconcile()
 			w.checkDropped()
+			if t.js != nil && t.js.needsRestart() {
+				w.resync()
+			}
 		}
 	}
 }
@@ -117,10 +127,20 @@ func (w *watcher) reconcile() {
 			return
 		}
 		w.down(errMissedDisconnect)
-		if w.t.confirmUp(w.nc) {
-			w.up, w.reconnects = true, rc
-			w.t.event(core.Event{Kind: core.EventReconnected, Time: time.Now()})
+		if !w.t.confirmUp(w.nc) {
+			return
 		}
+		ev := core.Event{Kind: core.EventReconnected}
+		if j := w.t.js; j != nil {
+			loss, ok := j.resync(w.nc)
+			if !ok {
+				return // tried again on the next tick
+			}
+			ev.Resumed, ev.Err = loss == nil, loss
+		}
+		ev.Time = time.Now()
+		w.up, w.reconnects = true, rc
+		w.t.event(ev)
 	case st == nats.RECONNECTING, st == nats.CLOSED:
 		w.down(fmt.Errorf("natstransport: connection %s", st))
 	}
@@ -129,6 +149,9 @@ func (w *watcher) reconcile() {
 // checkDropped reports EventLoss when nats.go dropped messages of the
 // subscription since the last report.
 func (w *watcher) checkDropped() {
+	if w.sub == nil {
+		return
+	}
 	d, err := w.sub.Dropped()
 	if err != nil || d <= w.dropped {
 		return
@@ -152,5 +175,18 @@ func (t *Transport) confirmUp(nc *nats.Conn) bool {
 		if t.life.Err() != nil || !nc.IsConnected() {
 			return false
 		}
+	}
+}
+
+// resync checks, while connected in the JetStream mode, that the consumer
+// still reads the stream its position refers to (after the consumer
+// recreated itself, or failed to), and reports EventLoss when it does
+// not. While disconnected the reconnect does the check.
+func (w *watcher) resync() {
+	if !w.up || w.nc.Status() != nats.CONNECTED {
+		return
+	}
+	if loss, ok := w.t.js.resync(w.nc); ok && loss != nil {
+		w.t.event(core.Event{Kind: core.EventLoss, Err: loss, Time: time.Now()})
 	}
 }
