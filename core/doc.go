@@ -42,6 +42,14 @@
 //   - Every entry expires after Options.TTL (with jitter), enforced by the
 //     engine whatever the store does: the last safety net.
 //
+//   - Over a Durable transport (a log: Redis Streams, JetStream; see
+//     Limits.Durable), a disconnect, a silence or a lost peer costs no
+//     flush: the store is kept but nothing is served from it until
+//     delivery has caught up (an own message sent since came back through
+//     the log, so everything published before it has been applied).
+//     Only a reconnect that could not resume (Event.Resumed false) or a
+//     gap the log should have prevented flushes.
+//
 // The staleness bound after Invalidate returns is therefore the transport's
 // propagation time while the link is up, and at most HeartbeatTimeout plus
 // one heartbeat interval when a link silently breaks. A single message lost
