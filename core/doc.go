@@ -20,25 +20,30 @@
 //
 //   - Invalidate returns nil only once the invalidation is on the broker;
 //     concurrent calls are coalesced and de-duplicated into few messages.
+//
 //   - A load that overlaps an eviction of its key (local or remote
 //     Invalidate, Clear, or a safety flush) is returned to its callers but
 //     never cached, so an in-flight load cannot resurrect stale data.
+//
 //   - Each instance numbers its messages. A receiver that sees a gap in a
 //     peer's numbers, or a heartbeat announcing messages it never got,
 //     flushes its local store (Options.OnGap). A transport's reconnect
 //     flushes too (Options.OnReconnect), because pub/sub transports lose
 //     what was published while a subscriber was away.
+//
 //   - Every instance hears its own heartbeats come back. When the newest one
 //     that came back is older than Options.HeartbeatTimeout (by the
 //     instance's own clock: nothing arrives, or everything arrives late
 //     behind a backlog), or the transport reports a disconnect, the
 //     instance flushes and stops caching (Options.OnDisconnect) until the
 //     link is back: reads keep being served, through the loader.
+//
 //   - A closing instance says goodbye (OpLeave). A peer that goes quiet for
 //     HeartbeatTimeout without one (it crashed, or a broken route keeps its
 //     messages away) may have published invalidations that never arrived:
 //     the instance flushes (cause "peer-lost", Options.OnGap). Every
 //     instance of a namespace should therefore run with heartbeats on.
+//
 //   - Every entry expires after Options.TTL (with jitter), enforced by the
 //     engine whatever the store does: the last safety net.
 //
