@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -13,6 +14,11 @@ import (
 
 	"github.com/backplane-go/backplane/core"
 )
+
+// ErrConnectionReplaced is the cause of a disconnect in the stream mode
+// that the transport noticed only because the reader's client dialled a new
+// connection (it found the old one closed while idle).
+var ErrConnectionReplaced = errors.New("redistransport: stream reader connection replaced")
 
 // streamField is the field of an entry that carries the payload.
 const streamField = "p"
@@ -26,6 +32,9 @@ type stream struct {
 	// node, no retries and no redirects, so that a broken connection or a
 	// moved slot is an error the loop sees, never a silent reconnect.
 	reader redis.UniversalClient
+	// dials counts the reader's connections: one dialled while the loop
+	// thinks it is connected was a silent reconnect.
+	dials atomic.Int64
 	// trimmedAt is when Publish last trimmed by age with XTRIM (unix
 	// nanos), when MaxLen takes the XADD's trimming argument.
 	trimmedAt atomic.Int64
@@ -52,7 +61,32 @@ func newStream(client redis.UniversalClient, key string, o StreamOptions) (*stre
 	default:
 		return nil, invalid("the stream mode needs a *redis.Client or *redis.ClusterClient, not %T", client)
 	}
-	return &stream{key: key, opts: o, reader: reader}, nil
+	s := &stream{key: key, opts: o, reader: reader}
+	if cc, ok := reader.(*redis.ClusterClient); ok {
+		cc.OnNewNode(func(n *redis.Client) { n.AddHook(dialCounter{&s.dials}) })
+	} else {
+		reader.AddHook(dialCounter{&s.dials})
+	}
+	return s, nil
+}
+
+// dialCounter is a redis.Hook that counts successful dials.
+type dialCounter struct{ n *atomic.Int64 }
+
+func (d dialCounter) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		if err == nil {
+			d.n.Add(1)
+		}
+		return c, err
+	}
+}
+
+func (d dialCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (d dialCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // xadd returns the XADD of one payload, trimming as the options say.
@@ -110,46 +144,80 @@ func (s *stream) node(ctx context.Context) (*redis.Client, error) {
 	}
 }
 
-// info returns XINFO STREAM of the stream, nil when the key is missing.
-func (s *stream) info(ctx context.Context) (*redis.XInfoStream, error) {
-	info, err := s.reader.XInfoStream(ctx, s.key).Result()
-	if err != nil {
-		var rerr redis.Error
-		if errors.As(err, &rerr) && strings.Contains(err.Error(), "no such key") {
-			return nil, nil
-		}
-		return nil, err
-	}
-	return info, nil
+// snapshot is what the server that holds the stream says about itself
+// and the stream, read on one connection.
+type snapshot struct {
+	// runID is the server's run_id, "" when it does not tell (INFO
+	// denied).
+	runID string
+	// durable: the server proves that it lost no acknowledged entry, were
+	// it not the one read from before: a primary that was never a replica
+	// (no second replication ID) and fsyncs its append-only file before
+	// every reply. Only asked for on a reconnect.
+	durable bool
+	// stream is XINFO STREAM, nil when the key is missing.
+	stream *redis.XInfoStream
 }
 
-// server returns the run_id of the server that holds the stream, "" when
-// the server does not tell (INFO denied), and whether, if it is not the
-// server the subscriber read from before, it proves that it lost no
-// acknowledged entry: a primary that was never a replica (no second
-// replication ID) and fsyncs its append-only file before every reply.
-func (s *stream) server(ctx context.Context) (runID string, durable bool, err error) {
-	n, err := s.node(ctx)
-	if err != nil {
-		return "", false, err
-	}
-	info, err := n.Info(ctx).Result()
-	if err != nil {
-		var rerr redis.Error
-		if errors.As(err, &rerr) {
-			return "", false, nil
+// snapshot reads INFO (all of it on a reconnect, else its server section),
+// on a reconnect CONFIG GET appendfsync, and XINFO STREAM.
+func (s *stream) snapshot(ctx context.Context, reconnect bool) (snapshot, error) {
+	var snap snapshot
+	var n *redis.Client
+	switch c := s.reader.(type) {
+	case *redis.ClusterClient:
+		if reconnect {
+			// Slots may have moved: refresh the routing table first.
+			c.ReloadState(ctx)
 		}
-		return "", false, err
+		var err error
+		if n, err = c.MasterForKey(ctx, s.key); err != nil {
+			return snap, err
+		}
+	case *redis.Client:
+		n = c
 	}
-	runID = infoField(info, "run_id")
-	durable = infoField(info, "role") == "master" &&
-		infoField(info, "aof_enabled") == "1" &&
-		strings.Trim(infoField(info, "master_replid2"), "0") == ""
-	if durable {
-		cfg, err := n.ConfigGet(ctx, "appendfsync").Result()
-		durable = err == nil && cfg["appendfsync"] == "always"
+	// One command at a time: a pipeline with an error reply in it (XINFO
+	// of a missing key) costs go-redis its connection.
+	section := []string{"server"}
+	if reconnect {
+		section = nil // all of it: persistence and replication too
 	}
-	return runID, durable, nil
+	info := n.Info(ctx, section...)
+	if err := info.Err(); err != nil && !isServerError(err) {
+		return snap, err
+	}
+	dials := s.dials.Load()
+	var cfg *redis.MapStringStringCmd
+	if reconnect {
+		cfg = n.ConfigGet(ctx, "appendfsync")
+	}
+	xinfo := n.XInfoStream(ctx, s.key)
+	switch err := xinfo.Err(); {
+	case err == nil:
+		snap.stream = xinfo.Val()
+	case isServerError(err) && strings.Contains(err.Error(), "no such key"):
+	default:
+		return snap, err
+	}
+	if s.dials.Load() != dials {
+		return snap, ErrConnectionReplaced // the answers came from two connections
+	}
+	if info.Err() != nil {
+		return snap, nil // INFO denied: the server is unknown
+	}
+	text := info.Val()
+	snap.runID = infoField(text, "run_id")
+	snap.durable = reconnect && infoField(text, "role") == "master" &&
+		infoField(text, "aof_enabled") == "1" &&
+		strings.Trim(infoField(text, "master_replid2"), "0") == "" &&
+		cfg.Err() == nil && cfg.Val()["appendfsync"] == "always"
+	return snap, nil
+}
+
+func isServerError(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr)
 }
 
 // infoField returns a field of an INFO reply.
@@ -167,53 +235,36 @@ func infoField(info, field string) string {
 // now on gets a later entry ID, which it reads.
 func (s *stream) start(ctx context.Context) (position, error) {
 	var p position
-	id, _, err := s.server(ctx)
+	snap, err := s.snapshot(ctx, false)
 	if err != nil {
 		return p, err
 	}
-	info, err := s.info(ctx)
-	if err != nil {
-		return p, err
-	}
-	p.server = id
-	return p, p.anchor(info)
+	p.server = snap.runID
+	return p, p.anchor(snap.stream)
 }
 
-// verify checks p against the stream, and on a reconnect against the
-// server too (resume: a server other than the one read from before must
-// prove it lost nothing). It returns an error wrapping ErrStreamLoss when
-// entries may have been lost, and then places p at the stream's end; any
-// other error means the server could not be asked.
-func (s *stream) verify(ctx context.Context, p *position, resume bool) error {
-	var changed error
-	if resume {
-		if cc, ok := s.reader.(*redis.ClusterClient); ok {
-			cc.ReloadState(ctx)
-		}
-		id, durable, err := s.server(ctx)
-		if err != nil {
-			return err
-		}
-		switch {
-		case id == "" || p.server == "":
-			changed = fmt.Errorf("%w: the server does not report its run_id (INFO): a resume cannot be proven", ErrStreamLoss)
-		case id != p.server && !durable:
-			changed = fmt.Errorf("%w: the server restarted or failed over (run_id %.8s, was %.8s) "+
-				"and does not prove it kept every entry (appendfsync always on a primary that was never a replica)",
-				ErrStreamLoss, id, p.server)
-		}
-		p.server = id
+// judge checks p against snap, and on a reconnect checks the server too (a
+// server other than the one read from before must prove it lost nothing).
+// It returns an error wrapping ErrStreamLoss when entries may have been
+// lost, and then places p at the stream's end; any other error means the
+// snapshot could not be used.
+func (p *position) judge(snap snapshot, reconnect bool) error {
+	var loss error
+	switch {
+	case !reconnect:
+	case snap.runID == "" || p.server == "":
+		loss = fmt.Errorf("%w: the server does not report its run_id (INFO): a resume cannot be proven", ErrStreamLoss)
+	case snap.runID != p.server && !snap.durable:
+		loss = fmt.Errorf("%w: the server restarted or failed over (run_id %.8s, was %.8s) "+
+			"and does not prove it kept every entry (appendfsync always on a primary that was never a replica)",
+			ErrStreamLoss, snap.runID, p.server)
 	}
-	info, err := s.info(ctx)
-	if err != nil {
-		return err
-	}
-	loss := changed
+	p.server = snap.runID
 	if loss == nil {
-		loss = p.check(info)
+		loss = p.check(snap.stream)
 	}
 	if loss != nil {
-		if err := p.anchor(info); err != nil {
+		if err := p.anchor(snap.stream); err != nil {
 			return err
 		}
 		p.seen = true // a missing key from now on is a loss again
@@ -255,6 +306,7 @@ func (t *Transport) readStream(h core.Handler, p position) {
 	wait := block + max(t.opts.HealthCheckTimeout, 0)
 	t.event(h, core.EventConnected, nil)
 	up, checked, backoff := true, time.Now(), time.Duration(0)
+	dials := s.dials.Load() // the connections dialled as far as the loop knows
 	down := func(err error) bool {
 		if up {
 			up = false
@@ -271,10 +323,16 @@ func (t *Transport) readStream(h core.Handler, p position) {
 	for !t.closed.Load() {
 		if !up || time.Since(checked) >= s.opts.CheckInterval {
 			ctx, cancel := context.WithTimeout(t.life, wait)
-			err := s.verify(ctx, &p, !up)
+			snap, err := s.snapshot(ctx, !up)
 			cancel()
 			if t.closed.Load() {
 				return
+			}
+			if err == nil && up && (s.dials.Load() != dials || snap.runID != p.server) {
+				err = ErrConnectionReplaced
+			}
+			if err == nil {
+				err = p.judge(snap, !up)
 			}
 			if err != nil && !errors.Is(err, ErrStreamLoss) {
 				if !down(err) {
@@ -282,7 +340,7 @@ func (t *Transport) readStream(h core.Handler, p position) {
 				}
 				continue
 			}
-			checked = time.Now()
+			checked, dials = time.Now(), s.dials.Load()
 			switch {
 			case !up:
 				up, backoff = true, 0
@@ -299,8 +357,14 @@ func (t *Transport) readStream(h core.Handler, p position) {
 		if t.closed.Load() {
 			return
 		}
-		if errors.Is(err, redis.Nil) {
-			continue
+		if err == nil || errors.Is(err, redis.Nil) {
+			if s.dials.Load() != dials {
+				// What a new connection read is delivered only once
+				// the position was verified on it.
+				err = ErrConnectionReplaced
+			} else if err != nil {
+				continue
+			}
 		}
 		if err != nil {
 			if !down(err) {
