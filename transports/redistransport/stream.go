@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/backplane-go/backplane/core"
 )
@@ -50,6 +51,9 @@ func newStream(client redis.UniversalClient, key string, o StreamOptions) (*stre
 		ro.PoolSize, ro.MinIdleConns, ro.MaxIdleConns, ro.MaxActiveConns = 1, 0, 1, 1
 		ro.MaxRetries = -1
 		ro.ContextTimeoutEnabled = true
+		// The copy would share the original's push-notification
+		// handlers; the reader needs none.
+		ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 		reader = redis.NewClient(&ro)
 	case *redis.ClusterClient:
 		co := *c.Options()
@@ -57,6 +61,7 @@ func newStream(client redis.UniversalClient, key string, o StreamOptions) (*stre
 		co.MaxRetries, co.MaxRedirects = -1, -1
 		co.ContextTimeoutEnabled = true
 		co.ReadOnly, co.RouteByLatency, co.RouteRandomly = false, false, false
+		co.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 		reader = redis.NewClusterClient(&co)
 	default:
 		return nil, invalid("the stream mode needs a *redis.Client or *redis.ClusterClient, not %T", client)
