@@ -189,6 +189,22 @@ func streamAOFHarness(t *testing.T) conformance.BackplaneHarness {
 	}
 }
 
+// streamClusterHarness is the stream mode on a private 3-master Redis
+// Cluster; RestartBroker kills every node and starts them again (without
+// persistence: a loss).
+func streamClusterHarness(t *testing.T) conformance.BackplaneHarness {
+	cl := testenv.StartRedisCluster(t, 3)
+	return conformance.BackplaneHarness{
+		New: func(t testing.TB, ns string) core.Backplane {
+			return open(t, cl.URL(), ns, redistransport.WithStream(redistransport.StreamOptions{}))
+		},
+		Ordered:       true,
+		Disconnect:    disconnect,
+		RestartBroker: func(testing.TB) { cl.Restart() },
+		Bound:         10 * time.Second,
+	}
+}
+
 var harnesses = []shipped.Harness{
 	{Name: "shared", Make: sharedHarness},
 	{Name: "private", Make: privateHarness},
@@ -197,6 +213,7 @@ var harnesses = []shipped.Harness{
 	{Name: "stream-shared", Make: streamSharedHarness},
 	{Name: "stream-private", Make: streamPrivateHarness},
 	{Name: "stream-aof", Make: streamAOFHarness},
+	{Name: "stream-cluster", Make: streamClusterHarness},
 }
 
 // TestConformance runs the Backplane suite on every harness.

@@ -36,6 +36,9 @@ type stream struct {
 	// dials counts the reader's connections: one dialled while the loop
 	// thinks it is connected was a silent reconnect.
 	dials atomic.Int64
+	// node is the address of the cluster node that holds the stream, the
+	// one whose dials count (nil: every dial counts).
+	node atomic.Pointer[string]
 	// trimmedAt is when Publish last trimmed by age with XTRIM (unix
 	// nanos), when MaxLen takes the XADD's trimming argument.
 	trimmedAt atomic.Int64
@@ -68,21 +71,22 @@ func newStream(client redis.UniversalClient, key string, o StreamOptions) (*stre
 	}
 	s := &stream{key: key, opts: o, reader: reader}
 	if cc, ok := reader.(*redis.ClusterClient); ok {
-		cc.OnNewNode(func(n *redis.Client) { n.AddHook(dialCounter{&s.dials}) })
+		cc.OnNewNode(func(n *redis.Client) { n.AddHook(dialCounter{s}) })
 	} else {
-		reader.AddHook(dialCounter{&s.dials})
+		reader.AddHook(dialCounter{s})
 	}
 	return s, nil
 }
 
-// dialCounter is a redis.Hook that counts successful dials.
-type dialCounter struct{ n *atomic.Int64 }
+// dialCounter is a redis.Hook that counts the successful dials to the
+// server that holds the stream.
+type dialCounter struct{ s *stream }
 
 func (d dialCounter) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := next(ctx, network, addr)
-		if err == nil {
-			d.n.Add(1)
+		if node := d.s.node.Load(); err == nil && (node == nil || *node == addr) {
+			d.s.dials.Add(1)
 		}
 		return c, err
 	}
@@ -139,16 +143,6 @@ func (s *stream) publish(ctx context.Context, c redis.UniversalClient, payloads 
 	return err
 }
 
-// node returns the client of the server that holds the stream.
-func (s *stream) node(ctx context.Context) (*redis.Client, error) {
-	switch c := s.reader.(type) {
-	case *redis.ClusterClient:
-		return c.MasterForKey(ctx, s.key)
-	default:
-		return c.(*redis.Client), nil
-	}
-}
-
 // snapshot is what the server that holds the stream says about itself
 // and the stream, read on one connection.
 type snapshot struct {
@@ -178,6 +172,10 @@ func (s *stream) snapshot(ctx context.Context, reconnect bool) (snapshot, error)
 		var err error
 		if n, err = c.MasterForKey(ctx, s.key); err != nil {
 			return snap, err
+		}
+		addr := n.Options().Addr
+		if old := s.node.Swap(&addr); old == nil || *old != addr {
+			s.dials.Add(1) // another node: not the connection read from before
 		}
 	case *redis.Client:
 		n = c
