@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/internal/faultproxy"
 	"github.com/backplane-go/backplane/internal/testenv"
@@ -61,6 +63,11 @@ func TestStreamURL(t *testing.T) {
 	defer pubsub.Close()
 	if pubsub.Limits().Durable {
 		t.Fatal("pub/sub mode is Durable")
+	}
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}})
+	defer ring.Close()
+	if _, err := redistransport.New(ring, "ns", redistransport.WithStream(redistransport.StreamOptions{})); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("New(Ring) in the stream mode = %v; want ErrInvalidOption", err)
 	}
 	for _, bad := range []string{
 		"redis://127.0.0.1:1?mode=log",
