@@ -105,8 +105,9 @@
 //     last ID or entries-added counter is behind the position (a restart
 //     without persistence, a DEL, a failover to a replica that lacks
 //     entries the reader had read).
-//   - a different server: the run_id of the server holding the stream
-//     changed (a restart, or a failover to a replica). A resume is then
+//   - a different server: the run_id or the replication ID (master_replid)
+//     of the server holding the stream changed (a restart, a failover, a
+//     replica promoted or following another primary). A resume is then
 //     claimed only if that server is a primary that was never a replica
 //     (no second replication ID) with appendonly yes and appendfsync
 //     always, which keeps every entry it acknowledged; a promoted replica
@@ -117,7 +118,7 @@
 //
 // A connected reader that falls behind a trimming publisher skips what was
 // trimmed without an error from Redis; it therefore checks its position
-// every StreamOptions.CheckInterval (one XINFO STREAM and INFO server, 1 s
+// every StreamOptions.CheckInterval (one XINFO STREAM and INFO server replication, 1 s
 // by default) and reports core.EventLoss when entries were trimmed before
 // it read them.
 //

@@ -146,8 +146,9 @@ func (s *stream) publish(ctx context.Context, c redis.UniversalClient, payloads 
 // snapshot is what the server that holds the stream says about itself
 // and the stream, read on one connection.
 type snapshot struct {
-	// runID is the server's run_id, "" when it does not tell (INFO
-	// denied).
+	// runID is the server's run_id and replication ID, "" when it does not
+	// tell (INFO denied): it changes when the server restarts, and when a
+	// replica is promoted or follows another primary.
 	runID string
 	// durable: the server proves that it lost no acknowledged entry, were
 	// it not the one read from before: a primary that was never a replica
@@ -182,7 +183,7 @@ func (s *stream) snapshot(ctx context.Context, reconnect bool) (snapshot, error)
 	}
 	// One command at a time: a pipeline with an error reply in it (XINFO
 	// of a missing key) costs go-redis its connection.
-	section := []string{"server"}
+	section := []string{"server", "replication"}
 	if reconnect {
 		section = nil // all of it: persistence and replication too
 	}
@@ -210,7 +211,9 @@ func (s *stream) snapshot(ctx context.Context, reconnect bool) (snapshot, error)
 		return snap, nil // INFO denied: the server is unknown
 	}
 	text := info.Val()
-	snap.runID = infoField(text, "run_id")
+	if id, repl := infoField(text, "run_id"), infoField(text, "master_replid"); id != "" {
+		snap.runID = id + "/" + repl
+	}
 	snap.durable = reconnect && infoField(text, "role") == "master" &&
 		infoField(text, "aof_enabled") == "1" &&
 		strings.Trim(infoField(text, "master_replid2"), "0") == "" &&
@@ -258,7 +261,7 @@ func (p *position) judge(snap snapshot, reconnect bool) error {
 	case snap.runID == "" || p.server == "":
 		loss = fmt.Errorf("%w: the server does not report its run_id (INFO): a resume cannot be proven", ErrStreamLoss)
 	case snap.runID != p.server && !snap.durable:
-		loss = fmt.Errorf("%w: the server restarted or failed over (run_id %.8s, was %.8s) "+
+		loss = fmt.Errorf("%w: the server restarted or failed over (run_id/replication ID %s, was %s) "+
 			"and does not prove it kept every entry (appendfsync always on a primary that was never a replica)",
 			ErrStreamLoss, snap.runID, p.server)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -250,5 +251,41 @@ func TestStreamCloseUnblocksRead(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("Close took %v with an XREAD BLOCK pending", d)
+	}
+}
+
+func TestStreamPromotedReplicaIsALoss(t *testing.T) {
+	primary := testenv.StartRedis(t)
+	replica := testenv.StartRedis(t, testenv.WithRedisArgs(
+		"--replicaof", "127.0.0.1", fmt.Sprint(primary.Port()), "--appendonly", "yes", "--appendfsync", "always"))
+	waitFor(t, "the replica in sync", func() bool {
+		info, err := replica.Do("INFO", "replication")
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	})
+	p, err := faultproxy.New(replica.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	ns := uniq("stream")
+	pub := openStream(t, primary.URL()+"?mode=stream", ns)
+	sub := openStream(t, "redis://"+p.Addr()+"?mode=stream", ns)
+	publish(t, pub, "before") // the stream exists on the replica before the subscriber reads it
+	waitFor(t, "the stream on the replica", func() bool { n, _ := replica.Do("XLEN", sub.Channel()); return n == "1" })
+	r := subscribe(t, sub)
+	publish(t, pub, "read")
+	waitFor(t, "read", func() bool { return r.has("read") })
+	p.SetRefuse(true)
+	p.Reset()
+	waitFor(t, "EventDisconnected", func() bool { _, i := r.eventAfter(core.EventDisconnected, 0); return i >= 0 })
+	// A failover: the replica becomes a primary (with every entry, as it
+	// happens, but nothing proves that).
+	if _, err := replica.Do("REPLICAOF", "NO", "ONE"); err != nil {
+		t.Fatal(err)
+	}
+	p.SetRefuse(false)
+	ev := reconnected(t, r)
+	if ev.Resumed || !errors.Is(ev.Err, redistransport.ErrStreamLoss) {
+		t.Fatalf("EventReconnected %+v after a promotion; want a loss", ev)
 	}
 }
