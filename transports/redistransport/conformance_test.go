@@ -156,6 +156,7 @@ func streamSharedHarness(t *testing.T) conformance.BackplaneHarness {
 			pu, p := proxies.Via(t, target)
 			bp := open(t, pu+"?mode=stream", ns)
 			proxies.Add(bp, p)
+			dropStream(t, target, bp.(*redistransport.Transport).Channel())
 			return bp
 		},
 		Ordered:    true,

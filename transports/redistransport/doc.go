@@ -145,7 +145,9 @@
 // grows with every XADD until Redis rewrites it, and appendfsync always
 // costs an fsync per write batch. Each instance holds one extra connection
 // (the reader), which polls with XREAD BLOCK HealthCheckInterval (3 s)
-// when idle.
+// when idle. The stream is an ordinary key: it stays in Redis after the
+// last instance closed (trimming happens as entries are added), until it
+// is deleted.
 //
 // On Redis Cluster the stream is one key whose hash tag is the namespace,
 // so it lives on one shard, like the sharded pub/sub channel. A moved slot

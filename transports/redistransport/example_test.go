@@ -139,6 +139,9 @@ func Example_stream() {
 	}
 	fmt.Println("b got:", <-got)
 	fmt.Println("b got:", <-got)
+	// The stream outlives the instances: delete it when the namespace
+	// goes out of use.
+	_ = a.Client().Del(ctx, a.Channel()).Err()
 	// Output:
 	// durable: true
 	// b: connected

@@ -32,6 +32,22 @@ func openStream(t testing.TB, url, ns string, opts ...redistransport.Option) *re
 	return tr
 }
 
+// dropStream deletes the stream key on the server of url when t ends, so
+// that tests leave nothing behind on a shared server.
+func dropStream(t testing.TB, url, key string) {
+	t.Cleanup(func() {
+		opt, err := redis.ParseURL(url)
+		if err != nil {
+			return
+		}
+		c := redis.NewClient(opt)
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c.Del(ctx, key)
+	})
+}
+
 func publish(t testing.TB, tr core.Backplane, payloads ...string) {
 	t.Helper()
 	ps := make([][]byte, len(payloads))
@@ -88,6 +104,7 @@ func TestStreamPublishSubscribeInOrder(t *testing.T) {
 	ns := uniq("stream")
 	pub := openStream(t, url, ns, redistransport.WithStream(redistransport.StreamOptions{}))
 	sub := openStream(t, url+"?mode=stream", ns)
+	dropStream(t, url, sub.Channel())
 	r := subscribe(t, sub)
 	var want []string
 	for i := range 50 {
