@@ -28,9 +28,10 @@ func open(t testing.TB, url, ns string, opts ...redistransport.Option) core.Back
 	return tr
 }
 
-// disconnect CLIENT KILLs bp's subscriber connection, found by its client
-// name on every node it may be on. Only that one connection is closed, so
-// this is safe on a shared server. If the subscriber is reconnecting from an
+// disconnect CLIENT KILLs bp's subscriber connection (in the stream mode,
+// its reader's: the connection that runs XREAD), found by its client name on
+// every node it may be on. Only that one connection is closed, so this is
+// safe on a shared server. If the subscriber is reconnecting from an
 // earlier fault, it waits until there is a connection to kill.
 func disconnect(t testing.TB, bp core.Backplane) {
 	t.Helper()
@@ -56,7 +57,8 @@ func disconnect(t testing.TB, bp core.Backplane) {
 				k, v, _ := strings.Cut(kv, "=")
 				f[k] = v
 			}
-			if f["name"] != name || (f["sub"] == "0" && f["ssub"] == "0" && f["psub"] == "0") {
+			reader := f["cmd"] == "xread"
+			if f["name"] != name || (!reader && f["sub"] == "0" && f["ssub"] == "0" && f["psub"] == "0") {
 				continue
 			}
 			if c.ClientKillByFilter(ctx, "ID", f["id"]).Val() > 0 {
@@ -144,11 +146,75 @@ func clusterClassicHarness(t *testing.T) conformance.BackplaneHarness {
 	}
 }
 
+// streamSharedHarness is the stream mode on the machine's Redis, every
+// instance through a proxy of its own (Stall).
+func streamSharedHarness(t *testing.T) conformance.BackplaneHarness {
+	target := testenv.RedisURL(t)
+	var proxies shipped.Proxies
+	return conformance.BackplaneHarness{
+		New: func(t testing.TB, ns string) core.Backplane {
+			pu, p := proxies.Via(t, target)
+			bp := open(t, pu+"?mode=stream", ns)
+			proxies.Add(bp, p)
+			dropStream(t, target, bp.(*redistransport.Transport).Channel())
+			return bp
+		},
+		Ordered:    true,
+		Disconnect: disconnect,
+		Stall:      proxies.Stall,
+	}
+}
+
+// streamPrivateHarness is the stream mode on a private redis-server without
+// persistence: a restart loses the stream, which the transport reports.
+func streamPrivateHarness(t *testing.T) conformance.BackplaneHarness {
+	srv := testenv.StartRedis(t)
+	return conformance.BackplaneHarness{
+		New:           func(t testing.TB, ns string) core.Backplane { return open(t, srv.URL()+"?mode=stream", ns) },
+		Ordered:       true,
+		Disconnect:    disconnect,
+		RestartBroker: func(testing.TB) { srv.Restart() },
+	}
+}
+
+// streamAOFHarness is the stream mode on a private redis-server that
+// fsyncs its append-only file before every reply: a restart keeps the
+// stream, and subscribers resume.
+func streamAOFHarness(t *testing.T) conformance.BackplaneHarness {
+	srv := testenv.StartRedis(t, testenv.WithRedisArgs("--appendonly", "yes", "--appendfsync", "always"))
+	return conformance.BackplaneHarness{
+		New:           func(t testing.TB, ns string) core.Backplane { return open(t, srv.URL()+"?mode=stream", ns) },
+		Ordered:       true,
+		Disconnect:    disconnect,
+		RestartBroker: func(testing.TB) { srv.Restart() },
+	}
+}
+
+// streamClusterHarness is the stream mode on a private 3-master Redis
+// Cluster; RestartBroker kills every node and starts them again (without
+// persistence: a loss).
+func streamClusterHarness(t *testing.T) conformance.BackplaneHarness {
+	cl := testenv.StartRedisCluster(t, 3)
+	return conformance.BackplaneHarness{
+		New: func(t testing.TB, ns string) core.Backplane {
+			return open(t, cl.URL(), ns, redistransport.WithStream(redistransport.StreamOptions{}))
+		},
+		Ordered:       true,
+		Disconnect:    disconnect,
+		RestartBroker: func(testing.TB) { cl.Restart() },
+		Bound:         10 * time.Second,
+	}
+}
+
 var harnesses = []shipped.Harness{
 	{Name: "shared", Make: sharedHarness},
 	{Name: "private", Make: privateHarness},
 	{Name: "cluster", Make: clusterHarness},
 	{Name: "cluster-classic", Make: clusterClassicHarness},
+	{Name: "stream-shared", Make: streamSharedHarness},
+	{Name: "stream-private", Make: streamPrivateHarness},
+	{Name: "stream-aof", Make: streamAOFHarness},
+	{Name: "stream-cluster", Make: streamClusterHarness},
 }
 
 // TestConformance runs the Backplane suite on every harness.

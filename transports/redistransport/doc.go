@@ -1,7 +1,9 @@
-// Package redistransport is a backplane transport over Redis pub/sub, built
-// on github.com/redis/go-redis/v9.
+// Package redistransport is a backplane transport over Redis, built on
+// github.com/redis/go-redis/v9, in one of two modes: pub/sub (the default)
+// or a Redis stream (mode=stream, WithStream).
 //
 // A Transport broadcasts the payloads of one namespace on one Redis channel,
+// or in the stream mode as the entries of one stream,
 // "backplane:{namespace}" by default (Options.ChannelPrefix). Every
 // subscribed instance receives every message, its own included.
 //
@@ -19,7 +21,7 @@
 // ReadTimeout for a server that stopped answering. A Publish that ends at
 // its context's deadline returns an error wrapping the context's error.
 //
-// # Message Delivery Semantics
+// # Message Delivery Semantics: pub/sub
 //
 // Redis pub/sub is at-most-once. Redis keeps no message for a subscriber:
 // whatever is published while a subscriber's connection is down, being
@@ -64,12 +66,115 @@
 // an instance with 1 does not wait for overtaken messages of its peers (it
 // flushes instead).
 //
+// # Message Delivery Semantics: stream
+//
+// In the stream mode (core.Limits.Durable) each payload is one entry of the
+// namespace's stream (XADD, the payload as the binary-safe value of the
+// field "p"), and every instance reads the stream with XREAD BLOCK from the
+// ID of the last entry it read, on a client of its own (one connection per
+// node, without go-redis's retries and redirects, so that no reconnect goes
+// unnoticed). Subscribe places the instance at the stream's end (the last
+// generated ID, as `$` would, but known by value) and returns: every entry
+// added later is delivered, once, in the stream's order, which is the
+// order in which Redis received the XADDs. Publish returns once Redis
+// replied to every XADD of the call (one pipeline for several payloads);
+// the engine publishes one call at a time (Limits.ConcurrentPublish 1,
+// Options.ConcurrentPublish is ignored), so an instance's entries are in
+// the stream in the order it published them, and no receiver needs a
+// reorder window. The engine's group commit puts many invalidations into
+// one call, which keeps a single call in flight fast enough (see the
+// benchmarks).
+//
+// When the reader's connection breaks, or go-redis replaced it while idle,
+// the transport reports core.EventDisconnected and, once Redis answers
+// again, core.EventReconnected with Resumed true only when it can prove
+// that every entry after its position is still in the stream; it then goes
+// on reading from there. Otherwise Resumed is false, Err wraps
+// ErrStreamLoss and says why, and the reader goes on from the stream's end
+// (the engine flushes the instance's store). The proof uses XINFO STREAM
+// (Redis 7: entries-added, max-deleted-entry-id, the first entry) and INFO:
+//
+//   - trimmed past: the reader counts the entries it read from the
+//     entries-added value of its starting point. Trimming removes the oldest
+//     entries, so the first entry left is number entries-added - length + 1;
+//     when that is beyond the next entry the reader expected, entries it had
+//     not read were trimmed (MaxLen or Retention too small for the time it
+//     was cut off).
+//   - deleted: max-deleted-entry-id beyond the position (an XDEL).
+//   - gone or recreated: the key is missing once it existed, or the stream's
+//     last ID or entries-added counter is behind the position (a restart
+//     without persistence, a DEL, a failover to a replica that lacks
+//     entries the reader had read).
+//   - a different server: the run_id or the replication ID (master_replid)
+//     of the server holding the stream changed (a restart, a failover, a
+//     replica promoted or following another primary). A resume is then
+//     claimed only if that server is a primary that was never a replica
+//     (no second replication ID) with appendonly yes and appendfsync
+//     always, which keeps every entry it acknowledged; a promoted replica
+//     may lack entries its primary acknowledged but never sent, which no
+//     counter on the replica reveals, so a failover is always a loss. A
+//     server that denies INFO or CONFIG GET cannot prove anything: every
+//     reconnect is a loss.
+//
+// A connected reader that falls behind a trimming publisher skips what was
+// trimmed without an error from Redis; it therefore checks its position
+// every StreamOptions.CheckInterval (one XINFO STREAM and INFO server replication, 1 s
+// by default) and reports core.EventLoss when entries were trimmed before
+// it read them.
+//
+// A restart of a Redis without persistence loses the stream: detected,
+// reported as a loss, and every instance flushes once (the fleet's stores go
+// cold together, as with pub/sub). With `--appendonly yes --appendfsync
+// always` the stream survives the restart and instances resume warm;
+// appendfsync everysec may lose the last second of entries, which the
+// transport cannot rule out, so there a restart is a loss too. Entries a
+// Redis acknowledged and then lost before any reader read them (a failover,
+// appendfsync everysec) leave no trace in the stream; the engine's
+// per-source sequence numbers still reveal them as gaps.
+//
+// What it costs Redis: the stream holds at most about MaxLen entries
+// (default 100000, XADD MAXLEN ~) and none older than Retention (default 10
+// minutes, trimmed with XTRIM MINID ~ once a second by each publisher, by
+// its own clock), whichever is fewer. An entry costs its payload plus about
+// 30 bytes (MEMORY USAGE on Redis 7.0: 231 bytes an entry of 200, 80 of
+// 50); an engine message carries a batch of keys in one payload. At 100
+// messages/s of 200 bytes, 10 minutes are 60000 entries, about 14 MB; at
+// 1000 messages/s MaxLen caps the stream at 100000 entries (about 23 MB),
+// which is then the retention: 100 s. The retention is how long an instance may be cut off (or a reader stalled)
+// and still resume; beyond it, it reports a loss. With appendonly the AOF
+// grows with every XADD until Redis rewrites it, and appendfsync always
+// costs an fsync per write batch. Each instance holds one extra connection
+// (the reader), which polls with XREAD BLOCK HealthCheckInterval (3 s)
+// when idle. The stream is an ordinary key: it stays in Redis after the
+// last instance closed (trimming happens as entries are added), until it
+// is deleted.
+//
+// On Redis Cluster the stream is one key whose hash tag is the namespace,
+// so it lives on one shard, like the sharded pub/sub channel. A moved slot
+// is an error the reader reports as a disconnect; it refreshes the layout
+// and reconnects to the new owner, which, being another server, is a loss.
+// The stream mode needs a *redis.Client or *redis.ClusterClient (New
+// rejects a Ring) and Redis 7 or later. The reader's client is made from
+// the given client's options: hooks added to the given client do not see
+// the reader's commands.
+//
 // # URLs
 //
 // Open accepts the URLs of redis.ParseURL:
 //
 //	redis://[user:password@]host:port[/db][?dial_timeout=3s&...]
 //	rediss://[user:password@]host:port[/db]     TLS
+//
+// The transport's own parameters choose the mode:
+//
+//	mode=pubsub                 the default
+//	mode=stream                 the stream mode (Options.Stream.Enabled)
+//	maxlen=100000               StreamOptions.MaxLen; -1: no bound by length
+//	retention=10m               StreamOptions.Retention (a Go duration); -1s: no bound by age
+//
+// for example redis://host:6379/0?mode=stream&retention=10m&maxlen=100000.
+// They override the Options given to Open; maxlen and retention need
+// mode=stream. The stream mode's key lives in the URL's database.
 //
 // The user and password are those of a Redis ACL user (or only a password
 // for requirepass). The db number does not matter for pub/sub, which Redis

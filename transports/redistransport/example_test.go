@@ -98,3 +98,53 @@ func ExampleWithPubSubMode() {
 	// Output:
 	// true false
 }
+
+// The stream mode, chosen in the URL: a namespace's messages are entries of
+// one stream, trimmed to about 100000 entries and 10 minutes, and an
+// instance whose connection breaks resumes where it stopped, or says that
+// it could not (core.Event.Resumed).
+func Example_stream() {
+	ctx := context.Background()
+	ns := fmt.Sprintf("orders-%d", time.Now().UnixNano()) // fresh, for the example
+	url := redisURL() + "?mode=stream&maxlen=100000&retention=10m"
+
+	a, err := redistransport.Open(url, ns)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer a.Close()
+	b, err := redistransport.Open(url, ns)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer b.Close()
+	fmt.Println("durable:", b.Limits().Durable)
+
+	got := make(chan string)
+	err = b.Subscribe(ctx, core.HandlerFuncs{
+		Message: func(p []byte) { got <- string(p) },
+		Event: func(ev core.Event) {
+			if ev.Kind == core.EventReconnected {
+				fmt.Println("b: reconnected, resumed:", ev.Resumed)
+			} else {
+				fmt.Println("b:", ev.Kind)
+			}
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := a.Publish(ctx, []byte("invalidate order:7"), []byte("invalidate order:8")); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("b got:", <-got)
+	fmt.Println("b got:", <-got)
+	// The stream outlives the instances: delete it when the namespace
+	// goes out of use.
+	_ = a.Client().Del(ctx, a.Channel()).Err()
+	// Output:
+	// durable: true
+	// b: connected
+	// b got: invalidate order:7
+	// b got: invalidate order:8
+}

@@ -221,3 +221,9 @@ func sharedClient(t testing.TB, name string) *redis.Client {
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
+
+func (r *recorder) eventList() []core.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]core.Event(nil), r.events...)
+}

@@ -114,7 +114,14 @@ type Options struct {
 	// allows more than one call at once: give every instance of a
 	// namespace the same setting. An instance with 1 counts every message
 	// of a peer that another one overtook as a gap, and flushes.
+	//
+	// The stream mode ignores it: the engine publishes one call at a
+	// time, so that an instance's entries are in the stream in the order
+	// it published them.
 	ConcurrentPublish int
+	// Stream, when Stream.Enabled, carries messages on a Redis stream
+	// instead of pub/sub (core.Limits.Durable); Mode is then unused.
+	Stream StreamOptions
 }
 
 // DefaultOptions returns the options with every default filled in.
@@ -145,6 +152,9 @@ func (o Options) withDefaults() (Options, error) {
 	transportopt.Fill(&o.ReconnectBackoff, d.ReconnectBackoff)
 	transportopt.Fill(&o.MaxReconnectBackoff, d.MaxReconnectBackoff)
 	transportopt.Fill(&o.ConcurrentPublish, d.ConcurrentPublish)
+	if err := o.Stream.fill(); err != nil {
+		return o, err
+	}
 	switch {
 	case o.Mode < PubSubAuto || o.Mode > PubSubSharded:
 		return o, invalid("unknown pub/sub mode %v", o.Mode)

@@ -2,12 +2,9 @@ package redistransport
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +47,7 @@ type Transport struct {
 	owned   bool
 	channel string
 	sharded bool
+	st      *stream // the stream mode's state; nil with pub/sub
 	opts    Options
 	log     *slog.Logger
 
@@ -80,14 +78,18 @@ func New(client redis.UniversalClient, namespace string, opts ...Option) (*Trans
 	if err != nil {
 		return nil, err
 	}
-	return newTransport(client, false, namespace, o), nil
+	return newTransport(client, false, namespace, o)
 }
 
 // Open creates a client from a URL and returns a Transport that owns it
 // (Close closes the client). Open does no I/O. See the package
 // documentation for the URL forms.
 func Open(rawURL, namespace string, opts ...Option) (*Transport, error) {
-	o, err := buildOptions(namespace, opts)
+	rawURL, fromURL, err := urlOptions(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	o, err := buildOptions(namespace, append(opts, fromURL...))
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +97,11 @@ func Open(rawURL, namespace string, opts ...Option) (*Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newTransport(client, true, namespace, o), nil
+	t, err := newTransport(client, true, namespace, o)
+	if err != nil {
+		_ = client.Close()
+	}
+	return t, err
 }
 
 func buildOptions(namespace string, opts []Option) (Options, error) {
@@ -105,71 +111,22 @@ func buildOptions(namespace string, opts []Option) (Options, error) {
 	return transportopt.Apply(DefaultOptions(), opts).withDefaults()
 }
 
-// newClient parses rawURL: redis:// or rediss:// with the query parameters
-// of redis.ParseURL; with one or more addr parameters or cluster=true, a
-// cluster client from redis.ParseClusterURL.
-func newClient(rawURL string, o Options) (redis.UniversalClient, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		// url.Error repeats the URL, password included: keep only the cause.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, invalid("bad URL: %v", err)
-	}
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return nil, invalid("URL scheme %q is not redis or rediss", u.Scheme)
-	}
-	q := u.Query()
-	cluster := q.Has("addr")
-	if v := q.Get("cluster"); v != "" {
-		if cluster, err = strconv.ParseBool(v); err != nil {
-			return nil, invalid("bad cluster parameter %q", v)
-		}
-		q.Del("cluster")
-		u.RawQuery = q.Encode()
-	}
-	if cluster {
-		co, err := redis.ParseClusterURL(u.String())
-		if err != nil {
-			return nil, invalid("URL: %v", err)
-		}
-		co.TLSConfig = mergeTLS(co.TLSConfig, o.TLSConfig)
-		co.ClientName = o.ClientName
-		co.ContextTimeoutEnabled = true
-		return redis.NewClusterClient(co), nil
-	}
-	ro, err := redis.ParseURL(u.String())
-	if err != nil {
-		return nil, invalid("URL: %v", err)
-	}
-	ro.TLSConfig = mergeTLS(ro.TLSConfig, o.TLSConfig)
-	ro.ClientName = o.ClientName
-	ro.ContextTimeoutEnabled = true
-	return redis.NewClient(ro), nil
-}
-
-// mergeTLS returns the configuration the user gave, keeping the server name
-// the URL implied when the user's configuration names none.
-func mergeTLS(fromURL, given *tls.Config) *tls.Config {
-	if given == nil {
-		return fromURL
-	}
-	c := given.Clone()
-	if c.ServerName == "" && fromURL != nil {
-		c.ServerName = fromURL.ServerName
-	}
-	return c
-}
-
-func newTransport(client redis.UniversalClient, owned bool, namespace string, o Options) *Transport {
+func newTransport(client redis.UniversalClient, owned bool, namespace string, o Options) (*Transport, error) {
 	sharded := o.Mode == PubSubSharded
 	if o.Mode == PubSubAuto {
 		_, sharded = client.(*redis.ClusterClient)
 	}
+	var st *stream
+	if o.Stream.Enabled {
+		var err error
+		if st, err = newStream(client, o.ChannelPrefix+"{"+namespace+"}", o.Stream); err != nil {
+			return nil, err
+		}
+		sharded = false
+	}
 	life, stop := context.WithCancel(context.Background())
 	return &Transport{
+		st:      st,
 		life:    life,
 		stop:    stop,
 		client:  client,
@@ -178,21 +135,27 @@ func newTransport(client redis.UniversalClient, owned bool, namespace string, o 
 		sharded: sharded,
 		opts:    o,
 		log:     o.Logger.With("channel", o.ChannelPrefix+"{"+namespace+"}"),
-	}
+	}, nil
 }
 
-// Channel returns the Redis channel the Transport uses.
+// Channel returns the Redis channel the Transport uses; in the stream mode,
+// the key of the stream.
 func (t *Transport) Channel() string { return t.channel }
 
-// Sharded reports whether the Transport uses sharded pub/sub.
+// Sharded reports whether the Transport uses sharded pub/sub (never in the
+// stream mode).
 func (t *Transport) Sharded() bool { return t.sharded }
 
 // Client returns the client the Transport publishes and subscribes with.
 func (t *Transport) Client() redis.UniversalClient { return t.client }
 
 // Limits reports the largest payload Publish accepts and how many Publish
-// calls the engine may run at once (Options.ConcurrentPublish).
+// calls the engine may run at once (Options.ConcurrentPublish; one in the
+// stream mode, which is Durable).
 func (t *Transport) Limits() core.Limits {
+	if t.st != nil {
+		return core.Limits{MaxPayload: t.opts.MaxPayload, ConcurrentPublish: 1, Durable: true}
+	}
 	return core.Limits{MaxPayload: t.opts.MaxPayload, ConcurrentPublish: t.opts.ConcurrentPublish}
 }
 
@@ -215,10 +178,12 @@ func (t *Transport) Publish(ctx context.Context, payloads ...[]byte) error {
 		}
 	}
 	var err error
-	switch len(payloads) {
-	case 0:
+	switch {
+	case len(payloads) == 0:
 		return nil
-	case 1:
+	case t.st != nil:
+		err = t.st.publish(ctx, t.client, payloads)
+	case len(payloads) == 1:
 		err = t.publishCmd(ctx, t.client, payloads[0]).Err()
 	default:
 		_, err = t.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
@@ -266,6 +231,9 @@ func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 	}
 	t.subscribed = true
 	t.mu.Unlock()
+	if t.st != nil {
+		return t.subscribeStream(ctx, h)
+	}
 
 	ps := t.newPubSub(ctx)
 	if err := t.awaitConfirmation(ctx, ps); err != nil {
@@ -522,15 +490,19 @@ func (t *Transport) message(h core.Handler, payload string) {
 }
 
 func (t *Transport) event(h core.Handler, kind core.EventKind, err error) {
+	t.report(h, core.Event{Kind: kind, Err: err, Time: time.Now()})
+}
+
+func (t *Transport) report(h core.Handler, ev core.Event) {
 	t.busy.Store(true)
 	defer t.idle()
 	defer t.recoverHandler("HandleEvent")
-	if kind == core.EventDisconnected {
-		t.log.Warn("redistransport: subscriber disconnected", "err", err)
+	if ev.Kind == core.EventDisconnected || ev.Err != nil {
+		t.log.Warn("redistransport: subscriber "+ev.Kind.String(), "err", ev.Err, "resumed", ev.Resumed)
 	} else {
-		t.log.Info("redistransport: subscriber " + kind.String())
+		t.log.Info("redistransport: subscriber "+ev.Kind.String(), "resumed", ev.Resumed)
 	}
-	h.HandleEvent(core.Event{Kind: kind, Err: err, Time: time.Now()})
+	h.HandleEvent(ev)
 }
 
 // idle marks the end of a handler call. A slow handler delays the reading
@@ -560,6 +532,10 @@ func (t *Transport) Close() error {
 	t.mu.Unlock()
 	if ps != nil {
 		_ = ps.Close()
+	}
+	if t.st != nil {
+		// Unblocks an XREAD BLOCK, which a cancelled context does not.
+		_ = t.st.reader.Close()
 	}
 	t.wg.Wait()
 	if t.owned {
