@@ -598,7 +598,7 @@ func openGated(t *testing.T, gs *gatedSender) *core.Cache {
 // anyone else's round.
 func TestSenderOverlapsRounds(t *testing.T) {
 	hub := memtransport.NewHub()
-	gs := &gatedSender{Transport: hub.New(ns), gate: make(chan struct{})}
+	gs := &gatedSender{Transport: hub.New(ns), gate: make(chan struct{}), concurrent: 4}
 	a := openGated(t, gs)
 	b, _ := open(t, hub, quiet)
 	_ = b.Set("k1", []byte("v"))
@@ -672,7 +672,7 @@ func TestSenderOneRoundAtATime(t *testing.T) {
 // and a caller that leaves after that still stops waiting at once.
 func TestSenderCallerLeavesAfterAnotherLeft(t *testing.T) {
 	hub := memtransport.NewHub()
-	gs := &gatedSender{Transport: hub.New(ns), gate: make(chan struct{})}
+	gs := &gatedSender{Transport: hub.New(ns), gate: make(chan struct{}), concurrent: 4}
 	a := openGated(t, gs)
 	actx, acancel := context.WithCancel(context.Background())
 	bctx, bcancel := context.WithCancel(context.Background())

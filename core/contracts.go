@@ -97,7 +97,7 @@ type Limits struct {
 	// receivers wait up to Options.ReorderWindow for a message that was
 	// overtaken before they count it as lost. Over a Sender, which keeps
 	// order, it bounds the rounds that wait for their confirmation at
-	// once (0: the engine allows 4; 1: one round at a time).
+	// once (0 or 1: one round at a time).
 	ConcurrentPublish int
 	// Durable is true when every subscriber reads one log that keeps the
 	// messages in one total order (a Redis stream, a JetStream stream): a
@@ -162,10 +162,10 @@ type Backplane interface {
 // Send too, or hide it: the engine calls Send instead of Publish when it is
 // there.
 //
-// With a Sender the engine lets the next round go out while earlier ones
-// wait for their confirmation (up to Limits.ConcurrentPublish rounds, 4 by
-// default); without one, and without Limits.ConcurrentPublish, it waits for
-// each Publish before starting the next round.
+// With a Sender that declares Limits.ConcurrentPublish above 1, the engine
+// lets the next round go out while earlier ones wait for their
+// confirmation, up to that many rounds; otherwise it waits for each round
+// before starting the next.
 type Sender interface {
 	Send(ctx context.Context, payloads ...[]byte) (confirm func(ctx context.Context) error, err error)
 }

@@ -75,10 +75,9 @@
 // messages may then overtake one another, and receivers wait up to
 // Options.ReorderWindow for an overtaken message before they count it as
 // lost (its keys are evicted whenever it arrives). Once the rounds in
-// flight reach their bound (Limits.ConcurrentPublish; 4 over a Sender that
-// declares none), calls queue and go out together, so that under load
-// rounds grow rather than multiply. Other transports publish one round at
-// a time.
+// flight reach their bound (Limits.ConcurrentPublish; one round at a time
+// unless the transport declares more), calls queue and go out together, so
+// that under load rounds grow rather than multiply.
 //
 // # Canary and signing
 //

@@ -16,7 +16,7 @@ import (
 
 // senderRounds is how many rounds may be in flight over a Sender that
 // declares no Limits.ConcurrentPublish of its own.
-const senderRounds = 4
+const senderRounds = 1
 
 // publisher is the publish side's state.
 //

@@ -59,8 +59,8 @@
 // and its confirm makes the round trip. One connection keeps the order of
 // what is written to it, so the engine sends an instance's next round while
 // earlier ones still wait for their confirmation, up to
-// Options.ConcurrentPublish rounds (4 by default); beyond that, calls queue
-// and go out together. Receivers see an instance's messages in order
+// Options.ConcurrentPublish rounds (1 by default: one round at a time);
+// beyond that, calls queue and go out together. Receivers see an instance's messages in order
 // whatever that bound is, so instances of one namespace need not agree on
 // it.
 //

@@ -61,8 +61,9 @@ const (
 	DefaultMaxReconnectBackoff = 2 * time.Second
 	// DefaultConcurrentPublish is how many Publish calls of one instance
 	// the engine may run at once, each on a connection of the client's
-	// pool.
-	DefaultConcurrentPublish = 4
+	// pool: one, since more measured no faster (BENCHMARKS.md), and one
+	// keeps an instance's messages in order.
+	DefaultConcurrentPublish = 1
 
 	// maxRedisBulk is Redis's default proto-max-bulk-len.
 	maxRedisBulk = 512 << 20
