@@ -15,8 +15,12 @@ import (
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/examples/catalog/catalog"
-	"github.com/backplane-go/backplane/fxmodule"
 	"github.com/backplane-go/backplane/stores/bigcachestore"
+	"github.com/backplane-go/backplane/transports"
+
+	// The schemes the catalog speaks: nats://, tls://, redis://, rediss://.
+	_ "github.com/backplane-go/backplane/transports/natstransport"
+	_ "github.com/backplane-go/backplane/transports/redistransport"
 )
 
 func env(name, def string) string {
@@ -60,7 +64,7 @@ func run(ctx context.Context, addr, sqlitePath, pgDSN, table, transport, namespa
 		return err
 	}
 
-	bp, err := fxmodule.OpenBackplane(openCtx, transport, namespace)
+	bp, err := transports.Open(openCtx, transport, namespace)
 	if err != nil {
 		return err
 	}
