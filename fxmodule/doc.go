@@ -2,16 +2,29 @@
 // application, with the transport and the store chosen by configuration
 // rather than in code.
 //
-//	import (
-//		"github.com/backplane-go/backplane/fxmodule"
-//		_ "github.com/backplane-go/backplane/transports/natstransport" // nats://, tls://
+// From examples/fxservice, a service over NATS (it imports
+// transports/natstransport for nats:// URLs):
+//
+//	func main() {
+//		fx.New(
+//			fx.Provide(NewDB),
+//			Service,
+//			fx.Invoke(serve),
+//		).Run()
+//	}
+//
+//	// Service is the service without its HTTP listener: configuration, the
+//	// backplane Module, the database dependency and the handler.
+//	var Service = fx.Options(
+//		fx.Provide(loadConfig),
+//		fxmodule.Module,
+//		fx.Provide(NewHandler),
 //	)
 //
-//	app := fx.New(
-//		fxmodule.ConfigFromEnv("BACKPLANE_"), // or ConfigFromYAML(path), or fx.Supply(cfg)
-//		fxmodule.Module,                       // provides *core.Cache, core.Backplane, core.LocalStore, HealthCheck
-//		fx.Invoke(func(c *core.Cache) { ... }),
-//	)
+// Module provides *core.Cache, core.Backplane, core.LocalStore and
+// HealthCheck from the Config in the graph: ConfigFromEnv("BACKPLANE_"),
+// ConfigFromYAML(path), fx.Supply(cfg), or a constructor of the
+// application's own (loadConfig above, with LoadEnvOver).
 //
 // The transport is chosen by the configured URL, among the transports the
 // application imports: each transport package registers its schemes when

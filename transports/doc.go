@@ -1,22 +1,23 @@
 // Package transports opens a backplane transport by URL, the way
 // database/sql opens a database by driver name and gocloud.dev opens a
 // topic by URL: each transport package registers its URL schemes in its
-// init function, and an application links only the transports it imports.
-//
-//	import (
-//		"github.com/backplane-go/backplane/transports"
-//		_ "github.com/backplane-go/backplane/transports/natstransport" // nats://, tls://
-//	)
-//
-//	bp, err := transports.Open(ctx, "nats://127.0.0.1:4222", "catalog")
-//
+// init function, and an application links only the transports it imports
+// (import _ "github.com/backplane-go/backplane/transports/natstransport").
 // The schemes of the transports of this module, and the package to import
 // for each:
 //
-//	mem://            transports/memtransport (fxmodule imports it)
+//	mem://                transports/memtransport (fxmodule imports it)
 //	redis://, rediss://   transports/redistransport
 //	nats://, tls://       transports/natstransport
 //	sb://, servicebus://  transports/servicebustransport
+//
+// The catalog example (examples/catalog) opens the URL of its -transport
+// flag:
+//
+//	bp, err := transports.Open(openCtx, transport, namespace) // no I/O yet
+//	if err != nil {
+//		return err // an unknown scheme or parameter; the error lists the valid ones
+//	}
 //
 // A URL whose scheme no imported package registered fails with an error
 // wrapping ErrUnknownScheme; for the schemes above, the error names the
