@@ -112,7 +112,7 @@
 // BACKPLANE_STORE_BIGCACHE_SHARDS, that of ttl BACKPLANE_TTL, and so on.
 // Another variable with the prefix is an error that names the closest
 // valid one (BACKPLANE_TRANSPORTURL: did you mean BACKPLANE_TRANSPORT_URL?),
-// except those of this module's tests and tools (ToolEnv).
+// except those of this module's tests and tools (see Config.ApplyEnv).
 // Durations are written like 500ms, 5s or 10m. The engine settings are
 // those of core.Options (Config.CoreOptions converts them).
 //

@@ -145,9 +145,9 @@ func LoadEnvOver(base Config, prefix string) (Config, error) {
 	return c, c.validate(envLabel(prefix))
 }
 
-// ToolEnv lists the variables with the default prefix that this module's
+// toolEnv lists the variables with the default prefix that this module's
 // tests and tools read; ApplyEnv does not report them as unknown.
-var ToolEnv = []string{
+var toolEnv = []string{
 	"BACKPLANE_REDIS_URL", "BACKPLANE_NATS_URL", "BACKPLANE_REQUIRE_SERVICES",
 	"BACKPLANE_CHAOS_FULL", "BACKPLANE_CHAOS_REPORT",
 }
@@ -159,8 +159,10 @@ var ToolEnv = []string{
 // BACKPLANE_STORE_BIGCACHE_SHARDS, BACKPLANE_STORE_PARAMS_<KEY>. A
 // variable with the prefix that names no field (a misspelt
 // BACKPLANE_TRANSPORTURL, say) is an error that names the closest valid
-// one and lists them all, except the variables of ToolEnv; use another
-// prefix to keep variables of your own beside them. A value that does not
+// one and lists them all, except the variables this module's tests and
+// tools read (BACKPLANE_REDIS_URL, BACKPLANE_NATS_URL,
+// BACKPLANE_REQUIRE_SERVICES, BACKPLANE_CHAOS_FULL, BACKPLANE_CHAOS_REPORT);
+// use another prefix to keep variables of your own beside them. A value that does not
 // parse is an error naming the variable; every error is reported.
 func (c *Config) ApplyEnv(prefix string, environ []string) error {
 	if prefix == "" {
@@ -183,7 +185,7 @@ func (c *Config) ApplyEnv(prefix string, environ []string) error {
 		valid = append(valid, name)
 	}
 	for _, k := range slices.Sorted(maps.Keys(env)) {
-		if known(fields, prefix, k) || (prefix == DefaultEnvPrefix && slices.Contains(ToolEnv, k)) {
+		if known(fields, prefix, k) || (prefix == DefaultEnvPrefix && slices.Contains(toolEnv, k)) {
 			continue
 		}
 		hint := ""
