@@ -119,6 +119,7 @@ var backplaneCases = []bpCase{
 	{"PanickingHandler", (*env).casePanickingHandler},
 	{"SlowHandler", (*env).caseSlowHandler},
 	{"Disconnect", (*env).caseDisconnect},
+	{"ResumeOrLoss", (*env).caseResumeOrLoss},
 }
 
 // backplaneSerialCases run one at a time, after backplaneCases.

@@ -100,6 +100,12 @@ var brokenAdapters = map[string]brokenAdapter{
 		run:      brokenTransportRun("publish-mutex-ignores-context"),
 		wantFail: []string{"Backplane/ContextWhilePublishWaits"},
 	},
+	// A transport that says it is Durable and that every reconnect
+	// resumed, but loses the first messages after each reconnect.
+	"false-resume": {
+		run:      brokenTransportRun("false-resume"),
+		wantFail: []string{"Backplane/ResumeOrLoss"},
+	},
 	// A transport whose Close returns without waiting for the handler.
 	"async-close": {
 		run:      brokenTransportRun("async-close"),
@@ -209,7 +215,13 @@ type brokenTransport struct {
 
 func (b *brokenTransport) inner() *memtransport.Transport { return b.tr }
 
-func (b *brokenTransport) Limits() core.Limits { return b.tr.Limits() }
+func (b *brokenTransport) Limits() core.Limits {
+	l := b.tr.Limits()
+	if b.mode == "false-resume" {
+		l.Durable = true
+	}
+	return l
+}
 
 func (b *brokenTransport) Publish(ctx context.Context, payloads ...[]byte) error {
 	switch b.mode {
@@ -245,6 +257,8 @@ func (b *brokenTransport) Subscribe(ctx context.Context, h core.Handler) error {
 	switch b.mode {
 	case "drop-every-10th":
 		h = &dropper{h: h}
+	case "false-resume":
+		h = &falseResume{h: h}
 	case "no-echo":
 		inner := h
 		h = core.HandlerFuncs{
@@ -300,6 +314,28 @@ func (b *brokenTransport) Close() error {
 }
 
 // dropper passes on every message but every 10th.
+// falseResume claims every reconnect resumed, and drops the next five
+// messages after it.
+type falseResume struct {
+	h    core.Handler
+	skip int // only touched by the transport's delivery goroutine
+}
+
+func (f *falseResume) HandleMessage(p []byte) {
+	if f.skip > 0 {
+		f.skip--
+		return
+	}
+	f.h.HandleMessage(p)
+}
+
+func (f *falseResume) HandleEvent(ev core.Event) {
+	if ev.Kind == core.EventReconnected {
+		ev.Resumed, f.skip = true, 5
+	}
+	f.h.HandleEvent(ev)
+}
+
 type dropper struct {
 	h core.Handler
 	n int // only touched by the transport's delivery goroutine

@@ -211,6 +211,23 @@ func unwrap(bp core.Backplane) *memtransport.Transport {
 	return nil
 }
 
+// TestRunBackplaneMemtransportDurable runs RunBackplane on a durable hub,
+// whose cut transports reconnect after a while, as a client would.
+func TestRunBackplaneMemtransportDurable(t *testing.T) {
+	hub := memtransport.NewHub(memtransport.WithDurable(memtransport.DefaultQueueSize), memtransport.WithLogger(slog.New(slog.DiscardHandler)))
+	t.Cleanup(func() { _ = hub.Close() })
+	conformance.RunBackplane(t, conformance.BackplaneHarness{
+		New:     func(_ testing.TB, ns string) core.Backplane { return hub.New(ns) },
+		Ordered: true,
+		Disconnect: func(t testing.TB, bp core.Backplane) {
+			tr := bp.(*memtransport.Transport)
+			tr.Disconnect(errors.New("conformance: connection cut"))
+			time.AfterFunc(20*time.Millisecond, tr.Reconnect)
+		},
+		RestartBroker: func(testing.TB) { hub.Restart() },
+	})
+}
+
 // TestRunBackplaneMemtransport shows that RunBackplane passes on a correct
 // transport, including the fault cases.
 func TestRunBackplaneMemtransport(t *testing.T) {

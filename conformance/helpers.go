@@ -277,6 +277,13 @@ func (r *recorder) eventKinds() []core.EventKind {
 	return ks
 }
 
+// eventList returns the events received, in order.
+func (r *recorder) eventList() []core.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]core.Event(nil), r.events...)
+}
+
 // eventCount returns how many events of kind k were received.
 func (r *recorder) eventCount(k core.EventKind) int {
 	n := 0

@@ -11,8 +11,8 @@ import (
 )
 
 // matrixMemHarness is the in-process transport, with fault injection.
-func matrixMemHarness() conformance.BackplaneHarness {
-	hub := memtransport.NewHub()
+func matrixMemHarness(opts ...memtransport.HubOption) conformance.BackplaneHarness {
+	hub := memtransport.NewHub(opts...)
 	return conformance.BackplaneHarness{
 		New:     func(t testing.TB, ns string) core.Backplane { return hub.New(ns) },
 		Ordered: true,
@@ -28,6 +28,9 @@ func matrixMemHarness() conformance.BackplaneHarness {
 // transports lists the shipped transports that need no server.
 var transports = map[string]func(t *testing.T) conformance.BackplaneHarness{
 	"mem": func(*testing.T) conformance.BackplaneHarness { return matrixMemHarness() },
+	"mem-durable": func(*testing.T) conformance.BackplaneHarness {
+		return matrixMemHarness(memtransport.WithDurable(memtransport.DefaultQueueSize))
+	},
 }
 
 // TestCacheMatrix runs the engine end to end on every (store, transport)

@@ -18,7 +18,8 @@ const benchKeys = 10000
 func benchKey(i int) string { return fmt.Sprintf("product:%06d", i%benchKeys) }
 
 // BenchmarkGetHit compares a cache hit through the engine with raw bigcache
-// and with the bigcachestore adapter, in the same run.
+// and with the bigcachestore adapter, in the same run, and a hit of an
+// entry with 1 and 4 tags with one without.
 func BenchmarkGetHit(b *testing.B) {
 	value := make([]byte, 256)
 	keys := make([]string, benchKeys)
@@ -34,29 +35,41 @@ func BenchmarkGetHit(b *testing.B) {
 	defer raw.Close()
 	store, _ := bigcachestore.New(cfg)
 	hub := memtransport.NewHub()
-	engineStore, _ := bigcachestore.New(cfg)
-	c, err := core.Open(context.Background(), engineStore, hub.New("bench"), core.WithLogger(discard))
-	if err != nil {
-		b.Fatal(err)
+	// The engine without tags, with 1 and with 4 tags per entry: three
+	// instances, each holding the same entries as the raw store.
+	engine := func(tags ...string) *core.Cache {
+		st, _ := bigcachestore.New(cfg)
+		c, err := core.Open(context.Background(), st, hub.New("bench"), core.WithLogger(discard))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, k := range keys {
+			_ = c.SetWithTags(k, value, tags...)
+		}
+		return c
 	}
+	c, c1, c4 := engine(), engine("category:1"), engine("category:1", "brand:2", "page:3", "region:4")
 	defer c.Close()
+	defer c1.Close()
+	defer c4.Close()
 	defer store.Close()
 	for _, k := range keys {
 		_ = raw.Set(k, value)
 		_ = store.Set(k, value, 0)
-		_ = c.Set(k, value)
 	}
-	gets := map[string]func(k string) bool{
-		"raw-bigcache":  func(k string) bool { _, err := raw.Get(k); return err == nil },
-		"bigcachestore": func(k string) bool { _, ok := store.Get(k); return ok },
-		"engine":        func(k string) bool { _, ok := c.Get(k); return ok },
+	gets := map[string]func(i int) bool{
+		"raw-bigcache":  func(i int) bool { _, err := raw.Get(keys[i]); return err == nil },
+		"bigcachestore": func(i int) bool { _, ok := store.Get(keys[i]); return ok },
+		"engine":        func(i int) bool { _, ok := c.Get(keys[i]); return ok },
+		"engine-1-tag":  func(i int) bool { _, ok := c1.Get(keys[i]); return ok },
+		"engine-4-tags": func(i int) bool { _, ok := c4.Get(keys[i]); return ok },
 	}
-	for _, name := range []string{"raw-bigcache", "bigcachestore", "engine"} {
+	for _, name := range []string{"raw-bigcache", "bigcachestore", "engine", "engine-1-tag", "engine-4-tags"} {
 		get := gets[name]
 		b.Run(name, func(b *testing.B) {
 			i := 0
 			for b.Loop() {
-				if !get(keys[i%benchKeys]) {
+				if !get(i % benchKeys) {
 					b.Fatal("miss")
 				}
 				i++
@@ -67,7 +80,7 @@ func BenchmarkGetHit(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				i := int(n.Add(1)) * 7919
 				for pb.Next() {
-					if !get(keys[i%benchKeys]) {
+					if !get(i % benchKeys) {
 						b.Fatal("miss")
 					}
 					i++

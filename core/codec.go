@@ -60,16 +60,39 @@ func (t Typed[T]) SetWithTTL(key string, v T, ttl time.Duration) error {
 	return t.c.SetWithTTL(key, b, ttl)
 }
 
+// SetWithTags caches v under key carrying tags (see Cache.SetWithTags).
+func (t Typed[T]) SetWithTags(key string, v T, tags ...string) error {
+	b, err := t.c.opts.Codec.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("backplane: encode value of %q: %w", key, err)
+	}
+	return t.c.SetWithTags(key, b, tags...)
+}
+
 // GetOrLoad returns the cached value or loads, caches and returns it (see
 // Cache.GetOrLoad).
 func (t Typed[T]) GetOrLoad(ctx context.Context, key string, loader func(ctx context.Context) (T, error)) (T, error) {
+	return t.getOrLoad(ctx, key, nil, loader)
+}
+
+// GetOrLoadWithTags is GetOrLoad for an entry that carries tags (see
+// Cache.GetOrLoadWithTags).
+func (t Typed[T]) GetOrLoadWithTags(ctx context.Context, key string, tags []string, loader func(ctx context.Context) (T, error)) (T, error) {
+	if err := t.c.checkTags(tags); err != nil {
+		var zero T
+		return zero, err
+	}
+	return t.getOrLoad(ctx, key, tags, loader)
+}
+
+func (t Typed[T]) getOrLoad(ctx context.Context, key string, tags []string, loader func(ctx context.Context) (T, error)) (T, error) {
 	var zero T
 	if loader == nil {
 		return zero, ErrNilLoader
 	}
 	var loaded T
 	var have bool
-	b, err := t.c.GetOrLoad(ctx, key, func(ctx context.Context) ([]byte, error) {
+	b, err := t.c.getOrLoad(ctx, key, tags, func(ctx context.Context) ([]byte, error) {
 		v, err := loader(ctx)
 		if err != nil {
 			return nil, err

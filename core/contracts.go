@@ -27,6 +27,9 @@ var (
 	// ErrTooManyKeys is returned when one Invalidate call carries more keys
 	// than Options.MaxKeysPerCall.
 	ErrTooManyKeys = errors.New("backplane: too many keys")
+	// ErrTooManyTags is returned when one entry carries more tags than
+	// Options.MaxTagsPerEntry.
+	ErrTooManyTags = errors.New("backplane: too many tags")
 	// ErrNilLoader is returned by GetOrLoad when the loader is nil.
 	ErrNilLoader = errors.New("backplane: nil loader")
 	// ErrPayloadTooLarge is returned by Backplane.Publish for a payload
@@ -96,6 +99,14 @@ type Limits struct {
 	// order, it bounds the rounds that wait for their confirmation at
 	// once (0: the engine allows 4; 1: one round at a time).
 	ConcurrentPublish int
+	// Durable is true when every subscriber reads one log that keeps the
+	// messages in one total order (a Redis stream, a JetStream stream): a
+	// subscriber that falls behind or loses its connection resumes where it
+	// stopped, and says on reconnect whether it could (Event.Resumed). Over
+	// such a transport the engine keeps its store through a disconnect, a
+	// silence or a lost peer, serving nothing from it until delivery has
+	// caught up, instead of flushing (see Options.OnDisconnect).
+	Durable bool
 }
 
 // Backplane is a broadcast pipe of opaque byte payloads plus connection
@@ -210,7 +221,7 @@ const (
 	// published from now on may be lost for this subscriber.
 	EventDisconnected
 	// EventReconnected: delivery is active again after a disconnect;
-	// messages published meanwhile may have been lost.
+	// messages published meanwhile may have been lost, unless Resumed.
 	EventReconnected
 	// EventLoss: the transport knows it dropped messages (for example a
 	// slow-consumer buffer overflowed) while staying connected.
@@ -240,4 +251,11 @@ type Event struct {
 	Err error
 	// Time is when the transport observed the event.
 	Time time.Time
+	// Resumed, on EventReconnected of a Durable transport, promises that
+	// delivery resumed exactly where it stopped: every message published
+	// meanwhile is delivered, once and in order, before any later one. A
+	// transport that cannot prove it (its position was trimmed from the
+	// log, the log is gone or was recreated, a failover lost entries)
+	// reports false, and the engine counts the messages as lost.
+	Resumed bool
 }

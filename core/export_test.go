@@ -16,3 +16,7 @@ func (c *Cache) ClockAsleep() bool { return c.clock.asleep.Load() }
 // ReorderChecks reports how often the instance looked for overtaken
 // messages whose reorder window had passed.
 func (c *Cache) ReorderChecks() int64 { return c.recv.reorderChecks.Load() }
+
+// DecodeEnvelopeV1 is the decoder of the release before tags (see
+// decoder_v1_test.go).
+var DecodeEnvelopeV1 = decodeEnvelopeV1

@@ -22,8 +22,13 @@ type Health struct {
 	// within HeartbeatTimeout.
 	Silent bool
 	// Degraded is true while the engine does not cache (OnDisconnect=flush
-	// and the link is down or silent). Reads are still served by loaders.
+	// and the link is down or silent, or Suspended). Reads are still
+	// served by loaders.
 	Degraded bool
+	// Suspended is true, over a Durable transport, while the store is kept
+	// but not served: the link is down or silent, or delivery has resumed
+	// and not yet caught up.
+	Suspended bool
 	// LastReceived is when the last message (own or peer) arrived.
 	LastReceived time.Time
 	// LastPeerMessage is when the last message of another instance arrived.
@@ -130,6 +135,7 @@ func (c *Cache) Health() Health {
 		Connected:        c.link.up,
 		Silent:           c.link.silent,
 		Degraded:         c.fills.degraded.Load(),
+		Suspended:        c.fills.suspended.Load(),
 		LastReceived:     c.link.lastRecv,
 		LastPeerMessage:  c.recv.lastHeard,
 		LastFlush:        lastFlush,

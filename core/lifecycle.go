@@ -89,6 +89,7 @@ func (c *Cache) Start(ctx context.Context) error {
 	}
 	now := c.now()
 	c.recv.mu.Lock()
+	c.link.durable = c.bp.Limits().Durable
 	c.link.up = true
 	c.link.lastRecv, c.link.baseline, c.link.ownFresh = now, now, now
 	if c.pub.reorders() {

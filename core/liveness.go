@@ -25,6 +25,11 @@ type link struct {
 	// since when canaries are expected.
 	selfCanary  time.Time
 	canarySince time.Time
+	// durable is the transport's Limits.Durable, set by Start; catchUp is
+	// when delivery resumed after a disconnect over it, until an own
+	// message sent since comes back (zero otherwise). See recovery.go.
+	durable bool
+	catchUp time.Time
 }
 
 // CanaryKey is the key the canary probe invalidates (Options.CanaryInterval).
@@ -127,7 +132,14 @@ func (c *Cache) ownMessage(op Op, seq uint64, sent time.Time, canary bool) {
 	}
 	if l.silent && now.Sub(sent) <= c.opts.heartbeatTimeout() {
 		l.silent = false
-		c.linkRestored("resumed")
+		if l.durable {
+			c.caughtUp("resumed")
+		} else {
+			c.linkRestored("resumed")
+		}
+	}
+	if !l.catchUp.IsZero() && !sent.Before(l.catchUp) {
+		c.caughtUp("reconnect")
 	}
 	if canary {
 		l.selfCanary = now
@@ -151,11 +163,18 @@ func (c *Cache) event(ev Event) {
 			c.linkLost("disconnect")
 		}
 	case EventReconnected:
-		c.log.Info("backplane: reconnected")
+		c.log.Info("backplane: reconnected", "resumed", ev.Resumed)
 		if !l.up {
 			l.up = true
 			l.lastRecv, l.ownFresh = c.now(), c.now()
-			c.linkRestored("reconnect")
+			if l.durable && ev.Resumed {
+				c.catchUpFrom(l.lastRecv)
+			} else {
+				if l.durable {
+					c.ctr.gaps.Add(1) // the log could not resume: count the loss
+				}
+				c.linkRestored("reconnect")
+			}
 		}
 	case EventLoss:
 		if c.opts.OnGap == PolicyFlush {
@@ -167,8 +186,13 @@ func (c *Cache) event(ev Event) {
 	}
 }
 
-// linkLost applies OnDisconnect. Called with recv.mu held.
+// linkLost applies OnDisconnect: over a Durable transport it suspends the
+// store (see recovery.go). Called with recv.mu held.
 func (c *Cache) linkLost(cause string) {
+	if c.link.durable {
+		c.suspend(cause)
+		return
+	}
 	if c.opts.OnDisconnect == PolicyFlush {
 		c.fills.degraded.Store(true)
 		c.flush(cause)
@@ -196,9 +220,11 @@ func (c *Cache) linkRestored(cause string) {
 	c.recv.forgetAll()
 	l.baseline = now
 	l.canarySince = now
+	l.catchUp = time.Time{}
 	if flush {
 		c.flush(cause)
 	}
+	c.fills.suspended.Store(false)
 	c.fills.degraded.Store(false)
 }
 
@@ -238,8 +264,14 @@ func (c *Cache) monitorLoop() {
 			// A peer gone quiet without saying goodbye, while this
 			// instance's own link works, either died or cannot reach
 			// this instance (a broken route between cluster nodes):
-			// what it published meanwhile may be lost.
-			if lost > 0 {
+			// what it published meanwhile may be lost. Not over a
+			// Durable transport: what it got into the log has been
+			// delivered, in order, before the own messages that keep
+			// this instance's link fresh.
+			if lost > 0 && l.durable {
+				c.log.Info("backplane: peer went quiet without leaving; the log holds what it published", "peers", lost)
+				c.ctr.peersLost.Add(uint64(lost))
+			} else if lost > 0 {
 				if c.opts.OnGap == PolicyFlush {
 					c.flush("peer-lost")
 				} else {

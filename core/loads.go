@@ -12,6 +12,7 @@ import (
 // flight is a GetOrLoad call in progress; its waiters read the result once
 // done is closed.
 type flight struct {
+	slots   []uint16 // the slots of the entry's tags (tags.go)
 	done    chan struct{}
 	val     []byte
 	err     error
@@ -25,6 +26,12 @@ type flight struct {
 // but not cached. Loader errors are returned and nothing is cached. The
 // caller owns the returned slice.
 func (c *Cache) GetOrLoad(ctx context.Context, key string, loader func(ctx context.Context) ([]byte, error)) ([]byte, error) {
+	return c.getOrLoad(ctx, key, nil, loader)
+}
+
+// getOrLoad is GetOrLoad for an entry that carries tags (checked by the
+// caller).
+func (c *Cache) getOrLoad(ctx context.Context, key string, tags []string, loader func(ctx context.Context) ([]byte, error)) ([]byte, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
@@ -59,18 +66,21 @@ func (c *Cache) GetOrLoad(ctx context.Context, key string, loader func(ctx conte
 			return append([]byte(nil), f.val...), nil
 		}
 		f := &flight{done: make(chan struct{})}
+		for _, tag := range tags {
+			f.slots = append(f.slots, fs.tags.slotOf(tag))
+		}
 		fs.flights[key] = f
 		fs.nflights.Add(1)
 		fs.flightsMu.Unlock()
-		return c.lead(ctx, key, f, loader)
+		return c.lead(ctx, key, tags, f, loader)
 	}
 }
 
 // lead runs the loader of flight f and stores its value unless an eviction
-// of key (or a flush) happened since the load started.
-func (c *Cache) lead(ctx context.Context, key string, f *flight, loader func(context.Context) ([]byte, error)) (val []byte, err error) {
+// of key, of one of its tags, or a flush happened since the load started.
+func (c *Cache) lead(ctx context.Context, key string, tags []string, f *flight, loader func(context.Context) ([]byte, error)) (val []byte, err error) {
 	s := c.fills.stripeOf(key)
-	gen, epoch := s.gen.Load(), c.fills.epoch.Load()
+	gen, epoch, refs := s.gen.Load(), c.fills.epoch.Load(), c.fills.tags.refs(tags)
 	defer func() {
 		c.fills.flightsMu.Lock()
 		c.fills.drop(key, f)
@@ -92,9 +102,9 @@ func (c *Cache) lead(ctx context.Context, key string, f *flight, loader func(con
 	s.mu.Lock()
 	// A wipe since the load started need not be waited for here: the
 	// value carries the load's epoch, and is a miss once the epoch moved.
-	kept := s.gen.Load() == gen && c.fills.epoch.Load() == epoch && !c.fills.degraded.Load()
+	kept := s.gen.Load() == gen && c.fills.epoch.Load() == epoch && c.fills.tags.current(refs) && !c.fills.degraded.Load()
 	if kept {
-		if serr := c.storeLocked(key, val, c.opts.TTL, epoch); serr != nil {
+		if serr := c.storeLocked(key, val, c.opts.TTL, epoch, refs); serr != nil {
 			kept = false
 			c.log.Debug("backplane: value not cached", "key", key, "err", serr)
 		}

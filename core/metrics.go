@@ -14,27 +14,30 @@ import (
 
 // Stats are an instance's counters since New.
 type Stats struct {
-	Hits          uint64 // Get and GetOrLoad served from the store
-	Misses        uint64 // Get and GetOrLoad not served from the store
-	Loads         uint64 // loader calls
-	LoadsNotKept  uint64 // loads returned but not cached (raced an invalidation, or degraded link)
-	KeysPublished uint64 // keys sent in invalidate messages (after de-duplication)
-	Published     uint64 // messages published (invalidate, clear, heartbeat)
-	PublishErrors uint64 // failed publish rounds
-	Received      uint64 // messages received from other instances
-	IgnoredOwn    uint64 // own messages received back and ignored
-	DecodeErrors  uint64 // payloads that did not decode, dropped
-	Rejected      uint64 // messages dropped as unsigned or forged (Options.Keyring), or under this instance's ID without being one it sent
-	Replayed      uint64 // signed messages dropped as copies of ones already applied (replays, duplicates)
-	PeersRefused  uint64 // messages of peers beyond Options.MaxPeers, applied unchecked
-	KeysEvicted   uint64 // keys evicted on behalf of other instances
-	Gaps          uint64 // sequence gaps and lost tails detected
-	Flushes       uint64 // local store wipes: safety flushes (any cause) and Clears, local or remote
+	Hits            uint64 // Get and GetOrLoad served from the store
+	Misses          uint64 // Get and GetOrLoad not served from the store
+	Loads           uint64 // loader calls
+	LoadsNotKept    uint64 // loads returned but not cached (raced an invalidation, or degraded link)
+	KeysPublished   uint64 // keys sent in invalidate messages (after de-duplication)
+	Published       uint64 // messages published (invalidate, clear, heartbeat)
+	PublishErrors   uint64 // failed publish rounds
+	Received        uint64 // messages received from other instances
+	IgnoredOwn      uint64 // own messages received back and ignored
+	DecodeErrors    uint64 // payloads that did not decode, dropped
+	Rejected        uint64 // messages dropped as unsigned or forged (Options.Keyring), or under this instance's ID without being one it sent
+	Replayed        uint64 // signed messages dropped as copies of ones already applied (replays, duplicates)
+	PeersRefused    uint64 // messages of peers beyond Options.MaxPeers, applied unchecked
+	KeysEvicted     uint64 // keys evicted on behalf of other instances
+	TagsInvalidated uint64 // tags invalidated on behalf of other instances
+	Gaps            uint64 // sequence gaps and lost tails detected
+	Flushes         uint64 // local store wipes: safety flushes (any cause) and Clears, local or remote
+	Suspensions     uint64 // times the store was kept but not served until delivery caught up (Limits.Durable)
+	PeersLost       uint64 // peers that went quiet without leaving, over a Durable transport (no flush)
 }
 
 type counters struct {
 	hits, misses, loads, loadsNotKept, keysPublished, published, publishErrors,
-	received, ignoredOwn, decodeErrors, rejected, replayed, peersRefused, keysEvicted, gaps, flushes atomic.Uint64
+	received, ignoredOwn, decodeErrors, rejected, replayed, peersRefused, keysEvicted, tagsInvalidated, gaps, flushes, suspensions, peersLost atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -44,8 +47,8 @@ func (c *counters) snapshot() Stats {
 		Published: c.published.Load(), PublishErrors: c.publishErrors.Load(),
 		Received: c.received.Load(), IgnoredOwn: c.ignoredOwn.Load(),
 		DecodeErrors: c.decodeErrors.Load(), Rejected: c.rejected.Load(), Replayed: c.replayed.Load(),
-		PeersRefused: c.peersRefused.Load(), KeysEvicted: c.keysEvicted.Load(),
-		Gaps: c.gaps.Load(), Flushes: c.flushes.Load(),
+		PeersRefused: c.peersRefused.Load(), KeysEvicted: c.keysEvicted.Load(), TagsInvalidated: c.tagsInvalidated.Load(),
+		Gaps: c.gaps.Load(), Flushes: c.flushes.Load(), Suspensions: c.suspensions.Load(), PeersLost: c.peersLost.Load(),
 	}
 }
 
@@ -55,7 +58,7 @@ type instruments struct {
 	// enabled: a MeterProvider was given. Without one nothing is recorded,
 	// so the hot paths pay for a branch only.
 	enabled bool
-	opAttrs [OpLeave + 1]metric.AddOption // the "op" attribute of each op
+	opAttrs [opMax + 1]metric.AddOption // the "op" attribute of each op
 
 	hits, misses, published, received, ignoredOwn, decodeErrors, rejected, flushes, publishErrors metric.Int64Counter
 	publishDuration, propagationLag, canaryLag                                                    metric.Float64Histogram

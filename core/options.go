@@ -79,10 +79,14 @@ type Options struct {
 	// OnDisconnect applies when the transport reports a disconnect or the
 	// link goes silent. PolicyFlush (default) clears the store and stops
 	// caching until the link is back; reads keep being served through
-	// GetOrLoad's loader. PolicyKeep keeps serving cached entries.
+	// GetOrLoad's loader. PolicyKeep keeps serving cached entries. Over a
+	// Durable transport neither applies: the store is kept but not served
+	// until delivery has caught up (Health.Suspended).
 	OnDisconnect Policy
 	// OnReconnect applies when the link is back after a disconnect or a
 	// silence (messages may have been lost meanwhile). Default PolicyFlush.
+	// Over a Durable transport it applies only when the transport could
+	// not resume where it stopped (Event.Resumed false).
 	OnReconnect Policy
 	// OnGap applies when a peer's sequence numbers show lost messages, or
 	// the transport reports a loss. Default PolicyFlush.
@@ -110,6 +114,11 @@ type Options struct {
 	// Beyond either bound the missing messages count as lost at once (a
 	// gap, OnGap). Default 4096.
 	MaxMissing int
+
+	// MaxTagsPerEntry bounds the tags one entry carries (each costs the
+	// entry 10 bytes and its hits a check); 1 to 255. Tags are 1 to
+	// MaxKeyLen bytes. Default 8.
+	MaxTagsPerEntry int
 
 	// MaxKeysPerCall bounds the keys of one Invalidate call. Default 10000.
 	MaxKeysPerCall int
@@ -168,6 +177,7 @@ func DefaultOptions() Options {
 		ReorderWindow:     250 * time.Millisecond,
 		MaxPeers:          1024,
 		MaxMissing:        4096,
+		MaxTagsPerEntry:   8,
 		MaxKeysPerCall:    10000,
 		MaxBatchKeys:      16384,
 		QueueSize:         1024,
@@ -276,6 +286,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxMissing <= 0 {
 		bad("MaxMissing %d must be positive", o.MaxMissing)
+	}
+	if o.MaxTagsPerEntry < 1 || o.MaxTagsPerEntry > 255 {
+		bad("MaxTagsPerEntry %d is outside 1..255", o.MaxTagsPerEntry)
 	}
 	if o.MaxKeysPerCall <= 0 {
 		bad("MaxKeysPerCall %d must be positive", o.MaxKeysPerCall)

@@ -36,8 +36,13 @@ type publisher struct {
 	seq        uint64        // the last sequence number used; guarded by token
 	maxPayload int           // for the envelope, without the signature trailer
 	trailer    int
-	pending    atomic.Int64 // Invalidate and Clear calls not answered (Health)
-	queued     atomic.Int64 // calls handed to the publisher and not answered (tests)
+	// the context rounds share (see roundContext); guarded by token
+	roundCtx      context.Context
+	roundCancel   context.CancelFunc
+	roundDeadline time.Time
+	pending       atomic.Int64 // Invalidate and Clear calls not answered (Health)
+	queued        atomic.Int64 // calls handed to the publisher and not answered (tests)
+	probing       atomic.Bool  // a heartbeat is wanted at once (probe)
 }
 
 func (p *publisher) init(bp Backplane, queue, maxPayload, trailer int) {
@@ -69,6 +74,13 @@ func (p *publisher) limits(lim Limits) error {
 // reorders reports whether this instance's messages may overtake one
 // another: rounds overlap on a transport that does not keep their order.
 func (p *publisher) reorders() bool { return p.sender == nil && cap(p.slots) > 1 }
+
+// probe asks the publisher for a heartbeat now (recovery.go: an own
+// message that comes back proves that delivery caught up).
+func (p *publisher) probe() {
+	p.probing.Store(true)
+	p.kickPublisher()
+}
 
 func (p *publisher) kickPublisher() {
 	select {
@@ -135,28 +147,16 @@ func (c *Cache) Clear(ctx context.Context) error {
 	return c.enqueue(ctx, &pubReq{op: OpClear})
 }
 
-// enqueue publishes r and returns once the round that carries it is
-// answered, or ctx ends. On an idle instance (nothing queued, the token
-// and a slot free) the caller publishes a round of r alone. Otherwise r
-// queues, and while it waits its caller takes the token whenever it is
-// free and publishes what is queued itself.
+// enqueue queues r and returns once the round that carries it is answered,
+// or ctx ends. While r waits, its caller takes the token whenever it is
+// free and publishes what is queued itself: on an idle instance, a round of
+// r alone, without waking another goroutine.
 func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 	if err := c.life.accept(); err != nil {
 		return err
 	}
 	p := &c.pub
 	p.pending.Add(1)
-	if len(p.reqs) == 0 && c.tryIdle() {
-		// Nothing queued, the token and a slot free: a round of r alone,
-		// without queueing it.
-		p.queued.Add(1)
-		batch := [1]*pubReq{r}
-		var own context.Context
-		if ctx.Done() != nil {
-			own = ctx
-		}
-		return c.round(own, batch[:], c.encodeBatch(batch[:]))
-	}
 	r.done = make(chan error, 1)
 	select {
 	case p.reqs <- r: // the round that takes r answers it and ends its count
@@ -184,22 +184,6 @@ func (c *Cache) enqueue(ctx context.Context, r *pubReq) error {
 			p.kickPublisher()
 			return ctx.Err()
 		}
-	}
-}
-
-// tryIdle takes the token and a slot if both are free.
-func (c *Cache) tryIdle() bool {
-	select {
-	case c.pub.token <- struct{}{}:
-	default:
-		return false
-	}
-	select {
-	case c.pub.slots <- struct{}{}:
-		return true
-	default:
-		<-c.pub.token
-		return false
 	}
 }
 
@@ -246,6 +230,9 @@ func (c *Cache) publishLoop() {
 		var op Op
 		select {
 		case <-c.pub.kick:
+			if p.probing.Swap(false) {
+				op = OpHeartbeat
+			}
 		case <-tick:
 			op = OpHeartbeat
 		case <-c.life.stop:
@@ -290,13 +277,10 @@ func (c *Cache) collect() []*pubReq {
 	return batch
 }
 
-// answer ends the calls of a round with its error (but for a call that
-// publishes its round itself, which returns it).
+// answer ends the calls of a round with its error.
 func (c *Cache) answer(batch []*pubReq, err error) {
 	for _, r := range batch {
-		if r.done != nil {
-			r.done <- err
-		}
+		r.done <- err
 		c.pub.queued.Add(-1)
 		c.pub.pending.Add(-1)
 		c.life.calls.Done()

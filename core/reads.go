@@ -48,7 +48,12 @@ type fills struct {
 	// flightsMu held.
 	nflights atomic.Int32
 
+	tags     tagGens     // the generations of the tags' slots (tags.go)
 	degraded atomic.Bool // not caching: link down or silent under PolicyFlush
+	// suspended, over a Durable transport, keeps the store but serves
+	// nothing from it until delivery has caught up (recovery.go); degraded
+	// is set with it.
+	suspended atomic.Bool
 
 	// lastFlush and lastCause describe the last wipe of the store, for
 	// Health; guarded by flushMu.
@@ -69,6 +74,7 @@ const clearEvery = 100 * time.Millisecond
 
 func (f *fills) init() {
 	f.seed = maphash.MakeSeed()
+	f.tags.seed = maphash.MakeSeed()
 	f.flights = make(map[string]*flight)
 }
 
@@ -104,18 +110,30 @@ const (
 	causeRemoteClear = "remote-clear" // Clear by a peer
 )
 
-// Values are stored with a 16-byte header: the expiry in Unix nanoseconds
-// (0 for none), then the epoch the entry was filled in.
-const valueHeader = 16
+// Values are stored with a header: the expiry in Unix nanoseconds (0 for
+// none), the epoch the entry was filled in, the number of its tags, and
+// for each tag its record (tagRef): 17 bytes, and 10 more per tag.
+const baseHeader = 17
 
-// valid reports whether a stored value is a live entry: a header of the
-// current epoch, not expired at now (Unix nanoseconds).
-func (f *fills) valid(raw []byte, now int64) bool {
-	if len(raw) < valueHeader || binary.BigEndian.Uint64(raw[8:]) != f.epoch.Load() {
-		return false
+// valid reports whether a stored value is a live entry: of the current
+// epoch, not expired at now (Unix nanoseconds), no tag of it invalidated
+// since its fill. It returns where the value starts.
+func (f *fills) valid(raw []byte, now int64) (int, bool) {
+	if len(raw) < baseHeader || binary.BigEndian.Uint64(raw[8:]) != f.epoch.Load() {
+		return 0, false
 	}
-	exp := int64(binary.BigEndian.Uint64(raw))
-	return exp == 0 || now < exp
+	if exp := int64(binary.BigEndian.Uint64(raw)); exp != 0 && now >= exp {
+		return 0, false
+	}
+	n := int(raw[16])
+	if n == 0 {
+		return baseHeader, true
+	}
+	off := baseHeader + n*tagRefLen
+	if len(raw) < off || !f.tags.validTags(raw[baseHeader:], n) {
+		return 0, false
+	}
+	return off, true
 }
 
 // Get returns the value cached under key on this instance. The caller owns
@@ -133,25 +151,32 @@ func (c *Cache) Get(key string) ([]byte, bool) {
 }
 
 func (c *Cache) get(key string) ([]byte, bool) {
+	if c.fills.suspended.Load() {
+		return nil, false
+	}
 	raw, ok := c.store.Get(key)
 	if !ok {
 		return nil, false
 	}
-	if !c.fills.valid(raw, c.clock.nowNano()) {
+	off, ok := c.fills.valid(raw, c.clock.nowNano())
+	if !ok {
 		c.dropInvalid(key)
 		return nil, false
 	}
-	return raw[valueHeader:], true
+	return raw[off:], true
 }
 
-// dropInvalid deletes key if it is still expired or of an older epoch,
+// dropInvalid deletes key if it is still expired, of an older epoch or of
+// an invalidated tag,
 // under its stripe lock so that a fresh fill is never deleted.
 func (c *Cache) dropInvalid(key string) {
 	s := c.fills.stripeOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if raw, ok := c.store.Get(key); ok && !c.fills.valid(raw, c.now().UnixNano()) {
-		_ = c.store.Delete(key)
+	if raw, ok := c.store.Get(key); ok {
+		if _, live := c.fills.valid(raw, c.now().UnixNano()); !live {
+			_ = c.store.Delete(key)
+		}
 	}
 }
 
@@ -169,6 +194,14 @@ func (c *Cache) SetWithTTL(key string, value []byte, ttl time.Duration) error {
 	if ttl < 0 {
 		return fmt.Errorf("%w: negative TTL %v", ErrInvalidOption, ttl)
 	}
+	return c.set(key, value, ttl, nil)
+}
+
+// set is SetWithTTL for an entry that carries tags (checked by the caller).
+func (c *Cache) set(key string, value []byte, ttl time.Duration, tags []string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
 	if err := c.life.ready(); err != nil {
 		return err
 	}
@@ -180,13 +213,14 @@ func (c *Cache) SetWithTTL(key string, value []byte, ttl time.Duration) error {
 	if c.fills.degraded.Load() {
 		return c.store.Delete(key)
 	}
-	return c.storeLocked(key, value, ttl, c.fills.epoch.Load())
+	return c.storeLocked(key, value, ttl, c.fills.epoch.Load(), c.fills.tags.refs(tags))
 }
 
-// storeLocked stores value with its header: its expiry and epoch. Called
-// with key's stripe lock held.
-func (c *Cache) storeLocked(key string, value []byte, ttl time.Duration, epoch uint64) error {
-	buf := make([]byte, valueHeader+len(value))
+// storeLocked stores value with its header: its expiry, epoch and tags.
+// Called with key's stripe lock held.
+func (c *Cache) storeLocked(key string, value []byte, ttl time.Duration, epoch uint64, tags []tagRef) error {
+	hdr := baseHeader + len(tags)*tagRefLen
+	buf := make([]byte, hdr+len(value))
 	var exp int64
 	if ttl > 0 {
 		if j := c.opts.TTLJitter; j > 0 {
@@ -196,7 +230,13 @@ func (c *Cache) storeLocked(key string, value []byte, ttl time.Duration, epoch u
 	}
 	binary.BigEndian.PutUint64(buf, uint64(exp))
 	binary.BigEndian.PutUint64(buf[8:], epoch)
-	copy(buf[valueHeader:], value)
+	buf[16] = byte(len(tags))
+	for i, t := range tags {
+		b := buf[baseHeader+i*tagRefLen:]
+		binary.BigEndian.PutUint16(b, t.slot)
+		binary.BigEndian.PutUint64(b[2:], t.gen)
+	}
+	copy(buf[hdr:], value)
 	return c.store.Set(key, buf, ttl)
 }
 

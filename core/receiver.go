@@ -136,6 +136,9 @@ func (c *Cache) receive(p []byte) {
 			}
 			c.inst.record(c.inst.canaryLag, now.Sub(env.Sent))
 		}
+	case OpInvalidateTags:
+		c.invalidateTags(env.Keys)
+		c.ctr.tagsInvalidated.Add(uint64(len(env.Keys)))
 	case OpClear:
 		c.flush(causeRemoteClear)
 	case OpLeave:
@@ -148,7 +151,9 @@ func (c *Cache) receive(p []byte) {
 	}
 	// Counters move after the effects: whoever sees them sees the
 	// evictions and flushes done.
-	c.ctr.keysEvicted.Add(uint64(len(env.Keys)))
+	if env.Op == OpInvalidate {
+		c.ctr.keysEvicted.Add(uint64(len(env.Keys)))
+	}
 	c.ctr.received.Add(1)
 	c.inst.opCount(c.inst.received, env.Op, 1)
 }

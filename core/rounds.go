@@ -11,9 +11,10 @@ import (
 	"time"
 )
 
-// encodeBatch de-duplicates the batch's keys and splits them into
-// envelopes that fit the payload limit. A clear in the batch subsumes every
-// key of it. Called with the token held.
+// encodeBatch de-duplicates the batch's keys, and its tags, and splits them
+// into envelopes that fit the payload limit: keys first, then tags. A clear
+// in the batch subsumes every key and tag of it. Called with the token
+// held.
 func (c *Cache) encodeBatch(batch []*pubReq) []Envelope {
 	seq := &c.pub.seq
 	now := c.now()
@@ -27,13 +28,26 @@ func (c *Cache) encodeBatch(batch []*pubReq) []Envelope {
 		// The common round of one call with one key: nothing to split
 		// or de-duplicate.
 		*seq++
-		return []Envelope{{Op: OpInvalidate, Source: c.id, Seq: *seq, Sent: now, Keys: batch[0].keys}}
+		return []Envelope{{Op: batch[0].op, Source: c.id, Seq: *seq, Sent: now, Keys: batch[0].keys}}
 	}
+	envs := c.encodeOp(nil, batch, OpInvalidate, now)
+	return c.encodeOp(envs, batch, OpInvalidateTags, now)
+}
+
+// encodeOp appends to envs the envelopes of op that carry the keys (or
+// tags) of batch's calls of op.
+func (c *Cache) encodeOp(envs []Envelope, batch []*pubReq, op Op, now time.Time) []Envelope {
+	seq := &c.pub.seq
+	first := len(envs)
 	total := 0
 	for _, r := range batch {
-		total += len(r.keys)
+		if r.op == op {
+			total += len(r.keys)
+		}
 	}
-	var envs []Envelope
+	if total == 0 {
+		return envs
+	}
 	var cur []string
 	// Few keys are de-duplicated by scanning the keys accepted so far;
 	// many through a map.
@@ -43,7 +57,7 @@ func (c *Cache) encodeBatch(batch []*pubReq) []Envelope {
 	}
 	dup := func(k string) bool {
 		if seen == nil {
-			return slices.Contains(cur, k) || slices.ContainsFunc(envs, func(e Envelope) bool { return slices.Contains(e.Keys, k) })
+			return slices.Contains(cur, k) || slices.ContainsFunc(envs[first:], func(e Envelope) bool { return slices.Contains(e.Keys, k) })
 		}
 		if _, ok := seen[k]; ok {
 			return true
@@ -54,10 +68,13 @@ func (c *Cache) encodeBatch(batch []*pubReq) []Envelope {
 	size := headerLen + 3
 	emit := func() {
 		*seq++
-		envs = append(envs, Envelope{Op: OpInvalidate, Source: c.id, Seq: *seq, Sent: now, Keys: cur})
+		envs = append(envs, Envelope{Op: op, Source: c.id, Seq: *seq, Sent: now, Keys: cur})
 		cur, size = nil, headerLen+3
 	}
 	for _, r := range batch {
+		if r.op != op {
+			continue
+		}
 		for _, k := range r.keys {
 			if dup(k) {
 				continue
@@ -86,12 +103,8 @@ func (c *Cache) round(own context.Context, batch []*pubReq, envs []Envelope) err
 	p := &c.pub
 	op := envs[0].Op
 	payloads, keys, err := c.encode(envs)
-	ctx, cancel := context.WithTimeout(c.life.runCtx, c.opts.PublishTimeout)
-	if own != nil && own.Done() != nil {
-		stop := context.AfterFunc(own, cancel)
-		defer stop()
-	}
-	defer cancel()
+	ctx, release := c.roundContext(own)
+	defer release()
 	if err == nil {
 		c.echo.record(envs)
 	}
@@ -114,7 +127,30 @@ func (c *Cache) round(own context.Context, batch []*pubReq, envs []Envelope) err
 	return err
 }
 
-// encode encodes envs (signed with a Keyring) and counts their keys.
+// roundContext returns the context a round waits with, and what releases
+// it: done at Close or when its deadline passes. Rounds share one context
+// while its deadline is at least PublishTimeout away, so that a round
+// needs no timer of its own; a round gets PublishTimeout to a quarter
+// more. A round of one caller whose ctx can end (own) gets a child of it,
+// cancelled when that ctx ends. Called with the token held.
+func (c *Cache) roundContext(own context.Context) (context.Context, func()) {
+	p := &c.pub
+	if now := time.Now(); p.roundCtx == nil || p.roundCtx.Err() != nil || p.roundDeadline.Sub(now) < c.opts.PublishTimeout {
+		// The context replaced is not cancelled: rounds in flight may
+		// still wait with it; its deadline ends it.
+		p.roundDeadline = now.Add(c.opts.PublishTimeout + c.opts.PublishTimeout/4)
+		p.roundCtx, p.roundCancel = context.WithDeadline(c.life.runCtx, p.roundDeadline)
+	}
+	if own == nil || own.Done() == nil {
+		return p.roundCtx, func() {}
+	}
+	ctx, cancel := context.WithCancel(p.roundCtx)
+	stop := context.AfterFunc(own, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// encode encodes envs (signed with a Keyring) and counts their keys (not
+// their tags).
 func (c *Cache) encode(envs []Envelope) (payloads [][]byte, keys int, err error) {
 	payloads = make([][]byte, len(envs))
 	for i := range envs {
@@ -131,7 +167,9 @@ func (c *Cache) encode(envs []Envelope) (payloads [][]byte, keys int, err error)
 			return nil, 0, fmt.Errorf("backplane: encode: %w", err)
 		}
 		payloads[i] = p
-		keys += len(envs[i].Keys)
+		if envs[i].Op == OpInvalidate {
+			keys += len(envs[i].Keys)
+		}
 	}
 	return payloads, keys, nil
 }

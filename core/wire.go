@@ -27,7 +27,8 @@ import (
 // (one byte, 1..MaxKeyIDLen), and 32 bytes of HMAC-SHA256 over every byte
 // before the MAC. See Keyring.
 //
-// Heartbeat, leave and clear messages carry no keys. Nothing may follow the last
+// Op 5 (invalidate tags) carries tags where op 1 carries keys. Heartbeat,
+// leave and clear messages carry no keys. Nothing may follow the last
 // key. Varints must be minimal, so every message has one encoding. Decoding checks every declared length against the bytes that are
 // actually there before allocating, so hostile input cannot make the decoder
 // allocate more than a small multiple of the payload size.
@@ -65,6 +66,14 @@ const (
 	// carries the last sequence number used. Peers forget it without
 	// treating its silence as a loss.
 	OpLeave Op = 4
+	// OpInvalidateTags evicts every entry that carries one of the
+	// message's keys as a tag (see InvalidateTags). It takes a sequence
+	// number like OpInvalidate. An instance of a release before tags
+	// cannot decode it, drops it and, at the source's next message or
+	// heartbeat, counts it as lost.
+	OpInvalidateTags Op = 5
+
+	opMax = OpInvalidateTags
 )
 
 // String returns the op's name.
@@ -78,6 +87,8 @@ func (o Op) String() string {
 		return "heartbeat"
 	case OpLeave:
 		return "leave"
+	case OpInvalidateTags:
+		return "invalidate-tags"
 	default:
 		return fmt.Sprintf("Op(%d)", uint8(o))
 	}
@@ -106,7 +117,8 @@ type Envelope struct {
 	Seq uint64
 	// Sent is the publish time by the source's clock.
 	Sent time.Time
-	// Keys are the keys to evict (OpInvalidate only).
+	// Keys are the keys to evict (OpInvalidate), or the tags whose entries
+	// to evict (OpInvalidateTags).
 	Keys []string
 	// KeyID names the signing key of a signed message, as decoded; empty
 	// for an unsigned message. Encoding ignores it (see AppendSigned).
@@ -137,7 +149,8 @@ func uvarintLen(x uint64) int {
 }
 
 // AppendBinary appends the envelope's encoding to b. It validates the
-// envelope: a known op, keys only on OpInvalidate, every key non-empty and
+// envelope: a known op, keys (or tags) only on OpInvalidate and
+// OpInvalidateTags, every key non-empty and
 // at most MaxKeyLen bytes, at most MaxKeysPerMessage keys.
 func (e *Envelope) AppendBinary(b []byte) ([]byte, error) {
 	if err := e.validate(); err != nil {
@@ -168,7 +181,7 @@ func (e *Envelope) MarshalBinary() ([]byte, error) {
 
 func (e *Envelope) validate() error {
 	switch e.Op {
-	case OpInvalidate:
+	case OpInvalidate, OpInvalidateTags:
 	case OpClear, OpHeartbeat, OpLeave:
 		if len(e.Keys) != 0 {
 			return fmt.Errorf("backplane: %v message with %d keys", e.Op, len(e.Keys))
@@ -206,7 +219,7 @@ func peekHeader(p []byte) (op Op, src SourceID, seq uint64, sent time.Time, ok b
 		return 0, src, 0, sent, false
 	}
 	op = Op(p[3])
-	if op < OpInvalidate || op > OpLeave {
+	if op < OpInvalidate || op > opMax {
 		return 0, src, 0, sent, false
 	}
 	copy(src[:], p[5:21])
@@ -232,7 +245,7 @@ func DecodeEnvelope(p []byte) (Envelope, error) {
 		return e, fmt.Errorf("%w: unsupported version %d (this build speaks %d)", ErrDecode, p[2], wireVersion)
 	}
 	e.Op = Op(p[3])
-	if e.Op < OpInvalidate || e.Op > OpLeave {
+	if e.Op < OpInvalidate || e.Op > opMax {
 		return e, fmt.Errorf("%w: unknown op %d", ErrDecode, p[3])
 	}
 	if p[4]&^flagSigned != 0 {
@@ -265,7 +278,7 @@ func DecodeEnvelope(p []byte) (Envelope, error) {
 		return e, fmt.Errorf("%w: bad key count", ErrDecode)
 	}
 	rest = rest[w:]
-	if e.Op != OpInvalidate && n != 0 {
+	if e.Op != OpInvalidate && e.Op != OpInvalidateTags && n != 0 {
 		return e, fmt.Errorf("%w: %v message with %d keys", ErrDecode, e.Op, n)
 	}
 	if n > MaxKeysPerMessage {

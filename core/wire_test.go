@@ -17,6 +17,7 @@ func sampleEnvelopes() []Envelope {
 		{Op: OpClear, Source: src, Seq: 7, Sent: at},
 		{Op: OpHeartbeat, Source: src, Seq: 0},
 		{Op: OpLeave, Source: src, Seq: 12},
+		{Op: OpInvalidateTags, Source: src, Seq: 13, Sent: at, Keys: []string{"category:shoes", "product:7"}},
 	}
 }
 

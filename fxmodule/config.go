@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/stores/bigcachestore"
+	"github.com/backplane-go/backplane/stores/otterstore"
 	"github.com/backplane-go/backplane/transports"
 )
 
@@ -106,6 +108,10 @@ type Config struct {
 	// over all peers (core.Options.MaxMissing). YAML max_missing, env
 	// BACKPLANE_MAX_MISSING. Default 4096.
 	MaxMissing int `yaml:"max_missing" json:"max_missing"`
+	// MaxTagsPerEntry bounds the tags one cached entry carries, 1 to 255
+	// (core.Options.MaxTagsPerEntry). YAML max_tags_per_entry, env
+	// BACKPLANE_MAX_TAGS_PER_ENTRY. Default 8.
+	MaxTagsPerEntry int `yaml:"max_tags_per_entry" json:"max_tags_per_entry"`
 
 	// CanaryInterval, when positive, makes the instance invalidate a
 	// synthetic key this often and report, in its health check, when its
@@ -140,12 +146,14 @@ type Config struct {
 
 // StoreConfig picks and configures the local store.
 type StoreConfig struct {
-	// Name is the registered store: "bigcache" or one added with
+	// Name is the registered store: "bigcache", "otter" or one added with
 	// RegisterStore. YAML store.name, env BACKPLANE_STORE_NAME. Default
 	// "bigcache".
 	Name string `yaml:"name" json:"name"`
 	// BigCache sizes the "bigcache" store. YAML store.bigcache.
 	BigCache BigCacheConfig `yaml:"bigcache" json:"bigcache"`
+	// Otter sizes the "otter" store. YAML store.otter.
+	Otter OtterConfig `yaml:"otter" json:"otter"`
 	// Params configures other stores: free-form settings their opener
 	// reads. YAML store.params.<key>, env BACKPLANE_STORE_PARAMS_<KEY>
 	// (the key lower-cased). Default empty.
@@ -183,6 +191,38 @@ type BigCacheConfig struct {
 	MaxEntrySize       int `yaml:"max_entry_size" json:"max_entry_size"`
 }
 
+// OtterConfig sizes the otter store (see otterstore.Config and
+// otterstore.DefaultConfig).
+type OtterConfig struct {
+	// MaxSizeMB bounds the cache in MiB, counting each entry's key, value
+	// and otterstore.EntryOverhead; 0 bounds it by MaxEntries instead. YAML
+	// store.otter.max_size_mb, env BACKPLANE_STORE_OTTER_MAX_SIZE_MB.
+	// Default 256.
+	MaxSizeMB int `yaml:"max_size_mb" json:"max_size_mb"`
+	// MaxEntries bounds the number of entries; only with MaxSizeMB 0 (both
+	// 0: no bound). YAML store.otter.max_entries, env
+	// BACKPLANE_STORE_OTTER_MAX_ENTRIES. Default 0.
+	MaxEntries int `yaml:"max_entries" json:"max_entries"`
+	// MaxValueLen is the largest value in bytes the store accepts; 0 means
+	// as large as fits MaxSizeMB. YAML store.otter.max_value_len, env
+	// BACKPLANE_STORE_OTTER_MAX_VALUE_LEN. Default 1048576 (1 MiB).
+	MaxValueLen int `yaml:"max_value_len" json:"max_value_len"`
+	// InitialCapacity is the number of entries the store is sized for at
+	// the start; 0 lets otter choose. YAML store.otter.initial_capacity, env
+	// BACKPLANE_STORE_OTTER_INITIAL_CAPACITY. Default 0.
+	InitialCapacity int `yaml:"initial_capacity" json:"initial_capacity"`
+	// Expire makes the store itself expire entries by the engine's TTL, so
+	// that expired entries free their room early; the engine checks TTL on
+	// every read either way. YAML store.otter.expire, env
+	// BACKPLANE_STORE_OTTER_EXPIRE. Default true.
+	Expire bool `yaml:"expire" json:"expire"`
+	// ClockResolution is how often the store's expiry clock is updated; 0
+	// reads the precise time on every read (slower). YAML
+	// store.otter.clock_resolution, env
+	// BACKPLANE_STORE_OTTER_CLOCK_RESOLUTION. Default 1s.
+	ClockResolution time.Duration `yaml:"clock_resolution" json:"clock_resolution"`
+}
+
 // Default values of Config fields that core.DefaultOptions does not set.
 const (
 	DefaultStore        = "bigcache"
@@ -194,6 +234,7 @@ const (
 func DefaultConfig() Config {
 	o := core.DefaultOptions()
 	bc := bigcachestore.DefaultConfig()
+	oc := otterstore.DefaultConfig()
 	return Config{
 		Store: StoreConfig{
 			Name: DefaultStore,
@@ -204,6 +245,14 @@ func DefaultConfig() Config {
 				CleanWindow:        bc.CleanWindow,
 				MaxEntriesInWindow: bc.MaxEntriesInWindow,
 				MaxEntrySize:       bc.MaxEntrySize,
+			},
+			Otter: OtterConfig{
+				MaxSizeMB:       oc.MaxBytes >> 20,
+				MaxEntries:      oc.MaxEntries,
+				MaxValueLen:     oc.MaxValueLen,
+				InitialCapacity: oc.InitialCapacity,
+				Expire:          oc.TTL,
+				ClockResolution: oc.ClockResolution,
 			},
 		},
 		TTL:               o.TTL,
@@ -221,6 +270,7 @@ func DefaultConfig() Config {
 		ReorderWindow:     o.ReorderWindow,
 		MaxPeers:          o.MaxPeers,
 		MaxMissing:        o.MaxMissing,
+		MaxTagsPerEntry:   o.MaxTagsPerEntry,
 		CanaryInterval:    o.CanaryInterval,
 		CanaryTimeout:     o.CanaryTimeout,
 		ReplayWindow:      o.ReplayWindow,
@@ -256,6 +306,9 @@ type labeler func(path string) string
 func codeLabel(path string) string {
 	return fmt.Sprintf("%s (Config.%s, YAML %s, env %s)", path, goName(path), path, envName(DefaultEnvPrefix, path))
 }
+
+// pathLabel names a setting by its YAML path alone.
+func pathLabel(path string) string { return path }
 
 // envLabel names a setting read from the environment.
 func envLabel(prefix string) labeler {
@@ -300,6 +353,9 @@ func (c Config) validate(label labeler) error {
 	}
 	if strings.EqualFold(c.Store.Name, "bigcache") {
 		errs = append(errs, c.Store.BigCache.validate(label)...)
+	}
+	if strings.EqualFold(c.Store.Name, "otter") {
+		errs = append(errs, c.Store.Otter.validate(label)...)
 	}
 	o := c.CoreOptions()
 	for _, err := range splitJoined(o.Validate()) {
@@ -359,6 +415,51 @@ func (b BigCacheConfig) validate(label labeler) []error {
 	return errs
 }
 
+func (o OtterConfig) validate(label labeler) []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: "+format, append([]any{core.ErrInvalidOption, label("store.otter." + field)}, args...)...))
+	}
+	if o.MaxSizeMB < 0 {
+		bad("max_size_mb", "%d is negative", o.MaxSizeMB)
+	} else if o.MaxSizeMB > math.MaxInt>>20 {
+		bad("max_size_mb", "%d is too large", o.MaxSizeMB)
+	}
+	if o.MaxEntries < 0 {
+		bad("max_entries", "%d is negative", o.MaxEntries)
+	} else if o.MaxEntries > 0 && o.MaxSizeMB > 0 {
+		bad("max_entries", "%d set together with max_size_mb %d (set max_size_mb to 0 to bound by entries)", o.MaxEntries, o.MaxSizeMB)
+	}
+	if o.MaxValueLen < 0 {
+		bad("max_value_len", "%d is negative", o.MaxValueLen)
+	}
+	if o.InitialCapacity < 0 {
+		bad("initial_capacity", "%d is negative", o.InitialCapacity)
+	}
+	if o.ClockResolution < 0 {
+		bad("clock_resolution", "%v is negative", o.ClockResolution)
+	}
+	if len(errs) == 0 && o.MaxSizeMB > 0 && o.MaxValueLen > 0 {
+		if err := o.Otter().Validate(); err != nil {
+			bad("max_value_len", "%d bytes does not fit max_size_mb %d", o.MaxValueLen, o.MaxSizeMB)
+		}
+	}
+	return errs
+}
+
+// Otter returns the configuration of the "otter" store:
+// otterstore.DefaultConfig with the fields of o applied.
+func (o OtterConfig) Otter() otterstore.Config {
+	cfg := otterstore.DefaultConfig()
+	cfg.MaxBytes = o.MaxSizeMB << 20
+	cfg.MaxEntries = o.MaxEntries
+	cfg.MaxValueLen = o.MaxValueLen
+	cfg.InitialCapacity = o.InitialCapacity
+	cfg.TTL = o.Expire
+	cfg.ClockResolution = o.ClockResolution
+	return cfg
+}
+
 // CoreOptions returns the engine options: core.DefaultOptions with every
 // engine field of c applied. An unparsable policy keeps its default
 // (Validate reports it).
@@ -380,6 +481,7 @@ func (c Config) CoreOptions() core.Options {
 	o.PublishTimeout, o.CloseTimeout = c.PublishTimeout, c.CloseTimeout
 	o.ReorderWindow = c.ReorderWindow
 	o.MaxPeers, o.MaxMissing = c.MaxPeers, c.MaxMissing
+	o.MaxTagsPerEntry = c.MaxTagsPerEntry
 	o.CanaryInterval, o.CanaryTimeout = c.CanaryInterval, c.CanaryTimeout
 	o.ReplayWindow, o.AcceptUnsigned = c.ReplayWindow, c.AcceptUnsigned
 	return o
@@ -410,9 +512,18 @@ func init() {
 		if len(cfg.Params) > 0 {
 			return nil, fmt.Errorf("%w: bigcache takes store.bigcache settings, not store.params", ErrUnknownParameter)
 		}
-		if err := errors.Join(cfg.BigCache.validate(yamlLabel(""))...); err != nil {
+		if err := errors.Join(cfg.BigCache.validate(pathLabel)...); err != nil {
 			return nil, err
 		}
 		return bigcachestore.New(cfg.BigCache.BigCache())
+	})
+	RegisterStore("otter", func(_ context.Context, cfg StoreConfig) (core.LocalStore, error) {
+		if len(cfg.Params) > 0 {
+			return nil, fmt.Errorf("%w: otter takes store.otter settings, not store.params", ErrUnknownParameter)
+		}
+		if err := errors.Join(cfg.Otter.validate(pathLabel)...); err != nil {
+			return nil, err
+		}
+		return otterstore.New(cfg.Otter.Otter())
 	})
 }

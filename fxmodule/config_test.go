@@ -1,6 +1,7 @@
 package fxmodule_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/fxmodule"
+	"github.com/backplane-go/backplane/stores/otterstore"
 )
 
 // yamlFor nests "a.b.c: v" into a YAML document.
@@ -44,6 +46,14 @@ func TestConfigFieldsFromEnvAndYAML(t *testing.T) {
 			eq(t, c.Store.BigCache.BigCache().MaxEntriesInWindow, 500)
 		}},
 		{"store.bigcache.max_entry_size", "2048", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.BigCache.BigCache().MaxEntrySize, 2048) }},
+		{"store.otter.max_size_mb", "64", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.Otter.Otter().MaxBytes, 64<<20) }},
+		{"store.otter.max_entries", "5000", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.Otter.Otter().MaxEntries, 5000) }},
+		{"store.otter.max_value_len", "4096", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.Otter.Otter().MaxValueLen, 4096) }},
+		{"store.otter.initial_capacity", "1000", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.Otter.Otter().InitialCapacity, 1000) }},
+		{"store.otter.expire", "false", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.Otter.Otter().TTL, false) }},
+		{"store.otter.clock_resolution", "100ms", func(t *testing.T, c fxmodule.Config) {
+			eq(t, c.Store.Otter.Otter().ClockResolution, 100*time.Millisecond)
+		}},
 		{"store.params.region", "eu", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.Params["region"], "eu") }},
 		{"ttl", "5m", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().TTL, 5*time.Minute) }},
 		{"ttl_jitter", "0.25", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().TTLJitter, 0.25) }},
@@ -60,6 +70,7 @@ func TestConfigFieldsFromEnvAndYAML(t *testing.T) {
 		{"reorder_window", "40ms", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().ReorderWindow, 40*time.Millisecond) }},
 		{"max_peers", "64", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().MaxPeers, 64) }},
 		{"max_missing", "512", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().MaxMissing, 512) }},
+		{"max_tags_per_entry", "3", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().MaxTagsPerEntry, 3) }},
 		{"canary_interval", "2s", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().CanaryInterval, 2*time.Second) }},
 		{"canary_timeout", "8s", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().CanaryTimeout, 8*time.Second) }},
 		{"replay_window", "30s", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().ReplayWindow, 30*time.Second) }},
@@ -163,6 +174,16 @@ func TestValidateNamesFields(t *testing.T) {
 		{"clean window", func(c *fxmodule.Config) { c.Store.BigCache.CleanWindow = -1 }, "store.bigcache.clean_window"},
 		{"entries", func(c *fxmodule.Config) { c.Store.BigCache.MaxEntriesInWindow = 0 }, "max_entries_in_window"},
 		{"entry size", func(c *fxmodule.Config) { c.Store.BigCache.MaxEntrySize = 0 }, "max_entry_size"},
+		{"otter size", func(c *fxmodule.Config) { c.Store.Name = "otter"; c.Store.Otter.MaxSizeMB = -1 }, "store.otter.max_size_mb"},
+		{"otter entries", func(c *fxmodule.Config) { c.Store.Name = "otter"; c.Store.Otter.MaxEntries = -1 }, "store.otter.max_entries"},
+		{"otter both bounds", func(c *fxmodule.Config) { c.Store.Name = "otter"; c.Store.Otter.MaxEntries = 10 }, "store.otter.max_entries"},
+		{"otter value len", func(c *fxmodule.Config) { c.Store.Name = "otter"; c.Store.Otter.MaxValueLen = -1 }, "store.otter.max_value_len"},
+		{"otter value over size", func(c *fxmodule.Config) {
+			c.Store.Name = "otter"
+			c.Store.Otter.MaxSizeMB, c.Store.Otter.MaxValueLen = 1, 1<<20
+		}, "store.otter.max_value_len"},
+		{"otter capacity", func(c *fxmodule.Config) { c.Store.Name = "otter"; c.Store.Otter.InitialCapacity = -1 }, "store.otter.initial_capacity"},
+		{"otter clock", func(c *fxmodule.Config) { c.Store.Name = "otter"; c.Store.Otter.ClockResolution = -1 }, "store.otter.clock_resolution"},
 		{"jitter", func(c *fxmodule.Config) { c.TTLJitter = 1 }, "TTLJitter"},
 		{"ttl", func(c *fxmodule.Config) { c.TTL = -time.Second }, "TTL"},
 		{"heartbeat", func(c *fxmodule.Config) { c.HeartbeatTimeout = c.HeartbeatInterval }, "HeartbeatTimeout"},
@@ -263,6 +284,67 @@ store:
 				}
 			}
 		})
+	}
+}
+
+// TestOtterFromYAMLAndEnv selects the otter store by either source and
+// opens it with the configured bounds.
+func TestOtterFromYAMLAndEnv(t *testing.T) {
+	const doc = `
+namespace: ns
+transport_url: mem://
+store:
+  name: otter
+  otter:
+    max_size_mb: 0
+    max_entries: 5000
+    expire: false
+`
+	y, err := fxmodule.LoadYAML(strings.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := fxmodule.DefaultConfig()
+	if err := e.ApplyEnv("APP_", []string{
+		"APP_NAMESPACE=ns",
+		"APP_TRANSPORT_URL=mem://",
+		"APP_STORE_NAME=otter",
+		"APP_STORE_OTTER_MAX_SIZE_MB=0",
+		"APP_STORE_OTTER_MAX_ENTRIES=5000",
+		"APP_STORE_OTTER_EXPIRE=false",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(y, e) {
+		t.Fatalf("YAML and env differ:\nyaml %+v\nenv  %+v", y, e)
+	}
+	want := otterstore.Config{MaxEntries: 5000, MaxValueLen: 1 << 20, ClockResolution: time.Second}
+	if got := y.Store.Otter.Otter(); got != want {
+		t.Fatalf("Otter() = %+v, want %+v", got, want)
+	}
+	s, err := fxmodule.OpenStore(context.Background(), y.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	os, ok := s.(*otterstore.Store)
+	if !ok {
+		t.Fatalf("OpenStore returned %T, want *otterstore.Store", s)
+	}
+	if c := os.Caps(); c.TTL || !c.Eviction || c.MaxValueLen != 1<<20 {
+		t.Fatalf("Caps = %+v", c)
+	}
+
+	bad := "namespace: ns\nstore:\n  name: otter\n  otter:\n    max_entries: 10\n"
+	if _, err := fxmodule.LoadYAML(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "store.otter.max_entries") {
+		t.Fatalf("max_entries with the default max_size_mb: %v, want an error naming store.otter.max_entries", err)
+	}
+	if _, err := fxmodule.LoadYAML(strings.NewReader("namespace: ns\nstore:\n  otter:\n    size: 1\n")); err == nil ||
+		!strings.Contains(err.Error(), `"size"`) || !strings.Contains(err.Error(), "max_entries") {
+		t.Fatalf("unknown otter key: %v, want it named with the valid ones", err)
 	}
 }
 

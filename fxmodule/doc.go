@@ -78,13 +78,19 @@
 //	YAML key                             default   meaning
 //	namespace                            (none)    required; instances share invalidations within it
 //	transport_url                        (none)    required; the transport, by URL (see URLs)
-//	store.name                           bigcache  a registered store
+//	store.name                           bigcache  a registered store: bigcache, otter, or your own
 //	store.bigcache.shards                256       a power of two
 //	store.bigcache.max_size_mb           256       memory bound in MiB (0: none)
 //	store.bigcache.life_window           10m       bigcache's own eviction; keep it >= ttl
 //	store.bigcache.clean_window          1m        cleanup period (0: no cleanup goroutine)
 //	store.bigcache.max_entries_in_window 10000     initial sizing
 //	store.bigcache.max_entry_size        512       initial sizing, bytes
+//	store.otter.max_size_mb              256       memory bound in MiB: keys, values, overhead (0: by entries)
+//	store.otter.max_entries              0         entry bound, with max_size_mb 0 (both 0: none)
+//	store.otter.max_value_len            1048576   largest value in bytes (0: what fits max_size_mb)
+//	store.otter.initial_capacity         0         initial sizing, entries (0: otter's)
+//	store.otter.expire                   true      the store expires entries by ttl too
+//	store.otter.clock_resolution         1s        the store's expiry clock (0: precise, slower reads)
 //	store.params.<key>                   (none)    settings of another registered store
 //	ttl                                  10m       entry lifetime (0: none)
 //	ttl_jitter                           0.1       spread of expiries, in [0, 1)
@@ -101,6 +107,7 @@
 //	reorder_window                       250ms     wait for an overtaken message (Redis)
 //	max_peers                            1024      peers tracked (above the instances of a namespace)
 //	max_missing                          4096      sequence numbers waited for, over all peers
+//	max_tags_per_entry                   8         tags one cached entry carries (1 to 255)
 //	canary_interval                      0         canary probe period (0: off)
 //	canary_timeout                       0         overdue canary (0: the engine's default)
 //	replay_window                        2m        signed messages' clock window (with a Keyring)
@@ -109,12 +116,38 @@
 //	close_timeout                        5s        drain at close when no context bounds it
 //
 // The environment variable of store.bigcache.shards is
-// BACKPLANE_STORE_BIGCACHE_SHARDS, that of ttl BACKPLANE_TTL, and so on.
+// BACKPLANE_STORE_BIGCACHE_SHARDS, that of store.otter.max_size_mb
+// BACKPLANE_STORE_OTTER_MAX_SIZE_MB, that of ttl BACKPLANE_TTL, and so on.
 // Another variable with the prefix is an error that names the closest
 // valid one (BACKPLANE_TRANSPORTURL: did you mean BACKPLANE_TRANSPORT_URL?),
 // except those of this module's tests and tools (see Config.ApplyEnv).
 // Durations are written like 500ms, 5s or 10m. The engine settings are
 // those of core.Options (Config.CoreOptions converts them).
+//
+// # Stores
+//
+// store.name picks the local store; only the section of the chosen store is
+// read (the other's settings are ignored, and store.params is for stores
+// registered with RegisterStore).
+//
+//   - bigcache (stores/bigcachestore, the default): entries in a few large
+//     byte arrays the garbage collector does not scan, evicted oldest first
+//     per shard; one life window for all entries. Suits millions of small
+//     entries where garbage-collection time matters most.
+//   - otter (stores/otterstore): W-TinyLFU eviction, which keeps the
+//     entries that are read often, and per-entry expiry by the engine's TTL.
+//     A better hit ratio when the working set does not fit, and values of
+//     any size up to store.otter.max_value_len.
+//
+// For example, in YAML:
+//
+//	store:
+//	  name: otter
+//	  otter:
+//	    max_size_mb: 512
+//
+// or in the environment BACKPLANE_STORE_NAME=otter and
+// BACKPLANE_STORE_OTTER_MAX_SIZE_MB=512.
 //
 // # URLs
 //

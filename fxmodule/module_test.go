@@ -20,6 +20,7 @@ import (
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/fxmodule"
 	"github.com/backplane-go/backplane/internal/testenv"
+	"github.com/backplane-go/backplane/stores/otterstore"
 	"github.com/backplane-go/backplane/transports/memtransport"
 	"github.com/backplane-go/backplane/transports/redistransport"
 )
@@ -131,6 +132,29 @@ func TestModuleMem(t *testing.T) {
 		t.Fatal("Backplane or LocalStore not provided")
 	}
 	shareInvalidations(t, a, b)
+}
+
+// TestModuleOtter runs two applications on the otter store, one bigcache
+// application beside them: the store is an instance's own choice.
+func TestModuleOtter(t *testing.T) {
+	ns := namespace(t)
+	otter := func() fxmodule.Config {
+		c := config(t, "mem://module-otter", ns)
+		c.Store.Name = "otter"
+		c.Store.Otter.MaxSizeMB = 16
+		return c
+	}
+	a := newApp(t, fx.Supply(otter()))
+	b := newApp(t, fx.Supply(otter()))
+	c := newApp(t, fx.Supply(config(t, "mem://module-otter", ns)))
+	start(t, a)
+	start(t, b)
+	start(t, c)
+	if _, ok := a.store.(*otterstore.Store); !ok {
+		t.Fatalf("store is %T, want *otterstore.Store", a.store)
+	}
+	shareInvalidations(t, a, b)
+	shareInvalidations(t, a, c)
 }
 
 func TestHealthCheck(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/fxmodule"
+	"github.com/backplane-go/backplane/stores/otterstore"
 	"github.com/backplane-go/backplane/transports/memtransport"
 	"github.com/backplane-go/backplane/transports/natstransport"
 	"github.com/backplane-go/backplane/transports/redistransport"
@@ -221,6 +222,26 @@ func TestOpenStore(t *testing.T) {
 	cfg.BigCache.Shards = 3
 	if _, err := fxmodule.OpenStore(ctx, cfg); err == nil || !strings.Contains(err.Error(), "shards") {
 		t.Fatalf("bad shards: %v", err)
+	}
+	cfg = fxmodule.DefaultConfig().Store
+	cfg.Name = "otter"
+	s, err = fxmodule.OpenStore(ctx, cfg)
+	if err != nil {
+		t.Fatalf("otter: %v", err)
+	}
+	if _, ok := s.(*otterstore.Store); !ok {
+		t.Fatalf("otter: OpenStore returned %T", s)
+	}
+	_ = s.Close()
+	cfg.Params = map[string]string{"x": "1"}
+	if _, err := fxmodule.OpenStore(ctx, cfg); !errors.Is(err, fxmodule.ErrUnknownParameter) {
+		t.Fatalf("otter with params: %v", err)
+	}
+	cfg = fxmodule.DefaultConfig().Store
+	cfg.Name = "OTTER"
+	cfg.Otter.MaxSizeMB, cfg.Otter.MaxEntries = 0, -5
+	if _, err := fxmodule.OpenStore(ctx, cfg); !errors.Is(err, core.ErrInvalidOption) || !strings.Contains(err.Error(), "store.otter.max_entries") {
+		t.Fatalf("bad otter max_entries: %v", err)
 	}
 	s, err = fxmodule.OpenStore(ctx, fxmodule.StoreConfig{Name: "TestStore", Params: map[string]string{"k": "v"}})
 	if err != nil {

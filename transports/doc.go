@@ -16,6 +16,7 @@
 //
 //	bp, err := transports.Open(openCtx, transport, namespace) // no I/O yet
 //	if err != nil {
+//		_ = store.Close()
 //		return err // an unknown scheme or parameter; the error lists the valid ones
 //	}
 //

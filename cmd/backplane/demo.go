@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ import (
 type demoOptions struct {
 	duration  time.Duration
 	transport string
+	store     string
 	instances int
 	products  int
 	readRate  int
@@ -53,11 +55,13 @@ was acknowledged and still returns an older version is a stale read. There
 must be none; the demo exits with code 1 if it sees one.
 
 --transport runs the same demo over a real broker (on a fresh namespace of its
-own, so it disturbs no application).`,
+own, so it disturbs no application). --store picks the instances' local
+store: bigcache (stores/bigcachestore) or otter (stores/otterstore).`,
 		Example: `  backplane demo
   backplane demo --duration 5s
   backplane demo --transport redis://127.0.0.1:6379
-  backplane demo --transport nats://127.0.0.1:4222 --instances 5 --write-rate 100`,
+  backplane demo --transport nats://127.0.0.1:4222 --instances 5 --write-rate 100
+  backplane demo --store otter`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), g, o)
@@ -66,6 +70,7 @@ own, so it disturbs no application).`,
 	f := cmd.Flags()
 	f.DurationVarP(&o.duration, "duration", "d", 15*time.Second, "how long to run the workload")
 	f.StringVar(&o.transport, "transport", "", "broker URL to use instead of the embedded NATS server")
+	f.StringVar(&o.store, "store", "bigcache", "local store of the instances: "+strings.Join(storeNames, " or "))
 	f.IntVar(&o.instances, "instances", 3, "catalog instances to run")
 	f.IntVar(&o.products, "products", 100, "products in the catalog")
 	f.IntVar(&o.readRate, "read-rate", 800, "reads per second, spread over the instances")
@@ -134,9 +139,9 @@ func (l *ledger) newest(id int64, t time.Time) int64 {
 }
 
 type demoCounters struct {
-	reads, writes, errors, stale, overlapped atomic.Uint64
-	firstStale                               atomic.Pointer[string]
-	firstError                               atomic.Pointer[string]
+	reads, writes, errors, stale, overlapped, listings atomic.Uint64
+	firstStale                                         atomic.Pointer[string]
+	firstError                                         atomic.Pointer[string]
 }
 
 func (c *demoCounters) fail(msg string) {
@@ -173,6 +178,8 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 		return usagef("--read-rate and --write-rate must be at least 1")
 	case o.grace < 0:
 		return usagef("--grace must not be negative")
+	case !slices.Contains(storeNames, o.store):
+		return usagef("--store must be one of %s", strings.Join(storeNames, ", "))
 	}
 	rawURL, where := o.transport, ""
 	if rawURL == "" {
@@ -225,7 +232,7 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 		if err != nil {
 			return err
 		}
-		in.cache, err = g.openCache(ctx, rawURL, namespace, func(bp core.Backplane) core.Backplane {
+		in.cache, err = g.openCacheOn(ctx, o.store, rawURL, namespace, func(bp core.Backplane) core.Backplane {
 			return newTap(bp, in.observe)
 		})
 		if err != nil {
@@ -246,8 +253,8 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 		ins = append(ins, in)
 	}
 
-	fmt.Fprintf(g.stdout, "backplane demo: %d catalog instances, %d products in SQLite, broker: %s, namespace %s\n",
-		o.instances, o.products, where, namespace)
+	fmt.Fprintf(g.stdout, "backplane demo: %d catalog instances, %d products in SQLite, broker: %s, namespace %s, store %s\n",
+		o.instances, o.products, where, namespace, o.store)
 	for _, in := range ins {
 		fmt.Fprintf(g.stdout, "  instance %s  %s/products/{id}\n", in.name, in.url)
 	}
@@ -275,7 +282,12 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 					return
 				case <-t.C:
 				}
-				demoRead(wctx, client, ins[rng.IntN(len(ins))], pickProduct(rng, o.products), led, &ctr, o.grace)
+				in := ins[rng.IntN(len(ins))]
+				if rng.IntN(10) == 0 {
+					demoListing(wctx, client, in, led, &ctr, o.grace)
+				} else {
+					demoRead(wctx, client, in, pickProduct(rng, o.products), led, &ctr, o.grace)
+				}
 			}
 		})
 	}
@@ -371,6 +383,43 @@ func demoRead(ctx context.Context, client *http.Client, in *demoInstance, id int
 	}
 }
 
+// demoListing reads the listing of the 5 cheapest products, which the
+// catalog caches under a tag that every update invalidates, and judges
+// each product in it like a read of that product.
+func demoListing(ctx context.Context, client *http.Client, in *demoInstance, led *ledger, ctr *demoCounters, grace time.Duration) {
+	started := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, in.url+"/listings/cheapest?n=5", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		if ctx.Err() == nil {
+			ctr.fail(fmt.Sprintf("GET listing on instance %s: %v", in.name, err))
+		}
+		return
+	}
+	defer resp.Body.Close()
+	var ps []catalog.Product
+	if resp.StatusCode != http.StatusOK {
+		ctr.fail(fmt.Sprintf("GET listing on instance %s: %s", in.name, resp.Status))
+		return
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ps); err != nil {
+		ctr.fail(fmt.Sprintf("GET listing on instance %s: %v", in.name, err))
+		return
+	}
+	in.reads.Add(1)
+	ctr.reads.Add(1)
+	ctr.listings.Add(1)
+	for _, p := range ps {
+		if v := led.newest(p.ID, started.Add(-grace)); p.Version < v {
+			ctr.stale.Add(1)
+			msg := fmt.Sprintf("instance %s listed product %d at version %d, but version %d was acknowledged more than %v before the read started (the listing is cached under a tag)",
+				in.name, p.ID, p.Version, v, grace)
+			ctr.firstStale.CompareAndSwap(nil, &msg)
+			return
+		}
+	}
+}
+
 func demoWrite(ctx context.Context, client *http.Client, in *demoInstance, id int64, rng *rand.Rand, led *ledger, ctr *demoCounters) {
 	body, _ := json.Marshal(catalog.Update{PriceCents: new(int64(100 + rng.IntN(100000)))})
 	req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPut, fmt.Sprintf("%s/products/%d", in.url, id), bytes.NewReader(body))
@@ -438,7 +487,8 @@ func demoSummary(w io.Writer, ins []*demoInstance, ctr *demoCounters, elapsed ti
 	if hits+misses > 0 {
 		ratio = 100 * float64(hits) / float64(hits+misses)
 	}
-	fmt.Fprintf(w, "  reads        %s (%.0f/s), cache hit ratio %.1f%%\n", fmtCount(reads), float64(reads)/secs, ratio)
+	fmt.Fprintf(w, "  reads        %s (%.0f/s), cache hit ratio %.1f%%; %s of them listings cached under a tag\n",
+		fmtCount(reads), float64(reads)/secs, ratio, fmtCount(ctr.listings.Load()))
 	fmt.Fprintf(w, "  updates      %s (%.0f/s), each invalidated on the other %d instances\n", fmtCount(writes), float64(writes)/secs, len(ins)-1)
 	if len(lat) > 0 {
 		fmt.Fprintf(w, "  propagation  p50 %s, p99 %s, max %s over %s evictions (writer's publish to eviction on a peer)\n",

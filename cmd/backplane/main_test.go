@@ -154,6 +154,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad duration", []string{"demo", "--duration", "soon"}, "invalid argument"},
 		{"negative duration", []string{"demo", "--duration", "-1s"}, "--duration must be positive"},
 		{"demo with args", []string{"demo", "nats://127.0.0.1:4222"}, "takes no arguments"},
+		{"demo unknown store", []string{"demo", "--store", "ristretto"}, "--store must be one of bigcache, otter"},
 		{"bench bad size", []string{"bench", "nats://127.0.0.1:1", "--size", "3"}, "--size"},
 		{"check unknown case", []string{"check", "nats://127.0.0.1:4222", "--case", "nope"}, `unknown case "nope"`},
 		{"key too long", []string{"invalidate", "nats://127.0.0.1:1", "-n", "x", strings.Repeat("k", core.MaxKeyLen+1)}, "longest key"},
@@ -471,6 +472,10 @@ func TestDemo(t *testing.T) {
 		r.expect(t, exitOK, "embedded NATS server", "instance a", "instance b", "instance c", "propagation",
 			"stale reads  0", "OK: every instance served fresh data")
 	})
+	t.Run("otter", func(t *testing.T) {
+		r := cli(t, "", "demo", "--duration", "2s", "--store", "otter")
+		r.expect(t, exitOK, "embedded NATS server", "store otter", "instance c", "stale reads  0", "OK: every instance served fresh data")
+	})
 	t.Run("redis", func(t *testing.T) {
 		url := testenv.RedisURL(t)
 		r := cli(t, "", "demo", "--duration", "2s", "--transport", url)
@@ -497,25 +502,7 @@ func TestSigning(t *testing.T) {
 	if err := os.WriteFile(keyFile, append(secret, '\n'), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	kr, err := core.NewKeyring(core.SigningKey{ID: "k1", Secret: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	bp, err := fxmodule.OpenBackplane(ctx, url, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := bigcachestore.New(bigcachestore.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	app, err := core.Open(ctx, store, bp, core.WithKeyring(kr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close()
+	app := openSigned(t, url, ns, secret)
 	if err := app.Set("k", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
@@ -553,7 +540,19 @@ func TestCheckFleet(t *testing.T) {
 	}
 	right := keyFile("k1", "0123456789abcdef0123456789abcdef")
 	wrong := keyFile("k2", "fedcba9876543210fedcba9876543210")
-	kr, err := core.NewKeyring(core.SigningKey{ID: "k1", Secret: []byte("0123456789abcdef0123456789abcdef")})
+	openSigned(t, url, ns, []byte("0123456789abcdef0123456789abcdef"), core.WithHeartbeat(100*time.Millisecond, 0))
+	cli(t, "", "check", url, "--case", "fleet", "-n", ns, "--listen", "1s", "--signing-key", "k1:"+right).
+		expect(t, exitOK, "1 peers heard", "all 1 cases passed")
+	cli(t, "", "check", url, "--case", "fleet", "-n", ns, "--listen", "1s", "--signing-key", "k2:"+wrong).
+		expect(t, exitFailure, "FAIL  fleet", "rejected", "another key", "1 of 1 cases failed")
+	cli(t, "", "check", url, "--listen", "0s", "-n", ns).expect(t, exitUsage, "--listen must be positive")
+}
+
+// openSigned opens an application instance on ns that signs with key k1
+// of secret; it is closed when the test ends.
+func openSigned(t *testing.T, url, ns string, secret []byte, opts ...core.Option) *core.Cache {
+	t.Helper()
+	kr, err := core.NewKeyring(core.SigningKey{ID: "k1", Secret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -567,14 +566,35 @@ func TestCheckFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := core.Open(ctx, store, bp, core.WithKeyring(kr), core.WithHeartbeat(100*time.Millisecond, 0))
+	app, err := core.Open(ctx, store, bp, append([]core.Option{core.WithKeyring(kr)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer app.Close()
-	cli(t, "", "check", url, "--case", "fleet", "-n", ns, "--listen", "1s", "--signing-key", "k1:"+right).
-		expect(t, exitOK, "1 peers heard", "all 1 cases passed")
-	cli(t, "", "check", url, "--case", "fleet", "-n", ns, "--listen", "1s", "--signing-key", "k2:"+wrong).
-		expect(t, exitFailure, "FAIL  fleet", "rejected", "another key", "1 of 1 cases failed")
-	cli(t, "", "check", url, "--listen", "0s", "-n", ns).expect(t, exitUsage, "--listen must be positive")
+	t.Cleanup(func() { _ = app.Close() })
+	return app
+}
+
+// invalidate --tags evicts the entries cached under the tags, and tail
+// shows the tags.
+func TestInvalidateTags(t *testing.T) {
+	url := testenv.StartNATS(t).URL()
+	ns := randomNamespace("cli-test-")
+	app := engine(t, url, ns)
+	if err := app.SetWithTags("list:shoes", []byte("v"), "category:shoes"); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Set("category:shoes", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	_, out, stderr, wait := background(t, "tail", url, "-n", ns, "--count", "1")
+	waitFor(t, "tail to subscribe", func() bool { return strings.Contains(stderr.String(), "tailing") })
+	cli(t, "", "invalidate", url, "-n", ns, "--tags", "category:shoes").expect(t, exitOK, "invalidated 1 tag(s)")
+	waitFor(t, "the tagged entry to go", func() bool { _, ok := app.Get("list:shoes"); return !ok })
+	if _, ok := app.Get("category:shoes"); !ok {
+		t.Fatal("the key named like the tag was evicted")
+	}
+	wait().expect(t, exitOK)
+	if !strings.Contains(out.String(), "invalidate-tags") || !strings.Contains(out.String(), "tags category:shoes") {
+		t.Fatalf("tail printed %q; want the tag invalidation", out.String())
+	}
 }

@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"net/url"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/fxmodule"
 	"github.com/backplane-go/backplane/stores/bigcachestore"
+	"github.com/backplane-go/backplane/stores/otterstore"
 )
 
 // namespaceEnv supplies --namespace's default.
@@ -73,27 +75,44 @@ func (g *globals) subscribe(ctx context.Context, rawURL string, bp core.Backplan
 	return nil
 }
 
-// newStore returns a small local store for the CLI's own engines.
-func newStore() (core.LocalStore, error) {
-	cfg := bigcachestore.DefaultConfig()
-	cfg.Shards, cfg.HardMaxCacheSize, cfg.MaxEntriesInWindow = 16, 16, 1000
-	return bigcachestore.New(cfg)
+// storeNames are the local stores the CLI's engines can run on.
+var storeNames = []string{"bigcache", "otter"}
+
+// newStore returns a small local store for the CLI's own engines: name is
+// "bigcache" or "otter".
+func newStore(name string) (core.LocalStore, error) {
+	switch name {
+	case "bigcache":
+		cfg := bigcachestore.DefaultConfig()
+		cfg.Shards, cfg.HardMaxCacheSize, cfg.MaxEntriesInWindow = 16, 16, 1000
+		return bigcachestore.New(cfg)
+	case "otter":
+		cfg := otterstore.DefaultConfig()
+		cfg.MaxBytes = 16 << 20
+		return otterstore.New(cfg)
+	}
+	return nil, usagef("unknown store %q (stores: %s)", name, strings.Join(storeNames, ", "))
 }
 
 // openCache opens an engine over the transport rawURL names, wrapping the
 // transport with wrap if it is not nil.
 func (g *globals) openCache(ctx context.Context, rawURL, ns string, wrap func(core.Backplane) core.Backplane, opts ...core.Option) (*core.Cache, error) {
+	return g.openCacheOn(ctx, "bigcache", rawURL, ns, wrap, opts...)
+}
+
+// openCacheOn is openCache over the local store storeName (see newStore).
+func (g *globals) openCacheOn(ctx context.Context, storeName, rawURL, ns string, wrap func(core.Backplane) core.Backplane, opts ...core.Option) (*core.Cache, error) {
+	store, err := newStore(storeName)
+	if err != nil {
+		return nil, err
+	}
 	bp, err := g.openBackplane(ctx, rawURL, ns)
 	if err != nil {
+		_ = store.Close()
 		return nil, err
 	}
 	if wrap != nil {
 		bp = wrap(bp)
-	}
-	store, err := newStore()
-	if err != nil {
-		_ = bp.Close()
-		return nil, err
 	}
 	opts = append([]core.Option{core.WithLogger(g.logger()), core.WithPublishTimeout(g.timeout)}, opts...)
 	if g.keyring != nil {

@@ -17,18 +17,22 @@ import (
 
 func newInvalidateCmd(g *globals) *cobra.Command {
 	var ns, keysFrom string
+	var tags bool
 	cmd := &cobra.Command{
 		Use:   "invalidate URL KEY...",
-		Short: "Evict keys on every instance of a namespace now",
+		Short: "Evict keys (or tags) on every instance of a namespace now",
 		Long: `invalidate publishes an invalidation of the given keys, exactly as an
 application instance does after a write: every instance subscribed to the
 namespace evicts those keys and reloads them on next use. It returns once the
 message is on the broker.
 
 Keys are the application's cache keys (for the catalog example:
-product:ID). --keys-from reads more keys, one per line ("-" for stdin).`,
+product:ID). --keys-from reads more keys, one per line ("-" for stdin).
+With --tags the arguments are tags: every instance stops serving every
+entry cached under one of them (for the catalog example: category:NAME).`,
 		Example: `  backplane invalidate nats://127.0.0.1:4222 --namespace catalog product:7
   backplane invalidate redis://127.0.0.1:6379 -n catalog product:7 product:8
+  backplane invalidate nats://127.0.0.1:4222 -n catalog --tags category:shoes
   psql -Atc "select 'product:'||id from changed" | backplane invalidate nats://127.0.0.1:4222 -n catalog --keys-from -`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -51,10 +55,11 @@ product:ID). --keys-from reads more keys, one per line ("-" for stdin).`,
 				}
 				keys = append(keys, more...)
 			}
-			return runInvalidate(cmd.Context(), g, args[0], ns, keys)
+			return runInvalidate(cmd.Context(), g, args[0], ns, keys, tags)
 		},
 	}
 	addNamespaceFlag(cmd, &ns)
+	cmd.Flags().BoolVar(&tags, "tags", false, "the arguments are tags, not keys: evict every entry cached under them")
 	cmd.Flags().StringVar(&keysFrom, "keys-from", "", `read more keys from FILE, one per line ("-" for stdin)`)
 	return cmd
 }
@@ -98,18 +103,25 @@ func checkKeys(keys []string) error {
 	return nil
 }
 
-func runInvalidate(ctx context.Context, g *globals, rawURL, ns string, keys []string) error {
+func runInvalidate(ctx context.Context, g *globals, rawURL, ns string, keys []string, tags bool) error {
 	if err := requireNamespace(rawURL, ns); err != nil {
 		return err
 	}
 	if err := checkKeys(keys); err != nil {
 		return err
 	}
+	what := "key(s)"
+	if tags {
+		what = "tag(s)"
+	}
 	return publishWith(ctx, g, rawURL, ns, func(ctx context.Context, c *core.Cache) error {
+		if tags {
+			return c.InvalidateTags(ctx, keys...)
+		}
 		return c.Invalidate(ctx, keys...)
 	}, func(d time.Duration) string {
-		return fmt.Sprintf("invalidated %d key(s) in namespace %q on %s (on the broker after %s)",
-			len(keys), nsOf(rawURL, ns), redact(rawURL), fmtDur(d, true))
+		return fmt.Sprintf("invalidated %d %s in namespace %q on %s (on the broker after %s)",
+			len(keys), what, nsOf(rawURL, ns), redact(rawURL), fmtDur(d, true))
 	})
 }
 

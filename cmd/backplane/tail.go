@@ -182,7 +182,11 @@ func tailLine(it tailItem, env core.Envelope, derr error) string {
 		fmt.Fprintf(&b, " signed(%s)", env.KeyID)
 	}
 	if len(env.Keys) > 0 {
-		fmt.Fprintf(&b, " keys %s", strings.Join(env.Keys, " "))
+		what := "keys"
+		if env.Op == core.OpInvalidateTags {
+			what = "tags"
+		}
+		fmt.Fprintf(&b, " %s %s", what, strings.Join(env.Keys, " "))
 	}
 	return strings.TrimRight(b.String(), " ")
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,8 +17,9 @@ import (
 
 // Product is what the service caches.
 type Product struct {
-	ID    string
-	Price float64
+	ID       string
+	Category string
+	Price    float64
 }
 
 func main() {
@@ -30,6 +33,25 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Println("read, updated and invalidated product:42")
+}
+
+// listShoes caches a listing under a tag and, on a write of a product it
+// lists, invalidates the tag: README's section on tags quotes it.
+func listShoes(ctx context.Context, cache *core.Cache, db *DB) error {
+	lists := core.NewTyped[[]Product](cache)
+	shoes, err := lists.GetOrLoadWithTags(ctx, "list:shoes:page:1", []string{"category:shoes"}, func(ctx context.Context) ([]Product, error) {
+		return db.ListCategory(ctx, "shoes")
+	})
+	if err != nil {
+		return err
+	}
+
+	// on write of a product in that category:
+	shoes[0].Price = 80
+	if err := db.UpdateProduct(ctx, shoes[0]); err != nil {
+		return err
+	}
+	return cache.InvalidateTags(ctx, "category:shoes") // every replica stops serving every entry under it
 }
 
 func run(ctx context.Context, redisURL string, db *DB) error {
@@ -72,7 +94,10 @@ type DB struct {
 }
 
 func newDB() *DB {
-	return &DB{products: map[string]Product{"product:42": {ID: "product:42", Price: 9.5}}}
+	return &DB{products: map[string]Product{
+		"product:42": {ID: "product:42", Category: "lamps", Price: 9.5},
+		"product:7":  {ID: "product:7", Category: "shoes", Price: 75},
+	}}
 }
 
 // LoadProduct reads a product.
@@ -85,6 +110,24 @@ func (db *DB) LoadProduct(_ context.Context, id string) (Product, error) {
 		return Product{}, fmt.Errorf("no product %s", id)
 	}
 	return p, nil
+}
+
+// ListCategory reads the products of a category, by ID.
+func (db *DB) ListCategory(_ context.Context, category string) ([]Product, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.loads++
+	var out []Product
+	for _, p := range db.products {
+		if p.Category == category {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b Product) int { return strings.Compare(a.ID, b.ID) })
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no products in %s", category)
+	}
+	return out, nil
 }
 
 // UpdateProduct writes a product.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/internal/testenv"
+	"github.com/backplane-go/backplane/stores/bigcachestore"
+	"github.com/backplane-go/backplane/transports/memtransport"
 )
 
 func TestMain(m *testing.M) {
@@ -29,6 +31,50 @@ func TestRun(t *testing.T) {
 	}
 	if db.loads != 1 || db.products["product:42"].Price != 12 {
 		t.Fatalf("loads %d, product %+v", db.loads, db.products["product:42"])
+	}
+}
+
+// The tag snippet of README evicts the listing everywhere: a second
+// instance that cached it reloads it.
+func TestListShoes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	hub := memtransport.NewHub()
+	defer hub.Close()
+	open := func() *core.Cache {
+		store, err := bigcachestore.New(bigcachestore.DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := core.Open(ctx, store, hub.New("catalog"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	a, b := open(), open()
+	db := newDB()
+	lists := core.NewTyped[[]Product](b)
+	load := func(ctx context.Context) ([]Product, error) { return db.ListCategory(ctx, "shoes") }
+	if _, err := lists.GetOrLoadWithTags(ctx, "list:shoes:page:1", []string{"category:shoes"}, load); err != nil {
+		t.Fatal(err)
+	}
+	if err := listShoes(ctx, a, db); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, ok, _ := lists.Get("list:shoes:page:1"); !ok {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("b still serves the listing")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	shoes, err := lists.GetOrLoadWithTags(ctx, "list:shoes:page:1", []string{"category:shoes"}, load)
+	if err != nil || shoes[0].Price != 80 {
+		t.Fatalf("b reads %+v, %v", shoes, err)
 	}
 }
 

@@ -19,6 +19,7 @@
 //	-transport  backplane URL [BACKPLANE_TRANSPORT_URL], default nats://127.0.0.1:4222
 //	-namespace  backplane namespace [BACKPLANE_NAMESPACE], default catalog
 //	-table      products table [CATALOG_TABLE], default catalog_products
+//	-store      local store, bigcache or otter [CATALOG_STORE], default bigcache
 //	-seed       products to create if missing, default 100
 //
 // The service needs a running broker (NATS or Redis). `go run

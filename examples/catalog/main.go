@@ -17,6 +17,7 @@ import (
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/examples/catalog/catalog"
 	"github.com/backplane-go/backplane/stores/bigcachestore"
+	"github.com/backplane-go/backplane/stores/otterstore"
 	"github.com/backplane-go/backplane/transports"
 
 	// The schemes the catalog speaks: nats://, tls://, redis://, rediss://.
@@ -38,18 +39,34 @@ func main() {
 	transport := flag.String("transport", env("BACKPLANE_TRANSPORT_URL", "nats://127.0.0.1:4222"), "backplane URL (nats://, tls://, redis://, rediss://)")
 	namespace := flag.String("namespace", env("BACKPLANE_NAMESPACE", "catalog"), "backplane namespace")
 	table := flag.String("table", env("CATALOG_TABLE", catalog.DefaultTable), "products table")
+	storeName := flag.String("store", env("CATALOG_STORE", "bigcache"), "local store: bigcache or otter")
 	seed := flag.Int("seed", 100, "products to create if missing")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *addr, *sqlitePath, *pgDSN, *table, *transport, *namespace, *seed); err != nil {
+	if err := run(ctx, *addr, *sqlitePath, *pgDSN, *table, *transport, *namespace, *storeName, *seed); err != nil {
 		fmt.Fprintln(os.Stderr, "catalog:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, addr, sqlitePath, pgDSN, table, transport, namespace string, seed int) error {
+// newStore opens the local store called name.
+func newStore(name string) (core.LocalStore, error) {
+	switch name {
+	case "bigcache":
+		return bigcachestore.New(bigcachestore.DefaultConfig())
+	case "otter":
+		return otterstore.New(otterstore.DefaultConfig())
+	}
+	return nil, fmt.Errorf("unknown store %q (bigcache or otter)", name)
+}
+
+func run(ctx context.Context, addr, sqlitePath, pgDSN, table, transport, namespace, storeName string, seed int) error {
+	store, err := newStore(storeName)
+	if err != nil {
+		return err
+	}
 	cfg := catalog.Config{Driver: catalog.DriverSQLite, DSN: sqlitePath, Table: table}
 	if pgDSN != "" {
 		cfg = catalog.Config{Driver: catalog.DriverPostgres, DSN: pgDSN, Table: table}
@@ -58,21 +75,19 @@ func run(ctx context.Context, addr, sqlitePath, pgDSN, table, transport, namespa
 	defer cancel()
 	db, err := catalog.Open(openCtx, cfg)
 	if err != nil {
+		_ = store.Close()
 		return err
 	}
 	defer db.Close()
 	if err := db.Seed(openCtx, seed); err != nil {
+		_ = store.Close()
 		return err
 	}
 
 	bp, err := transports.Open(openCtx, transport, namespace) // no I/O yet
 	if err != nil {
+		_ = store.Close()
 		return err // an unknown scheme or parameter; the error lists the valid ones
-	}
-	store, err := bigcachestore.New(bigcachestore.DefaultConfig())
-	if err != nil {
-		_ = bp.Close()
-		return err
 	}
 	cache, err := core.Open(openCtx, store, bp)
 	if err != nil {
@@ -85,7 +100,7 @@ func run(ctx context.Context, addr, sqlitePath, pgDSN, table, transport, namespa
 		return err
 	}
 	srv := &http.Server{Handler: catalog.New(db, cache), ReadHeaderTimeout: 5 * time.Second}
-	slog.Info("catalog: serving", "addr", ln.Addr().String(), "database", cfg.Driver, "namespace", namespace)
+	slog.Info("catalog: serving", "addr", ln.Addr().String(), "database", cfg.Driver, "namespace", namespace, "store", storeName)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -112,12 +112,13 @@ func product(t *testing.T, url string, id int) catalog.Product {
 // broker, updates through one and reads fresh through all.
 func TestProcesses(t *testing.T) {
 	defer client.CloseIdleConnections()
-	for _, tc := range []struct{ name, broker, db string }{
-		{"nats-sqlite", "nats", "sqlite"},
-		{"redis-postgres", "redis", "postgres"},
+	for _, tc := range []struct{ name, broker, db, store string }{
+		{"nats-sqlite", "nats", "sqlite", "bigcache"},
+		{"redis-postgres", "redis", "postgres", "bigcache"},
+		{"nats-sqlite-otter", "nats", "sqlite", "otter"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var args []string
+			args := []string{"-store", tc.store}
 			switch tc.broker {
 			case "nats":
 				args = append(args, "-transport", testenv.StartNATS(t).URL())

@@ -6,6 +6,7 @@ import (
 	"github.com/backplane-go/backplane/conformance"
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/stores/bigcachestore"
+	"github.com/backplane-go/backplane/stores/otterstore"
 )
 
 // Store is one shipped LocalStore.
@@ -22,6 +23,13 @@ func Stores() []Store {
 			s, err := bigcachestore.New(bigcachestore.DefaultConfig())
 			if err != nil {
 				t.Fatalf("bigcachestore: %v", err)
+			}
+			return s
+		}},
+		{"otter", func(t testing.TB) core.LocalStore {
+			s, err := otterstore.New(otterstore.DefaultConfig())
+			if err != nil {
+				t.Fatalf("otterstore: %v", err)
 			}
 			return s
 		}},

@@ -29,6 +29,22 @@ type hubOptions struct {
 	maxPayload int
 	queueSize  int
 	logger     *slog.Logger
+	// retention > 0 makes the hub durable (WithDurable).
+	retention int
+}
+
+// WithDurable makes the hub play a broker with a log (core.Limits.Durable):
+// messages for a transport that is cut are kept, up to retention of them,
+// and a Reconnect delivers them in order after EventReconnected with
+// Resumed true; a cut transport that missed more than retention messages
+// loses them all, and Reconnect says so (Resumed false). Messages queued
+// for a transport when it is cut are kept too.
+func WithDurable(retention int) HubOption {
+	return func(o *hubOptions) {
+		if retention > 0 {
+			o.retention = retention
+		}
+	}
 }
 
 // WithMaxPayload sets the largest payload in bytes that Publish accepts

@@ -52,6 +52,11 @@ type Transport struct {
 	// space, when non-nil, is closed as soon as a message leaves the queue;
 	// publishers waiting for room wait on it.
 	space chan struct{}
+	// missed holds, on a durable hub, the messages published while the
+	// transport is cut; overflowed is set once more than the retention
+	// were.
+	missed     [][]byte
+	overflowed bool
 }
 
 // item is a message or an event waiting for delivery.
@@ -72,9 +77,10 @@ func newTransport(h *Hub, ns string) *Transport {
 	}
 }
 
-// Limits reports the hub's maximum payload.
+// Limits reports the hub's maximum payload, and whether it is durable
+// (WithDurable).
 func (t *Transport) Limits() core.Limits {
-	return core.Limits{MaxPayload: t.hub.opts.maxPayload}
+	return core.Limits{MaxPayload: t.hub.opts.maxPayload, Durable: t.hub.opts.retention > 0}
 }
 
 // Publish delivers each payload, in order, to every transport subscribed to
@@ -172,7 +178,17 @@ func (t *Transport) enqueue(ctx context.Context, from *Transport, msg []byte) er
 	t.mu.Lock()
 	for {
 		switch {
-		case t.closed, t.cause != nil:
+		case t.closed:
+			t.mu.Unlock()
+			return nil
+		case t.cause != nil:
+			if r := t.hub.opts.retention; r > 0 && t.done != nil {
+				if len(t.missed) < r {
+					t.missed = append(t.missed, msg)
+				} else {
+					t.missed, t.overflowed = nil, true
+				}
+			}
 			t.mu.Unlock()
 			return nil
 		case t.drop > 0:
@@ -388,14 +404,18 @@ func (t *Transport) disconnect(cause error) bool {
 	}
 	t.cause = cause
 	t.up = make(chan struct{})
-	t.discardMessages()
+	if t.hub.opts.retention == 0 {
+		t.discardMessages()
+	}
 	t.pushEvent(core.EventDisconnected, cause)
 	return true
 }
 
 // Reconnect ends a cut: the handler gets EventReconnected and messages
-// published from now on are delivered again. Reconnect on a connected or
-// closed transport does nothing.
+// published from now on are delivered again; on a durable hub
+// (WithDurable) the messages published while it was cut come first, or
+// the event says they were lost. Reconnect on a connected or closed
+// transport does nothing.
 func (t *Transport) Reconnect() {
 	t.reconnect()
 }
@@ -409,7 +429,19 @@ func (t *Transport) reconnect() {
 	t.cause = nil
 	close(t.up)
 	t.up = nil
-	t.pushEvent(core.EventReconnected, nil)
+	if t.hub.opts.retention == 0 {
+		t.pushEvent(core.EventReconnected, nil)
+		return
+	}
+	resumed := !t.overflowed
+	if t.done != nil && !t.closed {
+		t.push(item{event: &core.Event{Kind: core.EventReconnected, Time: time.Now(), Resumed: resumed}})
+	}
+	for _, m := range t.missed {
+		t.push(item{payload: m})
+		t.msgs++
+	}
+	t.missed, t.overflowed = nil, false
 }
 
 // Stall holds this transport's publishing as a broker that stopped

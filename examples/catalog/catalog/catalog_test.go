@@ -122,6 +122,23 @@ func get(t *testing.T, in *instance, id int64) (catalog.Product, string) {
 	return p, resp.Header.Get("X-Cache")
 }
 
+func cheapest(t *testing.T, in *instance, n int) ([]catalog.Product, string) {
+	t.Helper()
+	resp, err := client.Get(fmt.Sprintf("%s/listings/cheapest?n=%d", in.srv.URL, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET listing: status %s", resp.Status)
+	}
+	var ps []catalog.Product
+	if err := json.NewDecoder(resp.Body).Decode(&ps); err != nil {
+		t.Fatal(err)
+	}
+	return ps, resp.Header.Get("X-Cache")
+}
+
 func put(t *testing.T, in *instance, id int64, body string) (catalog.Product, int) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/products/%d", in.srv.URL, id), bytes.NewBufferString(body))
@@ -189,6 +206,32 @@ func TestEndToEnd(t *testing.T) {
 					for i, in := range ins {
 						waitVersion(t, in, i, id, round+1, 1000*round+id)
 					}
+				}
+			}
+			// Every instance caches the listing of the 3 cheapest.
+			for i, in := range ins {
+				cheapest(t, in, 3)
+				if _, how := cheapest(t, in, 3); how != "hit" {
+					t.Fatalf("instance %d: second read of the listing was a %q, want a hit", i, how)
+				}
+			}
+			// Make product 5 the cheapest through one instance: every
+			// instance's listing shows it, though the writer never named
+			// the listing's key.
+			if _, status := put(t, ins[0], 5, `{"price_cents": 1}`); status != http.StatusOK {
+				t.Fatalf("PUT product 5: status %d", status)
+			}
+			for i, in := range ins {
+				deadline := time.Now().Add(5 * time.Second)
+				for {
+					ps, _ := cheapest(t, in, 3)
+					if len(ps) > 0 && ps[0].ID == 5 && ps[0].PriceCents == 1 {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("instance %d: the listing still starts with %+v after 5s", i, ps)
+					}
+					time.Sleep(5 * time.Millisecond)
 				}
 			}
 		})

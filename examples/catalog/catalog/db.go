@@ -184,6 +184,29 @@ func (d *DB) Product(ctx context.Context, id int64) (Product, error) {
 	return p, err
 }
 
+// Cheapest reads the n cheapest products, cheapest first.
+func (d *DB) Cheapest(ctx context.Context, n int) ([]Product, error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT `+columns+` FROM `+d.table+` ORDER BY price_cents, id LIMIT `+d.ph(1), n)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: list products: %w", err)
+	}
+	defer rows.Close()
+	var ps []Product
+	for rows.Next() {
+		var p Product
+		var ns int64
+		if err := rows.Scan(&p.ID, &p.Name, &p.PriceCents, &p.Version, &ns); err != nil {
+			return nil, fmt.Errorf("catalog: list products: %w", err)
+		}
+		p.UpdatedAt = time.Unix(0, ns).UTC()
+		ps = append(ps, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog: list products: %w", err)
+	}
+	return ps, nil
+}
+
 // Update applies u to product id, increments its version and returns the
 // updated row.
 func (d *DB) Update(ctx context.Context, id int64, u Update) (Product, error) {

@@ -7,8 +7,11 @@
 //
 //	GET  /products/{id}   the product, from the local cache or the database
 //	                      (header X-Cache: hit or miss)
+//	GET  /listings/cheapest?n=10
+//	                      the n cheapest products, cached under a tag
 //	PUT  /products/{id}   {"name": "...", "price_cents": 123}: updates the
-//	                      database, then invalidates the product everywhere
+//	                      database, then invalidates the product and every
+//	                      listing everywhere
 //	GET  /healthz         200 while invalidation is flowing, 503 otherwise
 //
 // # Consistency
@@ -18,7 +21,10 @@
 // [core.Cache.Invalidate], which evicts the entry locally and returns once
 // the invalidation is on the broker; every other instance evicts it when the
 // message arrives. A load that overlaps the invalidation is answered but not
-// cached, so no instance keeps serving the old row.
+// cached, so no instance keeps serving the old row. Listings are cached
+// with [core.Typed.GetOrLoadWithTags] under [ListingsTag]; PUT also calls
+// [core.Cache.InvalidateTags], which makes every instance stop serving every
+// listing without knowing their keys.
 //
 // # Databases
 //

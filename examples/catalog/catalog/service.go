@@ -16,11 +16,20 @@ import (
 // Key returns the cache key of product id.
 func Key(id int64) string { return "product:" + strconv.FormatInt(id, 10) }
 
+// ListingsTag is the tag of every cached listing: a product's update may
+// change any of them, and the writer cannot know their keys.
+const ListingsTag = "listings"
+
+// listingKey returns the cache key of the listing of the n cheapest
+// products.
+func listingKey(n int) string { return "listing:cheapest:" + strconv.Itoa(n) }
+
 // service serves the catalog over HTTP.
 type service struct {
 	db       *DB
 	cache    *core.Cache
 	products core.Typed[Product]
+	listings core.Typed[[]Product]
 	log      *slog.Logger
 }
 
@@ -28,9 +37,11 @@ type service struct {
 // cache (cache-aside), updates invalidated through cache. The caller keeps
 // ownership of db and cache.
 func New(db *DB, cache *core.Cache) http.Handler {
-	s := &service{db: db, cache: cache, products: core.NewTyped[Product](cache), log: slog.Default()}
+	s := &service{db: db, cache: cache, products: core.NewTyped[Product](cache),
+		listings: core.NewTyped[[]Product](cache), log: slog.Default()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /products/{id}", s.get)
+	mux.HandleFunc("GET /listings/cheapest", s.cheapest)
 	mux.HandleFunc("PUT /products/{id}", s.put)
 	mux.HandleFunc("GET /healthz", s.health)
 	return mux
@@ -72,6 +83,36 @@ func (s *service) get(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, p)
 }
 
+// cheapest serves the n cheapest products (?n=, 1 to 100, default 10),
+// cached under ListingsTag.
+func (s *service) cheapest(w http.ResponseWriter, r *http.Request) {
+	n := 10
+	if q := r.URL.Query().Get("n"); q != "" {
+		v, err := strconv.Atoi(q)
+		if err != nil || v < 1 || v > 100 {
+			writeError(w, http.StatusBadRequest, "n must be an integer from 1 to 100")
+			return
+		}
+		n = v
+	}
+	loaded := false
+	ps, err := s.listings.GetOrLoadWithTags(r.Context(), listingKey(n), []string{ListingsTag}, func(ctx context.Context) ([]Product, error) {
+		loaded = true
+		return s.db.Cheapest(ctx, n)
+	})
+	if err != nil {
+		s.log.Error("catalog: list", "n", n, "err", err)
+		writeError(w, http.StatusInternalServerError, "cannot list the products")
+		return
+	}
+	if loaded {
+		w.Header().Set("X-Cache", "miss")
+	} else {
+		w.Header().Set("X-Cache", "hit")
+	}
+	writeJSON(w, http.StatusOK, ps)
+}
+
 func (s *service) put(w http.ResponseWriter, r *http.Request) {
 	id, ok := productID(w, r)
 	if !ok {
@@ -98,11 +139,16 @@ func (s *service) put(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "cannot update the product")
 		return
 	}
-	// The row is committed: evict it here and on every other instance. The
-	// request's context may end with the client; the invalidation must not.
+	// The row is committed: evict it, and every listing (it may appear in
+	// any), here and on every other instance. The request's context may end
+	// with the client; the invalidation must not.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
-	if err := s.cache.Invalidate(ctx, Key(id)); err != nil {
+	err = s.cache.Invalidate(ctx, Key(id))
+	if err == nil {
+		err = s.cache.InvalidateTags(ctx, ListingsTag)
+	}
+	if err != nil {
 		s.log.Error("catalog: invalidate", "id", id, "err", err)
 		writeJSON(w, http.StatusBadGateway, map[string]any{
 			"product": p,
