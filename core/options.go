@@ -4,6 +4,7 @@
 package core
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -246,56 +247,84 @@ func WithPublishTimeout(d time.Duration) Option { return func(o *Options) { o.Pu
 
 func withClock(now func() time.Time) Option { return func(o *Options) { o.now = now } }
 
-// Validate reports the first invalid field, wrapping ErrInvalidOption.
+// Validate reports every invalid field at once: the errors.Join of one
+// error per invalid field, each wrapping ErrInvalidOption, each message
+// starting with the field's name.
 func (o *Options) Validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
 	}
-	switch {
-	case o.TTL < 0:
-		return bad("TTL %v is negative", o.TTL)
-	case o.TTLJitter < 0 || o.TTLJitter >= 1:
-		return bad("TTLJitter %v is outside [0, 1)", o.TTLJitter)
-	case o.HeartbeatInterval < 0:
-		return bad("HeartbeatInterval %v is negative", o.HeartbeatInterval)
-	case o.HeartbeatTimeout < 0:
-		return bad("HeartbeatTimeout %v is negative", o.HeartbeatTimeout)
-	case o.HeartbeatInterval > 0 && o.HeartbeatTimeout != 0 && o.HeartbeatTimeout <= o.HeartbeatInterval:
-		return bad("HeartbeatTimeout %v must exceed HeartbeatInterval %v", o.HeartbeatTimeout, o.HeartbeatInterval)
-	case o.ReorderWindow < 0:
-		return bad("ReorderWindow %v is negative", o.ReorderWindow)
-	case !o.OnDisconnect.valid() || !o.OnReconnect.valid() || !o.OnGap.valid():
-		return bad("unknown policy (OnDisconnect %v, OnReconnect %v, OnGap %v)", o.OnDisconnect, o.OnReconnect, o.OnGap)
-	case o.MaxPeers <= 0:
-		return bad("MaxPeers %d must be positive", o.MaxPeers)
-	case o.MaxMissing <= 0:
-		return bad("MaxMissing %d must be positive", o.MaxMissing)
-	case o.MaxTagsPerEntry < 1 || o.MaxTagsPerEntry > 255:
-		return bad("MaxTagsPerEntry %d is outside 1..255", o.MaxTagsPerEntry)
-	case o.MaxKeysPerCall <= 0:
-		return bad("MaxKeysPerCall %d must be positive", o.MaxKeysPerCall)
-	case o.MaxBatchKeys <= 0:
-		return bad("MaxBatchKeys %d must be positive", o.MaxBatchKeys)
-	case o.MaxPayload < 0:
-		return bad("MaxPayload %d is negative", o.MaxPayload)
-	case o.MaxPayload > 0 && o.MaxPayload < minPayload:
-		return bad("MaxPayload %d is below the minimum %d (one key of MaxKeyLen bytes)", o.MaxPayload, minPayload)
-	case o.CanaryInterval < 0 || o.CanaryTimeout < 0:
-		return bad("negative canary interval %v or timeout %v", o.CanaryInterval, o.CanaryTimeout)
-	case o.CanaryInterval > 0 && o.CanaryTimeout != 0 && o.CanaryTimeout <= o.CanaryInterval:
-		return bad("CanaryTimeout %v must exceed CanaryInterval %v", o.CanaryTimeout, o.CanaryInterval)
-	case o.Keyring != nil && o.ReplayWindow <= 0:
-		return bad("ReplayWindow %v must be positive with a Keyring", o.ReplayWindow)
-	case o.QueueSize <= 0:
-		return bad("QueueSize %d must be positive", o.QueueSize)
-	case o.PublishTimeout <= 0:
-		return bad("PublishTimeout %v must be positive", o.PublishTimeout)
-	case o.CloseTimeout <= 0:
-		return bad("CloseTimeout %v must be positive", o.CloseTimeout)
-	case o.Codec == nil:
-		return bad("Codec is nil")
+	if o.TTL < 0 {
+		bad("TTL %v is negative", o.TTL)
 	}
-	return nil
+	if o.TTLJitter < 0 || o.TTLJitter >= 1 {
+		bad("TTLJitter %v is outside [0, 1)", o.TTLJitter)
+	}
+	if o.HeartbeatInterval < 0 {
+		bad("HeartbeatInterval %v is negative", o.HeartbeatInterval)
+	}
+	if o.HeartbeatTimeout < 0 {
+		bad("HeartbeatTimeout %v is negative", o.HeartbeatTimeout)
+	} else if o.HeartbeatInterval > 0 && o.HeartbeatTimeout != 0 && o.HeartbeatTimeout <= o.HeartbeatInterval {
+		bad("HeartbeatTimeout %v must exceed HeartbeatInterval %v", o.HeartbeatTimeout, o.HeartbeatInterval)
+	}
+	if o.ReorderWindow < 0 {
+		bad("ReorderWindow %v is negative", o.ReorderWindow)
+	}
+	if !o.OnDisconnect.valid() {
+		bad("OnDisconnect %v is not a known policy", o.OnDisconnect)
+	}
+	if !o.OnReconnect.valid() {
+		bad("OnReconnect %v is not a known policy", o.OnReconnect)
+	}
+	if !o.OnGap.valid() {
+		bad("OnGap %v is not a known policy", o.OnGap)
+	}
+	if o.MaxPeers <= 0 {
+		bad("MaxPeers %d must be positive", o.MaxPeers)
+	}
+	if o.MaxMissing <= 0 {
+		bad("MaxMissing %d must be positive", o.MaxMissing)
+	}
+	if o.MaxTagsPerEntry < 1 || o.MaxTagsPerEntry > 255 {
+		bad("MaxTagsPerEntry %d is outside 1..255", o.MaxTagsPerEntry)
+	}
+	if o.MaxKeysPerCall <= 0 {
+		bad("MaxKeysPerCall %d must be positive", o.MaxKeysPerCall)
+	}
+	if o.MaxBatchKeys <= 0 {
+		bad("MaxBatchKeys %d must be positive", o.MaxBatchKeys)
+	}
+	if o.MaxPayload < 0 {
+		bad("MaxPayload %d is negative", o.MaxPayload)
+	} else if o.MaxPayload > 0 && o.MaxPayload < minPayload {
+		bad("MaxPayload %d is below the minimum %d (one key of MaxKeyLen bytes)", o.MaxPayload, minPayload)
+	}
+	if o.CanaryInterval < 0 {
+		bad("CanaryInterval %v is negative", o.CanaryInterval)
+	}
+	if o.CanaryTimeout < 0 {
+		bad("CanaryTimeout %v is negative", o.CanaryTimeout)
+	} else if o.CanaryInterval > 0 && o.CanaryTimeout != 0 && o.CanaryTimeout <= o.CanaryInterval {
+		bad("CanaryTimeout %v must exceed CanaryInterval %v", o.CanaryTimeout, o.CanaryInterval)
+	}
+	if o.Keyring != nil && o.ReplayWindow <= 0 {
+		bad("ReplayWindow %v must be positive with a Keyring", o.ReplayWindow)
+	}
+	if o.QueueSize <= 0 {
+		bad("QueueSize %d must be positive", o.QueueSize)
+	}
+	if o.PublishTimeout <= 0 {
+		bad("PublishTimeout %v must be positive", o.PublishTimeout)
+	}
+	if o.CloseTimeout <= 0 {
+		bad("CloseTimeout %v must be positive", o.CloseTimeout)
+	}
+	if o.Codec == nil {
+		bad("Codec is nil")
+	}
+	return errors.Join(errs...)
 }
 
 // minPayload is the smallest payload limit that carries one key of MaxKeyLen.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/url"
 	"strings"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/stores/bigcachestore"
 	"github.com/backplane-go/backplane/stores/otterstore"
+	"github.com/backplane-go/backplane/transports"
 )
 
 // Config chooses and configures a Cache's transport, store and engine. It
@@ -30,10 +30,12 @@ type Config struct {
 	// transport URL carries a namespace parameter, which overrides it.
 	// YAML namespace, env BACKPLANE_NAMESPACE.
 	Namespace string `yaml:"namespace" json:"namespace"`
-	// TransportURL picks the transport by scheme: mem://[name],
-	// redis://, rediss://, nats://, tls:// or a registered scheme (see the
-	// package documentation for each scheme's parameters).
-	// YAML transport_url, env BACKPLANE_TRANSPORT_URL. Default "mem://".
+	// TransportURL picks the transport by scheme: mem://[name] (one
+	// process only), redis://, rediss://, nats://, tls://, sb:// or another
+	// registered scheme (see the package documentation for each scheme's
+	// parameters, and the package to import for it). Required: nothing
+	// picks a transport that the configuration does not name.
+	// YAML transport_url, env BACKPLANE_TRANSPORT_URL. No default.
 	TransportURL string `yaml:"transport_url" json:"transport_url"`
 	// Store picks and sizes the local store. YAML store.
 	Store StoreConfig `yaml:"store" json:"store"`
@@ -223,19 +225,17 @@ type OtterConfig struct {
 
 // Default values of Config fields that core.DefaultOptions does not set.
 const (
-	DefaultTransportURL = "mem://"
 	DefaultStore        = "bigcache"
 	DefaultStartTimeout = 10 * time.Second
 )
 
-// DefaultConfig returns the defaults documented on each field. Namespace is
-// empty: set it.
+// DefaultConfig returns the defaults documented on each field. Namespace
+// and TransportURL are empty: set them.
 func DefaultConfig() Config {
 	o := core.DefaultOptions()
 	bc := bigcachestore.DefaultConfig()
 	oc := otterstore.DefaultConfig()
 	return Config{
-		TransportURL: DefaultTransportURL,
 		Store: StoreConfig{
 			Name: DefaultStore,
 			BigCache: BigCacheConfig{
@@ -291,27 +291,58 @@ func ParsePolicy(s string) (core.Policy, error) {
 	return 0, fmt.Errorf("policy %q is not flush or keep", s)
 }
 
-// Validate reports every invalid field, naming it by its YAML key. Errors
-// wrap core.ErrInvalidOption. It does no I/O: an unknown transport scheme
-// or query parameter is reported when the Module opens the transport.
-func (c Config) Validate() error {
+// Validate reports every invalid field at once, naming each by its YAML
+// key, its environment variable and its Config field. Errors wrap
+// core.ErrInvalidOption. It does no I/O: an unknown transport scheme or
+// query parameter is reported when the Module opens the transport.
+// LoadEnv and LoadYAML validate too, naming the variable or the file the
+// setting was read from.
+func (c Config) Validate() error { return c.validate(codeLabel) }
+
+// labeler names a setting, by its YAML path, in an error message.
+type labeler func(path string) string
+
+// codeLabel names a setting of a Config built in code.
+func codeLabel(path string) string {
+	return fmt.Sprintf("%s (Config.%s, YAML %s, env %s)", path, goName(path), path, envName(DefaultEnvPrefix, path))
+}
+
+// pathLabel names a setting by its YAML path alone.
+func pathLabel(path string) string { return path }
+
+// envLabel names a setting read from the environment.
+func envLabel(prefix string) labeler {
+	return func(path string) string { return envName(prefix, path) }
+}
+
+// yamlLabel names a setting read from a YAML document.
+func yamlLabel(file string) labeler {
+	return func(path string) string {
+		if file == "" {
+			return "yaml " + path
+		}
+		return path + " in " + file
+	}
+}
+
+func (c Config) validate(label labeler) error {
 	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: %s: "+format, append([]any{core.ErrInvalidOption, field}, args...)...))
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: "+format, append([]any{core.ErrInvalidOption, label(path)}, args...)...))
 	}
 	if c.TransportURL == "" {
-		bad("transport_url", "empty")
-	} else if u, err := parseURL(c.TransportURL); err != nil {
-		errs = append(errs, fmt.Errorf("transport_url: %w", err))
+		bad("transport_url", "not set; name the transport every instance shares, like nats://127.0.0.1:4222 or redis://127.0.0.1:6379 (mem:// only reaches instances in the same process)")
+	} else if u, err := transports.ParseURL(c.TransportURL); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", label("transport_url"), err))
 	} else if c.Namespace == "" && !u.Query().Has("namespace") {
-		bad("namespace", "empty (set it, or a namespace parameter in transport_url)")
+		bad("namespace", "not set; name the application's namespace (instances share invalidations within it), or add ?namespace=NAME to the transport URL")
 	}
 	if c.Store.Name == "" {
 		bad("store.name", "empty (registered: %s)", strings.Join(Stores(), ", "))
 	}
-	for field, p := range map[string]string{"on_disconnect": c.OnDisconnect, "on_reconnect": c.OnReconnect, "on_gap": c.OnGap} {
-		if _, err := ParsePolicy(p); err != nil {
-			bad(field, "%v", err)
+	for _, f := range []struct{ path, v string }{{"on_disconnect", c.OnDisconnect}, {"on_reconnect", c.OnReconnect}, {"on_gap", c.OnGap}} {
+		if _, err := ParsePolicy(f.v); err != nil {
+			bad(f.path, "%v", err)
 		}
 	}
 	if c.StartTimeout <= 0 {
@@ -321,71 +352,99 @@ func (c Config) Validate() error {
 		bad("replay_window", "%v must be positive", c.ReplayWindow)
 	}
 	if strings.EqualFold(c.Store.Name, "bigcache") {
-		if err := c.Store.BigCache.validate(); err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, c.Store.BigCache.validate(label)...)
 	}
 	if strings.EqualFold(c.Store.Name, "otter") {
-		if err := c.Store.Otter.validate(); err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, c.Store.Otter.validate(label)...)
 	}
-	if len(errs) == 0 {
-		o := c.CoreOptions()
-		if err := o.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("%w (%s)", err, "see the Config field of the same name"))
-		}
+	o := c.CoreOptions()
+	for _, err := range splitJoined(o.Validate()) {
+		errs = append(errs, relabel(err, label))
 	}
 	return errors.Join(errs...)
 }
 
-func (b BigCacheConfig) validate() error {
-	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("%w: store.bigcache.%s: "+format, append([]any{core.ErrInvalidOption, field}, args...)...)
+// splitJoined returns the errors an errors.Join holds, or err alone.
+func splitJoined(err error) []error {
+	if err == nil {
+		return nil
 	}
-	switch {
-	case b.Shards <= 0 || b.Shards&(b.Shards-1) != 0:
-		return bad("shards", "%d is not a positive power of two", b.Shards)
-	case b.MaxSizeMB < 0:
-		return bad("max_size_mb", "%d is negative", b.MaxSizeMB)
-	case b.LifeWindow <= 0:
-		return bad("life_window", "%v must be positive", b.LifeWindow)
-	case b.CleanWindow < 0:
-		return bad("clean_window", "%v is negative", b.CleanWindow)
-	case b.MaxEntriesInWindow <= 0:
-		return bad("max_entries_in_window", "%d must be positive", b.MaxEntriesInWindow)
-	case b.MaxEntrySize <= 0:
-		return bad("max_entry_size", "%d must be positive", b.MaxEntrySize)
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
 	}
-	return nil
+	return []error{err}
 }
 
-func (o OtterConfig) validate() error {
-	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("%w: store.otter.%s: "+format, append([]any{core.ErrInvalidOption, field}, args...)...)
-	}
-	switch {
-	case o.MaxSizeMB < 0:
-		return bad("max_size_mb", "%d is negative", o.MaxSizeMB)
-	case o.MaxSizeMB > math.MaxInt>>20:
-		return bad("max_size_mb", "%d is too large", o.MaxSizeMB)
-	case o.MaxEntries < 0:
-		return bad("max_entries", "%d is negative", o.MaxEntries)
-	case o.MaxEntries > 0 && o.MaxSizeMB > 0:
-		return bad("max_entries", "%d set together with max_size_mb %d (set max_size_mb to 0 to bound by entries)", o.MaxEntries, o.MaxSizeMB)
-	case o.MaxValueLen < 0:
-		return bad("max_value_len", "%d is negative", o.MaxValueLen)
-	case o.InitialCapacity < 0:
-		return bad("initial_capacity", "%d is negative", o.InitialCapacity)
-	case o.ClockResolution < 0:
-		return bad("clock_resolution", "%v is negative", o.ClockResolution)
-	}
-	if o.MaxSizeMB > 0 && o.MaxValueLen > 0 {
-		if err := o.Otter().Validate(); err != nil {
-			return bad("max_value_len", "%d bytes does not fit max_size_mb %d", o.MaxValueLen, o.MaxSizeMB)
+// relabel names the setting of an error of core.Options.Validate, whose
+// message starts with the name of the option (a Config field of the same
+// name).
+func relabel(err error, label labeler) error {
+	msg := strings.TrimPrefix(err.Error(), core.ErrInvalidOption.Error()+": ")
+	name, _, _ := strings.Cut(msg, " ")
+	for _, f := range configFields() {
+		if f.goName == name {
+			return fmt.Errorf("%w: %s: %s", core.ErrInvalidOption, label(f.path), msg)
 		}
 	}
-	return nil
+	return err
+}
+
+func (b BigCacheConfig) validate(label labeler) []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: "+format, append([]any{core.ErrInvalidOption, label("store.bigcache." + field)}, args...)...))
+	}
+	if b.Shards <= 0 || b.Shards&(b.Shards-1) != 0 {
+		bad("shards", "%d is not a positive power of two", b.Shards)
+	}
+	if b.MaxSizeMB < 0 {
+		bad("max_size_mb", "%d is negative", b.MaxSizeMB)
+	}
+	if b.LifeWindow <= 0 {
+		bad("life_window", "%v must be positive", b.LifeWindow)
+	}
+	if b.CleanWindow < 0 {
+		bad("clean_window", "%v is negative", b.CleanWindow)
+	}
+	if b.MaxEntriesInWindow <= 0 {
+		bad("max_entries_in_window", "%d must be positive", b.MaxEntriesInWindow)
+	}
+	if b.MaxEntrySize <= 0 {
+		bad("max_entry_size", "%d must be positive", b.MaxEntrySize)
+	}
+	return errs
+}
+
+func (o OtterConfig) validate(label labeler) []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: "+format, append([]any{core.ErrInvalidOption, label("store.otter." + field)}, args...)...))
+	}
+	if o.MaxSizeMB < 0 {
+		bad("max_size_mb", "%d is negative", o.MaxSizeMB)
+	} else if o.MaxSizeMB > math.MaxInt>>20 {
+		bad("max_size_mb", "%d is too large", o.MaxSizeMB)
+	}
+	if o.MaxEntries < 0 {
+		bad("max_entries", "%d is negative", o.MaxEntries)
+	} else if o.MaxEntries > 0 && o.MaxSizeMB > 0 {
+		bad("max_entries", "%d set together with max_size_mb %d (set max_size_mb to 0 to bound by entries)", o.MaxEntries, o.MaxSizeMB)
+	}
+	if o.MaxValueLen < 0 {
+		bad("max_value_len", "%d is negative", o.MaxValueLen)
+	}
+	if o.InitialCapacity < 0 {
+		bad("initial_capacity", "%d is negative", o.InitialCapacity)
+	}
+	if o.ClockResolution < 0 {
+		bad("clock_resolution", "%v is negative", o.ClockResolution)
+	}
+	if len(errs) == 0 && o.MaxSizeMB > 0 && o.MaxValueLen > 0 {
+		if err := o.Otter().Validate(); err != nil {
+			bad("max_value_len", "%d bytes does not fit max_size_mb %d", o.MaxValueLen, o.MaxSizeMB)
+		}
+	}
+	return errs
 }
 
 // Otter returns the configuration of the "otter" store:
@@ -445,11 +504,7 @@ func (b BigCacheConfig) BigCache() bigcache.Config {
 // password, a NATS token in the user part or the token parameter) replaced
 // by "xxxxx", for logs and error messages.
 func (c Config) RedactedTransportURL() string {
-	u, err := url.Parse(c.TransportURL)
-	if err != nil {
-		return redactRaw(c.TransportURL)
-	}
-	return redact(u)
+	return transports.RedactRaw(c.TransportURL)
 }
 
 func init() {
@@ -457,7 +512,7 @@ func init() {
 		if len(cfg.Params) > 0 {
 			return nil, fmt.Errorf("%w: bigcache takes store.bigcache settings, not store.params", ErrUnknownParameter)
 		}
-		if err := cfg.BigCache.validate(); err != nil {
+		if err := errors.Join(cfg.BigCache.validate(pathLabel)...); err != nil {
 			return nil, err
 		}
 		return bigcachestore.New(cfg.BigCache.BigCache())
@@ -466,7 +521,7 @@ func init() {
 		if len(cfg.Params) > 0 {
 			return nil, fmt.Errorf("%w: otter takes store.otter settings, not store.params", ErrUnknownParameter)
 		}
-		if err := cfg.Otter.validate(); err != nil {
+		if err := errors.Join(cfg.Otter.validate(pathLabel)...); err != nil {
 			return nil, err
 		}
 		return otterstore.New(cfg.Otter.Otter())

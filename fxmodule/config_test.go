@@ -94,6 +94,7 @@ func TestConfigFieldsFromEnvAndYAML(t *testing.T) {
 			// The default must differ from the value, or the case proves nothing.
 			def := fxmodule.DefaultConfig()
 			def.Namespace = "default-ns"
+			def.TransportURL = "mem://default-hub"
 			before := def
 
 			env := def
@@ -131,6 +132,10 @@ func eq[T comparable](t *testing.T, got, want T) {
 
 func TestDefaultConfig(t *testing.T) {
 	c := fxmodule.DefaultConfig()
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "transport_url") {
+		t.Fatalf("DefaultConfig without a transport: Validate = %v, want a transport_url error", err)
+	}
+	c.TransportURL = "mem://"
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "namespace") {
 		t.Fatalf("DefaultConfig without namespace: Validate = %v, want a namespace error", err)
 	}
@@ -141,7 +146,7 @@ func TestDefaultConfig(t *testing.T) {
 	if got, want := c.CoreOptions(), core.DefaultOptions(); !reflect.DeepEqual(got, want) {
 		t.Errorf("CoreOptions of DefaultConfig = %+v, want core.DefaultOptions %+v", got, want)
 	}
-	if c.TransportURL != "mem://" || c.Store.Name != "bigcache" || c.StartTimeout != fxmodule.DefaultStartTimeout {
+	if fxmodule.DefaultConfig().TransportURL != "" || c.Store.Name != "bigcache" || c.StartTimeout != fxmodule.DefaultStartTimeout {
 		t.Errorf("defaults: %+v", c)
 	}
 	// A namespace in the URL is enough.
@@ -193,7 +198,7 @@ func TestValidateNamesFields(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := fxmodule.DefaultConfig()
-			c.Namespace = "ns"
+			c.Namespace, c.TransportURL = "ns", "mem://"
 			tt.modify(&c)
 			err := c.Validate()
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -265,6 +270,7 @@ store:
 		{"list as value", "namespace: [a, b]\n", []string{"namespace must be a single value"}},
 		{"not yaml", "namespace: [\n", []string{"yaml"}},
 		{"two errors", "ttl: x\nqueue_size: y\n", []string{"ttl", "queue_size"}},
+		{"no transport", "namespace: x\n", []string{"yaml transport_url", "not set"}},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
@@ -286,6 +292,7 @@ store:
 func TestOtterFromYAMLAndEnv(t *testing.T) {
 	const doc = `
 namespace: ns
+transport_url: mem://
 store:
   name: otter
   otter:
@@ -300,6 +307,7 @@ store:
 	e := fxmodule.DefaultConfig()
 	if err := e.ApplyEnv("APP_", []string{
 		"APP_NAMESPACE=ns",
+		"APP_TRANSPORT_URL=mem://",
 		"APP_STORE_NAME=otter",
 		"APP_STORE_OTTER_MAX_SIZE_MB=0",
 		"APP_STORE_OTTER_MAX_ENTRIES=5000",
@@ -341,7 +349,7 @@ store:
 }
 
 func TestLoadYAMLFile(t *testing.T) {
-	path := writeFile(t, "backplane.yaml", "namespace: file-ns\nttl: 1m\n")
+	path := writeFile(t, "backplane.yaml", "namespace: file-ns\ntransport_url: mem://\nttl: 1m\n")
 	c, err := fxmodule.LoadYAMLFile(path)
 	if err != nil || c.Namespace != "file-ns" || c.TTL != time.Minute {
 		t.Fatalf("LoadYAMLFile = %+v, %v", c, err)

@@ -2,11 +2,43 @@
 // application, with the transport and the store chosen by configuration
 // rather than in code.
 //
-//	app := fx.New(
-//		fxmodule.ConfigFromEnv("BACKPLANE_"), // or ConfigFromYAML(path), or fx.Supply(cfg)
-//		fxmodule.Module,                       // provides *core.Cache, core.Backplane, core.LocalStore, HealthCheck
-//		fx.Invoke(func(c *core.Cache) { ... }),
+// From examples/fxservice, a service over NATS (it imports
+// transports/natstransport for nats:// URLs):
+//
+//	func main() {
+//		fx.New(
+//			fx.Provide(NewDB),
+//			Service,
+//			fx.Invoke(serve),
+//		).Run()
+//	}
+//
+//	// Service is the service without its HTTP listener: configuration, the
+//	// backplane Module, the database dependency and the handler.
+//	var Service = fx.Options(
+//		fx.Provide(loadConfig),
+//		fxmodule.Module,
+//		fx.Provide(NewHandler),
 //	)
+//
+// Module provides *core.Cache, core.Backplane, core.LocalStore and
+// HealthCheck from the Config in the graph: ConfigFromEnv("BACKPLANE_"),
+// ConfigFromYAML(path), fx.Supply(cfg), or a constructor of the
+// application's own (loadConfig above, with LoadEnvOver).
+//
+// The transport is chosen by the configured URL, among the transports the
+// application imports: each transport package registers its schemes when
+// imported, so an application links only the SDKs of those it imports.
+// fxmodule itself registers mem:// only (in-process, no SDK).
+//
+//	scheme                import
+//	mem://                (fxmodule)
+//	redis://, rediss://   _ "github.com/backplane-go/backplane/transports/redistransport"
+//	nats://, tls://       _ "github.com/backplane-go/backplane/transports/natstransport"
+//	sb://, servicebus://  _ "github.com/backplane-go/backplane/transports/servicebustransport"
+//
+// A scheme whose package is not imported fails the start with an error
+// that names the import.
 //
 // Module builds the cache from the Config in the graph. Its constructor
 // does no I/O; OnStart dials, subscribes and returns once delivery is
@@ -14,8 +46,9 @@
 // unreachable broker fails the application's start with the cause instead
 // of hanging; OnStop drains pending invalidations (bounded by the stop
 // context) and closes the cache, its transport and its store. When the
-// graph holds a redis.UniversalClient or a *nats.Conn, the matching
-// transport uses it instead of dialling, and leaves it open. A
+// graph holds a redis.UniversalClient or a *nats.Conn shared with
+// UseClient, the matching transport uses it instead of dialling, and
+// leaves it open. A
 // *core.Keyring in the graph (built from the application's secrets) signs
 // every message and makes the cache drop unsigned and forged ones;
 // Config.ReplayWindow and Config.AcceptUnsigned tune it. The HealthCheck it
@@ -23,6 +56,10 @@
 // probe; with Config.CanaryInterval it also reports an instance whose
 // invalidations stopped getting through although its connection looks
 // fine.
+//
+// Nothing picks a transport the configuration does not name: without
+// transport_url (BACKPLANE_TRANSPORT_URL), the start fails with an error
+// that names the setting and where it was read from.
 //
 // Everything works without fx too: OpenBackplane, OpenStore,
 // Config.CoreOptions and core.New.
@@ -32,13 +69,15 @@
 // Config has one field per setting, with yaml and json tags. LoadEnv reads
 // the environment: the variable of a field is the prefix (BACKPLANE_ by
 // default) and the field's YAML path in upper case, dots as underscores.
-// LoadYAML reads a document with the same keys; an unknown key, or a value
-// that does not parse, is an error that names the field. Both start from
+// LoadYAML reads a document with the same keys. An unknown key or
+// variable, or a value that does not parse or is out of range, is an error
+// that names the field as it was written (BACKPLANE_TTL, or "ttl in
+// backplane.yaml"); every such error is reported at once. Both start from
 // DefaultConfig.
 //
 //	YAML key                             default   meaning
 //	namespace                            (none)    required; instances share invalidations within it
-//	transport_url                        mem://    the transport, by URL (see URLs)
+//	transport_url                        (none)    required; the transport, by URL (see URLs)
 //	store.name                           bigcache  a registered store: bigcache, otter, or your own
 //	store.bigcache.shards                256       a power of two
 //	store.bigcache.max_size_mb           256       memory bound in MiB (0: none)
@@ -62,7 +101,7 @@
 //	heartbeat_timeout                    0         silence that counts as down (0: 3 x interval)
 //	max_keys_per_call                    10000     keys of one Invalidate
 //	max_batch_keys                       16384     keys of one publish round
-//	max_payload                          0         message size cap (0: the transport's limit)
+//	max_payload                          0         message size cap (0: the transport's limit; above it: an error)
 //	queue_size                           1024      Invalidate and Clear calls waiting to publish
 //	publish_timeout                      5s        one publish round trip
 //	reorder_window                       250ms     wait for an overtaken message (Redis)
@@ -79,7 +118,9 @@
 // The environment variable of store.bigcache.shards is
 // BACKPLANE_STORE_BIGCACHE_SHARDS, that of store.otter.max_size_mb
 // BACKPLANE_STORE_OTTER_MAX_SIZE_MB, that of ttl BACKPLANE_TTL, and so on.
-// Other variables with the prefix are ignored, so that tools may share it.
+// Another variable with the prefix is an error that names the closest
+// valid one (BACKPLANE_TRANSPORTURL: did you mean BACKPLANE_TRANSPORT_URL?),
+// except those of this module's tests and tools (see Config.ApplyEnv).
 // Durations are written like 500ms, 5s or 10m. The engine settings are
 // those of core.Options (Config.CoreOptions converts them).
 //
@@ -110,8 +151,10 @@
 //
 // # URLs
 //
-// OpenBackplane picks the transport by the URL's scheme, the way
-// gocloud.dev opens URLs. Every scheme accepts namespace=, which overrides
+// OpenBackplane (transports.Open) picks the transport by the URL's scheme,
+// the way gocloud.dev opens URLs, among the registered schemes: mem:// and
+// those of the imported transport packages. Every scheme accepts
+// namespace=, which overrides
 // Config.Namespace. An unknown scheme, or a query parameter the scheme does
 // not know, is an error that lists the valid ones. Error messages never
 // contain a URL's password.
@@ -162,14 +205,15 @@
 //	    max_message_size=N, receive_batch=N
 //	    emulator=true           plain AMQP without TLS (the Service Bus emulator)
 //
-// A transport that uses a client from the graph (or WithRedisClient,
-// WithNATSConn) ignores the URL's address, credentials and connection
+// A transport that uses a client from the graph (UseClient, or WithClient)
+// ignores the URL's address, credentials and connection
 // parameters; the transport parameters (namespace, sharded, max_payload,
 // channel_prefix, subject_prefix, ...) still apply.
 //
 // # Extending
 //
-// RegisterTransport adds a scheme and RegisterStore a store, typically from
-// an init function of the package that implements them. An opener does no
-// I/O and rejects parameters it does not know with CheckParams.
+// transports.Register (or RegisterTransport) adds a scheme and
+// RegisterStore a store, typically from an init function of the package
+// that implements them. An opener does no I/O and rejects parameters it
+// does not know with CheckParams.
 package fxmodule

@@ -93,5 +93,5 @@ func ExampleOpenBackplane() {
 	_, err := fxmodule.OpenBackplane(context.Background(), "redis://127.0.0.1:6379?shard=true", "orders")
 	fmt.Println(err)
 	// Output:
-	// fxmodule: open redis://127.0.0.1:6379?shard=true: fxmodule: unknown parameter "shard" for redis:// (valid: addr, channel_prefix, client_name, cluster, concurrent_publish, conn_max_idle_time, conn_max_lifetime, db, dial_timeout, health_check_interval, health_check_timeout, max_active_conns, max_idle_conns, max_payload, max_redirects, max_retries, max_retry_backoff, min_idle_conns, min_retry_backoff, namespace, pool_fifo, pool_size, pool_timeout, protocol, read_only, read_timeout, route_by_latency, route_randomly, sharded, skip_verify, tls_ca, tls_cert, tls_key, tls_server_name, write_timeout)
+	// fxmodule: open redis://127.0.0.1:6379?shard=true: backplane: unknown parameter "shard" for redis:// (valid: addr, channel_prefix, client_name, cluster, concurrent_publish, conn_max_idle_time, conn_max_lifetime, db, dial_timeout, health_check_interval, health_check_timeout, max_active_conns, max_idle_conns, max_payload, max_redirects, max_retries, max_retry_backoff, min_idle_conns, min_retry_backoff, namespace, pool_fifo, pool_size, pool_timeout, protocol, read_only, read_timeout, route_by_latency, route_randomly, sharded, skip_verify, tls_ca, tls_cert, tls_key, tls_server_name, write_timeout)
 }

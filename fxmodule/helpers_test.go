@@ -12,6 +12,11 @@ import (
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/fxmodule"
+
+	// The transports the tests use register their schemes.
+	_ "github.com/backplane-go/backplane/transports/natstransport"
+	_ "github.com/backplane-go/backplane/transports/redistransport"
+	_ "github.com/backplane-go/backplane/transports/servicebustransport"
 )
 
 func TestMain(m *testing.M) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -23,9 +24,10 @@ const DefaultEnvPrefix = "BACKPLANE_"
 
 // field is one settable Config field.
 type field struct {
-	path  string // YAML path, "store.bigcache.shards"
-	index []int  // reflect field index path from Config
-	typ   reflect.Type
+	path   string // YAML path, "store.bigcache.shards"
+	goName string // Go field path from Config, "Store.BigCache.Shards"
+	index  []int  // reflect field index path from Config
+	typ    reflect.Type
 }
 
 var durationType = reflect.TypeFor[time.Duration]()
@@ -34,8 +36,8 @@ var durationType = reflect.TypeFor[time.Duration]()
 // order. A map[string]string field is one entry whose keys are free-form.
 func configFields() []field {
 	var out []field
-	var walk func(t reflect.Type, prefix string, index []int)
-	walk = func(t reflect.Type, prefix string, index []int) {
+	var walk func(t reflect.Type, prefix, goPrefix string, index []int)
+	walk = func(t reflect.Type, prefix, goPrefix string, index []int) {
 		for i := range t.NumField() {
 			sf := t.Field(i)
 			name, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
@@ -44,14 +46,24 @@ func configFields() []field {
 			}
 			idx := append(slices.Clone(index), i)
 			if sf.Type.Kind() == reflect.Struct && sf.Type != durationType {
-				walk(sf.Type, prefix+name+".", idx)
+				walk(sf.Type, prefix+name+".", goPrefix+sf.Name+".", idx)
 				continue
 			}
-			out = append(out, field{path: prefix + name, index: idx, typ: sf.Type})
+			out = append(out, field{path: prefix + name, goName: goPrefix + sf.Name, index: idx, typ: sf.Type})
 		}
 	}
-	walk(reflect.TypeFor[Config](), "", nil)
+	walk(reflect.TypeFor[Config](), "", "", nil)
 	return out
+}
+
+// goName returns the Go field path of a YAML path, or the path itself.
+func goName(path string) string {
+	for _, f := range configFields() {
+		if f.path == path {
+			return f.goName
+		}
+	}
+	return path
 }
 
 // envName is the environment variable of a YAML path.
@@ -114,23 +126,44 @@ func unquote(err error) error {
 }
 
 // LoadEnv returns DefaultConfig with the environment variables of prefix
-// (DefaultEnvPrefix when empty) applied, validated. See Config.ApplyEnv.
-func LoadEnv(prefix string) (Config, error) {
-	c := DefaultConfig()
+// (DefaultEnvPrefix when empty) applied, validated; errors name the
+// variables. See Config.ApplyEnv.
+func LoadEnv(prefix string) (Config, error) { return LoadEnvOver(DefaultConfig(), prefix) }
+
+// LoadEnvOver returns base with the environment variables of prefix
+// (DefaultEnvPrefix when empty) applied, validated; errors name the
+// variables. An application whose defaults differ from DefaultConfig (its
+// own namespace, a shorter TTL) starts from them.
+func LoadEnvOver(base Config, prefix string) (Config, error) {
+	c := base
 	if err := c.ApplyEnv(prefix, os.Environ()); err != nil {
 		return c, err
 	}
-	return c, c.Validate()
+	if prefix == "" {
+		prefix = DefaultEnvPrefix
+	}
+	return c, c.validate(envLabel(prefix))
+}
+
+// toolEnv lists the variables with the default prefix that this module's
+// tests and tools read; ApplyEnv does not report them as unknown.
+var toolEnv = []string{
+	"BACKPLANE_REDIS_URL", "BACKPLANE_NATS_URL", "BACKPLANE_REQUIRE_SERVICES",
+	"BACKPLANE_CHAOS_FULL", "BACKPLANE_CHAOS_REPORT",
 }
 
 // ApplyEnv sets the fields whose variables appear in environ ("KEY=value"
 // entries, as from os.Environ). A field's variable is prefix (default
 // DefaultEnvPrefix) followed by its YAML path in upper case with dots as
 // underscores: BACKPLANE_TRANSPORT_URL, BACKPLANE_TTL,
-// BACKPLANE_STORE_BIGCACHE_SHARDS, BACKPLANE_STORE_PARAMS_<KEY>. Other
-// variables with the prefix are ignored (tests and tools share it). A value
-// that does not parse is an error naming the variable; every such error is
-// reported.
+// BACKPLANE_STORE_BIGCACHE_SHARDS, BACKPLANE_STORE_PARAMS_<KEY>. A
+// variable with the prefix that names no field (a misspelt
+// BACKPLANE_TRANSPORTURL, say) is an error that names the closest valid
+// one and lists them all, except the variables this module's tests and
+// tools read (BACKPLANE_REDIS_URL, BACKPLANE_NATS_URL,
+// BACKPLANE_REQUIRE_SERVICES, BACKPLANE_CHAOS_FULL, BACKPLANE_CHAOS_REPORT);
+// use another prefix to keep variables of your own beside them. A value that does not
+// parse is an error naming the variable; every error is reported.
 func (c *Config) ApplyEnv(prefix string, environ []string) error {
 	if prefix == "" {
 		prefix = DefaultEnvPrefix
@@ -142,7 +175,26 @@ func (c *Config) ApplyEnv(prefix string, environ []string) error {
 		}
 	}
 	var errs []error
-	for _, f := range configFields() {
+	fields := configFields()
+	var valid []string
+	for _, f := range fields {
+		name := envName(prefix, f.path)
+		if f.typ.Kind() == reflect.Map {
+			name += "_<KEY>"
+		}
+		valid = append(valid, name)
+	}
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		if known(fields, prefix, k) || (prefix == DefaultEnvPrefix && slices.Contains(toolEnv, k)) {
+			continue
+		}
+		hint := ""
+		if near := closest(k, valid); near != "" {
+			hint = fmt.Sprintf("; did you mean %s?", near)
+		}
+		errs = append(errs, fmt.Errorf("%w: unknown variable %s%s (valid: %s)", core.ErrInvalidOption, k, hint, strings.Join(valid, ", ")))
+	}
+	for _, f := range fields {
 		name := envName(prefix, f.path)
 		if f.typ.Kind() == reflect.Map {
 			keys := slices.Sorted(func(yield func(string) bool) {
@@ -169,17 +221,17 @@ func (c *Config) ApplyEnv(prefix string, environ []string) error {
 	return errors.Join(errs...)
 }
 
-// LoadYAMLFile is LoadYAML of the file at path.
+// LoadYAMLFile is LoadYAML of the file at path; errors name the file.
 func LoadYAMLFile(path string) (Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return DefaultConfig(), fmt.Errorf("fxmodule: %w", err)
 	}
-	c, err := LoadYAML(bytes.NewReader(b))
-	if err != nil {
+	c := DefaultConfig()
+	if err := c.ApplyYAML(bytes.NewReader(b)); err != nil {
 		return c, fmt.Errorf("%s: %w", path, err)
 	}
-	return c, nil
+	return c, c.validate(yamlLabel(path))
 }
 
 // LoadYAML returns DefaultConfig with the YAML document read from r
@@ -189,7 +241,7 @@ func LoadYAML(r io.Reader) (Config, error) {
 	if err := c.ApplyYAML(r); err != nil {
 		return c, err
 	}
-	return c, c.Validate()
+	return c, c.validate(yamlLabel(""))
 }
 
 // ApplyYAML sets the fields present in the YAML document read from r; the
@@ -294,4 +346,49 @@ func children(fields []field, prefix string) []string {
 		}
 	}
 	return out
+}
+
+// known reports whether the variable k names a field of prefix.
+func known(fields []field, prefix, k string) bool {
+	for _, f := range fields {
+		name := envName(prefix, f.path)
+		if k == name || (f.typ.Kind() == reflect.Map && strings.HasPrefix(k, name+"_")) {
+			return true
+		}
+	}
+	return false
+}
+
+// closest returns the name of valid nearest to k (ignoring underscores and
+// case), if it is near enough to be a likely misspelling, else "".
+func closest(k string, valid []string) string {
+	norm := func(s string) string { return strings.ToLower(strings.ReplaceAll(s, "_", "")) }
+	best, bestD := "", 4
+	for _, v := range valid {
+		if d := distance(norm(k), norm(strings.TrimSuffix(v, "_<KEY>"))); d < bestD {
+			best, bestD = v, d
+		}
+	}
+	return best
+}
+
+// distance is the Levenshtein distance of a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/fx"
 
@@ -20,10 +18,11 @@ import (
 // HealthCheck for readiness probes.
 //
 // The graph must supply a Config (fx.Supply, or ConfigFromEnv or
-// ConfigFromYAML). It may supply a redis.UniversalClient or a *nats.Conn:
-// a redis://, rediss://, nats:// or tls:// transport then uses that client
-// instead of dialling one, and never closes it. It may also supply a
-// *slog.Logger and a metric.MeterProvider, which the engine uses.
+// ConfigFromYAML) whose transport URL names a scheme that an imported
+// transport package registered (import _ ".../transports/natstransport"
+// for nats://; Module itself links only mem://). It may supply a
+// *slog.Logger and a metric.MeterProvider, which the engine uses, and,
+// with UseClient, a client the transport uses instead of dialling one.
 //
 // The constructor does no I/O. OnStart starts the cache: it dials,
 // subscribes and waits until delivery is active, bounded by the start
@@ -33,6 +32,23 @@ import (
 var Module = fx.Module("backplane",
 	fx.Provide(New),
 )
+
+// clientGroup is the value group of the clients UseClient shares.
+const clientGroup = `group:"backplane.clients"`
+
+// UseClient makes the transport use the T in the graph (a
+// redis.UniversalClient for redis:// and rediss://, a *nats.Conn for
+// nats:// and tls://) instead of dialling one:
+//
+//	fx.Provide(newRedisClient),                  // returns redis.UniversalClient
+//	fxmodule.UseClient[redis.UniversalClient](),
+//
+// The transport then ignores the URL's address, credentials and
+// connection parameters and never closes the client. A transport of
+// another protocol ignores it.
+func UseClient[T any]() fx.Option {
+	return fx.Provide(fx.Annotate(func(c T) any { return c }, fx.ResultTags(clientGroup)))
+}
 
 // ConfigFromEnv provides the Config from LoadEnv(prefix).
 func ConfigFromEnv(prefix string) fx.Option {
@@ -51,10 +67,9 @@ type Params struct {
 	Config    Config
 	Lifecycle fx.Lifecycle
 
-	// Redis, when present, serves redis:// and rediss:// transports.
-	Redis redis.UniversalClient `optional:"true"`
-	// NATS, when present, serves nats:// and tls:// transports.
-	NATS *nats.Conn `optional:"true"`
+	// Clients are the clients shared with UseClient; the transport uses
+	// the first of its protocol instead of dialling.
+	Clients []any `group:"backplane.clients"`
 	// Logger, when present, receives the engine's and the transport's
 	// logs. Default slog.Default().
 	Logger *slog.Logger `optional:"true"`
@@ -100,8 +115,11 @@ func New(p Params) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	bp, err := OpenBackplane(ctx, cfg.TransportURL, cfg.Namespace,
-		WithRedisClient(p.Redis), WithNATSConn(p.NATS), WithTransportLogger(log))
+	openOpts := []OpenOption{WithTransportLogger(log)}
+	for _, c := range p.Clients {
+		openOpts = append(openOpts, WithClient(c))
+	}
+	bp, err := OpenBackplane(ctx, cfg.TransportURL, cfg.Namespace, openOpts...)
 	if err != nil {
 		_ = store.Close()
 		return Result{}, err
@@ -125,6 +143,10 @@ func New(p Params) (Result, error) {
 			if err := start(ctx, c, cfg.StartTimeout); err != nil {
 				return fmt.Errorf("backplane: start over %s (namespace %q): %w", where, cfg.Namespace, err)
 			}
+			if err := checkMaxPayload(cfg, bp); err != nil {
+				_ = c.Close()
+				return fmt.Errorf("backplane: start over %s (namespace %q): %w", where, cfg.Namespace, err)
+			}
 			return nil
 		},
 		OnStop: func(ctx context.Context) error {
@@ -132,6 +154,18 @@ func New(p Params) (Result, error) {
 		},
 	})
 	return Result{Cache: c, Backplane: bp, Store: store, Health: Check(c)}, nil
+}
+
+// checkMaxPayload rejects a max_payload above the transport's limit, as
+// the transports reject a max_payload URL parameter above theirs. It runs
+// once the transport is connected, when its limit is known.
+func checkMaxPayload(cfg Config, bp core.Backplane) error {
+	limit := bp.Limits().MaxPayload
+	if cfg.MaxPayload > 0 && limit > 0 && cfg.MaxPayload > limit {
+		return fmt.Errorf("%w: max_payload %d is above the transport's limit %d; lower it (or 0 for the transport's limit), or raise the transport's own limit where it has one (the max_payload URL parameter of mem:// and redis://, the server's max_payload for NATS)",
+			core.ErrInvalidOption, cfg.MaxPayload, limit)
+	}
+	return nil
 }
 
 // start starts c within ctx and timeout. It returns when the deadline

@@ -108,6 +108,8 @@ func TestValidateApp(t *testing.T) {
 		fx.Supply(config(t, "redis://ignored:1", "ns")),
 		fx.Provide(func() redis.UniversalClient { return nil }),
 		fx.Provide(func() *nats.Conn { return nil }),
+		fxmodule.UseClient[redis.UniversalClient](),
+		fxmodule.UseClient[*nats.Conn](),
 		fx.Invoke(func(*core.Cache) {}))
 	if err != nil {
 		t.Errorf("ValidateApp with clients: %v", err)
@@ -437,7 +439,7 @@ func TestClientsFromGraph(t *testing.T) {
 		client := redis.NewClient(opt)
 		defer client.Close()
 		ns := namespace(t)
-		provide := fx.Provide(func() redis.UniversalClient { return client })
+		provide := fx.Options(fx.Provide(func() redis.UniversalClient { return client }), fxmodule.UseClient[redis.UniversalClient]())
 		// The URL's address is ignored: the graph's client is used.
 		a := newApp(t, provide, fx.Supply(config(t, "redis://unused.invalid:1", ns)))
 		b := newApp(t, fx.Supply(config(t, url, ns)))
@@ -457,7 +459,7 @@ func TestClientsFromGraph(t *testing.T) {
 		}
 		defer nc.Close()
 		ns := namespace(t)
-		a := newApp(t, fx.Supply(nc), fx.Supply(config(t, "nats://unused.invalid:1", ns)))
+		a := newApp(t, fx.Supply(nc), fxmodule.UseClient[*nats.Conn](), fx.Supply(config(t, "nats://unused.invalid:1", ns)))
 		b := newApp(t, fx.Supply(config(t, url, ns)))
 		start(t, a)
 		start(t, b)

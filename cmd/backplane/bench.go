@@ -49,8 +49,10 @@ of --burst messages (raw) or keys (engine) from --concurrency publishers.
 Everything runs on fresh namespaces of its own, so bench never disturbs the
 applications on the broker, but it does load the broker for a few seconds.
 
---out FILE writes every latency sample as CSV to FILE and a latency histogram
-picture next to it (FILE with the extension .svg).`,
+--out FILE writes every latency sample as CSV to FILE (columns mode, phase,
+rank, latency_ns; rank orders the samples of a mode and phase from fastest, 0,
+to slowest, it is not the send order) and a latency histogram next to it: FILE
+with the extension .svg (bench.csv: bench.svg).`,
 		Example: `  backplane bench nats://127.0.0.1:4222
   backplane bench redis://127.0.0.1:6379 --messages 5000 --rate 2000 --out bench.csv`,
 		Args: urlArg(0, ""),
@@ -65,7 +67,7 @@ picture next to it (FILE with the extension .svg).`,
 	f.IntVar(&o.concurrency, "concurrency", 16, "concurrent publishers during the throughput burst")
 	f.IntVar(&o.size, "size", 64, "raw payload size in bytes (engine messages carry keys)")
 	f.DurationVar(&o.bound, "bound", 10*time.Second, "how long to wait for the last message of a phase")
-	f.StringVar(&o.out, "out", "", "write the samples as CSV to FILE and a histogram to FILE.svg")
+	f.StringVar(&o.out, "out", "", "write the latency samples as CSV to FILE and a histogram as SVG beside it (bench.csv: bench.svg)")
 	return cmd
 }
 
@@ -372,7 +374,8 @@ func writeBenchFiles(path string, rows ...benchResult) (string, error) {
 		return "", err
 	}
 	w := csv.NewWriter(f)
-	_ = w.Write([]string{"mode", "phase", "sample", "latency_ns"})
+	// The samples are sorted: rank 0 is the fastest of its mode and phase.
+	_ = w.Write([]string{"mode", "phase", "rank", "latency_ns"})
 	for _, r := range rows {
 		for _, ph := range []struct {
 			name string

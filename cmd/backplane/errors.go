@@ -74,7 +74,7 @@ func interrupted(ctx context.Context, err error) error {
 	return err
 }
 
-const urlExamples = "nats://127.0.0.1:4222, tls://host:4222, redis://127.0.0.1:6379/0, rediss://host:6380, mem://"
+const urlExamples = "nats://127.0.0.1:4222, tls://host:4222, redis://127.0.0.1:6379/0, rediss://host:6380, sb://host?key_name=K&key=S, mem://"
 
 // redact returns rawURL without its password, for messages.
 func redact(rawURL string) string {
@@ -127,6 +127,10 @@ func classify(ctx context.Context, rawURL string, timeout time.Duration, err err
 		strings.Contains(lower, "invalid username-password"), strings.Contains(lower, "user is not authorized"),
 		strings.Contains(lower, "noperm"):
 		return connectError{fmt.Sprintf("cannot connect to %s: authentication failed; put the right credentials in the URL (nats://user:pass@host:4222, redis://user:pass@host:6379) or pass token=/credentials= (NATS)\n(broker said: %v)", host, lastCause(err))}
+	case strings.Contains(lower, "no tls handshake"):
+		return connectError{fmt.Sprintf("cannot connect to %s: the server did not complete a TLS handshake (within %v); a rediss:// URL needs a TLS server: use redis:// for a plain one", host, timeout)}
+	case strings.Contains(lower, "did not answer as a nats server"):
+		return connectError{fmt.Sprintf("cannot connect to %s: it accepted the connection but did not answer as a NATS server within %v; is it the right port (NATS 4222, Redis 6379) and the right scheme (nats://, tls:// for TLS, redis:// for Redis)?", host, timeout)}
 	case errors.As(err, &certErr), errors.As(err, &hostErr), strings.Contains(lower, "x509:"), strings.Contains(lower, "tls:"),
 		strings.Contains(lower, "tls handshake"), strings.Contains(lower, "tls required"), strings.Contains(lower, "secure connection"):
 		return connectError{fmt.Sprintf("cannot connect to %s: TLS failed; use tls:// or rediss:// for a TLS broker (nats:// or redis:// for a plain one) and give the CA with tls_ca=FILE\n(%v)", host, lastCause(err))}
@@ -159,7 +163,7 @@ func lastCause(err error) string {
 
 // trimPrefixes drops the package prefixes that mean nothing to an operator.
 func trimPrefixes(msg string) string {
-	for _, p := range []string{"fxmodule: ", "backplane: invalid option: ", "natstransport: ", "redistransport: "} {
+	for _, p := range []string{"fxmodule: ", "backplane: invalid option: ", "backplane: ", "natstransport: ", "redistransport: ", "servicebustransport: "} {
 		msg = strings.ReplaceAll(msg, p, "")
 	}
 	return msg

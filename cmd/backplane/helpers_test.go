@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/fxmodule"
@@ -120,5 +123,37 @@ func TestHistogramSVG(t *testing.T) {
 	one := histogramSVG("t", []histSeries{{name: "x", samples: []time.Duration{time.Millisecond}}})
 	if !strings.Contains(one, "<rect") || !strings.Contains(one, "</svg>") {
 		t.Errorf("one-sample histogram: %s", one)
+	}
+}
+
+// The legend fits in the picture: at 7 pixels a character (more than
+// 12px sans-serif takes), every text ends inside the width and above the
+// bottom.
+func TestHistogramLegendInside(t *testing.T) {
+	samples := []time.Duration{90 * time.Microsecond, time.Millisecond, 40 * time.Millisecond}
+	var series []histSeries
+	for _, name := range []string{"nats.go client", "transport pub/sub", "engine Invalidate→evict"} {
+		series = append(series, histSeries{name: name, samples: samples})
+	}
+	svg := histogramSVG("propagation latency (steady rate)", series)
+	var w, h int
+	if _, err := fmt.Sscanf(svg[strings.Index(svg, "width="):], `width="%d" height="%d"`, &w, &h); err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`<text x="([0-9.]+)" y="([0-9.]+)"( text-anchor="(\w+)")?[^>]*>([^<]*)</text>`)
+	for _, m := range re.FindAllStringSubmatch(svg, -1) {
+		x, _ := strconv.ParseFloat(m[1], 64)
+		y, _ := strconv.ParseFloat(m[2], 64)
+		width := 7 * float64(utf8.RuneCountInString(m[5]))
+		end := x + width
+		switch m[4] {
+		case "middle":
+			end = x + width/2
+		case "end":
+			end = x
+		}
+		if end > float64(w) || y > float64(h) {
+			t.Errorf("text %q at (%v, %v) ends at x=%v, outside the %dx%d picture", m[5], x, y, end, w, h)
+		}
 	}
 }

@@ -16,6 +16,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backplane-go/backplane/core"
+
+	// The operator tool speaks every scheme of this module.
+	_ "github.com/backplane-go/backplane/transports/memtransport"
+	_ "github.com/backplane-go/backplane/transports/natstransport"
+	_ "github.com/backplane-go/backplane/transports/redistransport"
+	_ "github.com/backplane-go/backplane/transports/servicebustransport"
 )
 
 // loadKeyring reads --signing-key ID:FILE values; the file holds the
@@ -90,7 +96,8 @@ shows it working (demo) and looks at and acts on a live bus (tail, invalidate,
 clear, bench, check).
 
 URLs name the broker: nats://host:4222, tls://host:4222, redis://host:6379/0,
-rediss://host:6380, mem:// (in-process). Credentials go in the URL.`,
+rediss://host:6380, sb://namespace.servicebus.windows.net?key_name=K&key=S,
+mem:// (in-process). Credentials go in the URL.`,
 		Example: `  backplane demo
   backplane tail nats://127.0.0.1:4222 --namespace catalog
   backplane invalidate redis://127.0.0.1:6379 --namespace catalog product:7
@@ -106,6 +113,9 @@ rediss://host:6380, mem:// (in-process). Credentials go in the URL.`,
 	root.PersistentFlags().StringSliceVar(&g.keys, "signing-key", nil,
 		"ID:FILE of an HMAC signing key the fleet uses (core.Keyring); repeat for rotation, the first signs")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if g.timeout <= 0 {
+			return usagef("--timeout %v: want a positive duration, like 5s", g.timeout)
+		}
 		k, err := loadKeyring(g.keys)
 		g.keyring = k
 		return err

@@ -444,7 +444,7 @@ func TestBench(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(rows) < 1+3*(100+1000) || strings.Join(rows[0], ",") != "mode,phase,sample,latency_ns" {
+			if len(rows) < 1+3*(100+1000) || strings.Join(rows[0], ",") != "mode,phase,rank,latency_ns" {
 				t.Fatalf("CSV has %d rows, header %v", len(rows), rows[0])
 			}
 			svg, err := os.ReadFile(strings.TrimSuffix(out, ".csv") + ".svg")

@@ -38,6 +38,9 @@ entry cached under one of them (for the catalog example: category:NAME).`,
 			if len(args) == 0 {
 				return usagef("missing the broker URL and the keys (for example: invalidate nats://127.0.0.1:4222 -n catalog product:7)")
 			}
+			if !strings.Contains(args[0], "://") {
+				return usagef("%q is not a broker URL: invalidate takes the URL first, then the keys (for example: invalidate nats://127.0.0.1:4222 -n catalog %s); URL forms: %s", args[0], args[0], urlExamples)
+			}
 			if len(args) == 1 && keysFrom == "" {
 				return usagef("missing the keys to invalidate after the URL")
 			}

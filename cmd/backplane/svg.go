@@ -18,10 +18,15 @@ type histSeries struct {
 // with p50 and p99 marked.
 func histogramSVG(title string, series []histSeries) string {
 	const (
-		w, h                   = 900, 420
+		w                      = 900
 		left, right, top, bott = 70, 20, 50, 60
 		bins                   = 40
+		legendLine             = 18
 	)
+	// The legend goes under the axis label, one line per series, where it
+	// has the plot's width whatever the length of its labels.
+	const plotH = 420
+	h := plotH + legendLine*len(series)
 	colors := []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd"}
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, s := range series {
@@ -43,7 +48,7 @@ func histogramSVG(title string, series []histSeries) string {
 		hi = lo * 1.5
 	}
 	llo, lhi := math.Log10(lo), math.Log10(hi)
-	pw, ph := float64(w-left-right), float64(h-top-bott)
+	pw, ph := float64(w-left-right), float64(plotH-top-bott)
 	xOf := func(v float64) float64 { return float64(left) + (math.Log10(v)-llo)/(lhi-llo)*pw }
 	counts := make([][]float64, len(series))
 	peak := 0.0
@@ -65,8 +70,8 @@ func histogramSVG(title string, series []histSeries) string {
 		peak = 1
 	}
 	// axes
-	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`+"\n", left, h-bott, w-right, h-bott)
-	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`+"\n", left, top, left, h-bott)
+	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`+"\n", left, plotH-bott, w-right, plotH-bott)
+	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`+"\n", left, top, left, plotH-bott)
 	for e := math.Floor(llo); e <= math.Ceil(lhi); e++ {
 		for _, m := range []float64{1, 2, 5} {
 			v := m * math.Pow(10, e)
@@ -74,13 +79,13 @@ func histogramSVG(title string, series []histSeries) string {
 				continue
 			}
 			x := xOf(v)
-			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ccc"/>`+"\n", x, top, x, h-bott)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x, h-bott+16, fmtDur(time.Duration(v), true))
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ccc"/>`+"\n", x, top, x, plotH-bott)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x, plotH-bott+16, fmtDur(time.Duration(v), true))
 		}
 	}
-	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">latency (log scale)</text>`+"\n", left+int(pw)/2, h-bott+40)
+	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">latency (log scale)</text>`+"\n", left+int(pw)/2, plotH-bott+40)
 	for _, f := range []float64{0.25, 0.5, 0.75, 1} {
-		y := float64(h-bott) - f*ph
+		y := float64(plotH-bott) - f*ph
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%.0f%%</text>`+"\n", left-6, y+4, f*peak*100)
 	}
 	fmt.Fprintf(&b, `<text x="16" y="%d" transform="rotate(-90 16 %d)" text-anchor="middle">share of samples</text>`+"\n", top+int(ph)/2, top+int(ph)/2)
@@ -94,17 +99,17 @@ func histogramSVG(title string, series []histSeries) string {
 			}
 			x := float64(left) + float64(k)*pw/bins + float64(i)*bw
 			bh := v / peak * ph
-			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s" fill-opacity="0.8"/>`+"\n", x, float64(h-bott)-bh, bw, bh, c)
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s" fill-opacity="0.8"/>`+"\n", x, float64(plotH-bott)-bh, bw, bh, c)
 		}
 		if len(s.samples) > 0 {
 			for _, q := range []float64{0.5, 0.99} {
 				x := xOf(math.Max(float64(percentile(s.samples, q)), lo))
-				fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-dasharray="4 3"/>`+"\n", x, top, x, h-bott, c)
+				fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-dasharray="4 3"/>`+"\n", x, top, x, plotH-bott, c)
 			}
 		}
-		ly := top + 4 + 18*i
-		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/>`+"\n", w-right-300, ly, c)
-		fmt.Fprintf(&b, `<text x="%d" y="%d">%s: p50 %s, p99 %s (n=%d)</text>`+"\n", w-right-282, ly+11, html.EscapeString(s.name),
+		ly := plotH - 4 + legendLine*i
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/>`+"\n", left, ly, c)
+		fmt.Fprintf(&b, `<text x="%d" y="%d">%s: p50 %s, p99 %s (n=%d)</text>`+"\n", left+18, ly+11, html.EscapeString(s.name),
 			fmtDur(percentile(s.samples, 0.5), len(s.samples) > 0), fmtDur(percentile(s.samples, 0.99), len(s.samples) > 0), len(s.samples))
 	}
 	b.WriteString("</svg>\n")

@@ -14,9 +14,9 @@
 // Flags (environment variables in brackets):
 //
 //	-addr       listen address [CATALOG_ADDR], default 127.0.0.1:8080
-//	-sqlite     SQLite file [CATALOG_SQLITE], default catalog.db
+//	-sqlite     SQLite file [CATALOG_SQLITE], default backplane-catalog.db in the temporary directory
 //	-postgres   PostgreSQL DSN, used instead of SQLite [CATALOG_POSTGRES]
-//	-transport  backplane URL [BACKPLANE_TRANSPORT], default nats://127.0.0.1:4222
+//	-transport  backplane URL [BACKPLANE_TRANSPORT_URL], default nats://127.0.0.1:4222
 //	-namespace  backplane namespace [BACKPLANE_NAMESPACE], default catalog
 //	-table      products table [CATALOG_TABLE], default catalog_products
 //	-store      local store, bigcache or otter [CATALOG_STORE], default bigcache

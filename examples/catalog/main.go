@@ -10,14 +10,19 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/examples/catalog/catalog"
-	"github.com/backplane-go/backplane/fxmodule"
 	"github.com/backplane-go/backplane/stores/bigcachestore"
 	"github.com/backplane-go/backplane/stores/otterstore"
+	"github.com/backplane-go/backplane/transports"
+
+	// The schemes the catalog speaks: nats://, tls://, redis://, rediss://.
+	_ "github.com/backplane-go/backplane/transports/natstransport"
+	_ "github.com/backplane-go/backplane/transports/redistransport"
 )
 
 func env(name, def string) string {
@@ -29,9 +34,9 @@ func env(name, def string) string {
 
 func main() {
 	addr := flag.String("addr", env("CATALOG_ADDR", "127.0.0.1:8080"), "listen address")
-	sqlitePath := flag.String("sqlite", env("CATALOG_SQLITE", "catalog.db"), "SQLite database file")
+	sqlitePath := flag.String("sqlite", env("CATALOG_SQLITE", filepath.Join(os.TempDir(), "backplane-catalog.db")), "SQLite database file, shared by the instances on this machine")
 	pgDSN := flag.String("postgres", env("CATALOG_POSTGRES", ""), "PostgreSQL DSN (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable); overrides -sqlite")
-	transport := flag.String("transport", env("BACKPLANE_TRANSPORT", "nats://127.0.0.1:4222"), "backplane URL (nats://, redis://, rediss://, tls://)")
+	transport := flag.String("transport", env("BACKPLANE_TRANSPORT_URL", "nats://127.0.0.1:4222"), "backplane URL (nats://, tls://, redis://, rediss://)")
 	namespace := flag.String("namespace", env("BACKPLANE_NAMESPACE", "catalog"), "backplane namespace")
 	table := flag.String("table", env("CATALOG_TABLE", catalog.DefaultTable), "products table")
 	storeName := flag.String("store", env("CATALOG_STORE", "bigcache"), "local store: bigcache or otter")
@@ -79,10 +84,10 @@ func run(ctx context.Context, addr, sqlitePath, pgDSN, table, transport, namespa
 		return err
 	}
 
-	bp, err := fxmodule.OpenBackplane(openCtx, transport, namespace)
+	bp, err := transports.Open(openCtx, transport, namespace) // no I/O yet
 	if err != nil {
 		_ = store.Close()
-		return err
+		return err // an unknown scheme or parameter; the error lists the valid ones
 	}
 	cache, err := core.Open(openCtx, store, bp)
 	if err != nil {

@@ -15,6 +15,10 @@ import (
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/fxmodule"
+
+	// nats:// and tls:// URLs; an application links only the transports
+	// it imports (mem:// comes with fxmodule).
+	_ "github.com/backplane-go/backplane/transports/natstransport"
 )
 
 func main() {
@@ -34,15 +38,13 @@ var Service = fx.Options(
 )
 
 // loadConfig reads the backplane configuration from BACKPLANE_* variables
-// over defaults that suit this service.
+// over defaults that suit this service. BACKPLANE_TRANSPORT_URL has no
+// default: every instance must name the broker they share.
 func loadConfig() (fxmodule.Config, error) {
 	cfg := fxmodule.DefaultConfig()
 	cfg.Namespace = "fxservice"
 	cfg.TTL = 5 * time.Minute
-	if err := cfg.ApplyEnv("BACKPLANE_", os.Environ()); err != nil {
-		return cfg, err
-	}
-	return cfg, cfg.Validate()
+	return fxmodule.LoadEnvOver(cfg, "BACKPLANE_")
 }
 
 // Item is what the service stores.

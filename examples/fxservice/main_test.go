@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/backplane-go/backplane/internal/testenv"
+
+	// The tests run the service over Redis too.
+	_ "github.com/backplane-go/backplane/transports/redistransport"
 )
 
 func TestMain(m *testing.M) {
@@ -135,8 +140,8 @@ func TestTwoInstances(t *testing.T) {
 func TestLoadConfigFromEnv(t *testing.T) {
 	t.Setenv("BACKPLANE_TRANSPORT_URL", "")
 	cfg, err := loadConfig()
-	if err == nil {
-		t.Fatalf("empty transport URL accepted: %+v", cfg)
+	if err == nil || !strings.Contains(err.Error(), "BACKPLANE_TRANSPORT_URL") {
+		t.Fatalf("empty transport URL: %+v, %v; want an error naming BACKPLANE_TRANSPORT_URL", cfg, err)
 	}
 	t.Setenv("BACKPLANE_TRANSPORT_URL", "nats://127.0.0.1:4222")
 	t.Setenv("BACKPLANE_TTL", "1m")
@@ -152,4 +157,35 @@ func TestServe(t *testing.T) {
 	app := fxtest.New(t, fx.NopLogger, fx.Provide(NewDB), Service, fx.Invoke(serve))
 	app.RequireStart()
 	app.RequireStop()
+}
+
+// The service links the SDK of the transport it imports (NATS) and of no
+// other: fxmodule registers no scheme but mem://.
+func TestLinksOnlyItsTransport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("go list in -short mode")
+	}
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	has := func(prefix string) bool {
+		return slices.ContainsFunc(deps, func(d string) bool { return strings.HasPrefix(d, prefix) })
+	}
+	for _, p := range []string{"github.com/nats-io/nats.go", "go.uber.org/fx", "github.com/backplane-go/backplane/transports/natstransport"} {
+		if !has(p) {
+			t.Errorf("the service does not link %s", p)
+		}
+	}
+	for _, p := range []string{
+		"github.com/Azure/", "github.com/redis/go-redis", "github.com/nats-io/nats-server",
+		"github.com/backplane-go/backplane/transports/redistransport",
+		"github.com/backplane-go/backplane/transports/servicebustransport",
+		"modernc.org/sqlite", "github.com/jackc/pgx",
+	} {
+		if has(p) {
+			t.Errorf("the service links %s", p)
+		}
+	}
 }

@@ -7,7 +7,12 @@
 //
 //	hub := memtransport.NewHub()
 //	defer hub.Close()
-//	bp := hub.New("orders") // a core.Backplane for one instance
+//
+//	// Two instances of a service on the namespace "orders".
+//	a, b := hub.New("orders"), hub.New("orders")
+//
+// Importing the package registers the mem:// scheme with transports.Open:
+// mem://name is the process-wide hub SharedHub(name).
 //
 // # Message Delivery Semantics
 //

@@ -45,6 +45,10 @@ func (t *Transport) conn(ctx context.Context) (*nats.Conn, error) {
 			return nil, err
 		}
 		d = &dial{done: make(chan struct{})}
+		if o.CustomDialer == nil {
+			d.dialer = &lifeDialer{life: t.life, timeout: o.Timeout}
+			o.CustomDialer = d.dialer
+		}
 		t.dialing = d
 		t.dialWG.Add(1)
 		go t.dial(o, d)
@@ -53,22 +57,23 @@ func (t *Transport) conn(ctx context.Context) (*nats.Conn, error) {
 	select {
 	case <-d.done:
 		if d.err != nil {
-			return nil, d.err
+			return nil, connectHint(d.dialer, d.err)
 		}
 		if t.closed.Load() {
 			return nil, core.ErrClosed
 		}
 		return d.nc, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("natstransport: connect to %s: %w", redactURLs(t.servers), ctx.Err())
+		return nil, connectHint(d.dialer, fmt.Errorf("natstransport: connect to %s: %w", redactURLs(t.servers), ctx.Err()))
 	}
 }
 
 // dial is one connection attempt of a Transport made by Open.
 type dial struct {
-	done chan struct{} // closed when nc, err are set
-	nc   *nats.Conn
-	err  error
+	done   chan struct{} // closed when nc, err are set
+	dialer *lifeDialer   // nil with a CustomDialer from NATSOptions
+	nc     *nats.Conn
+	err    error
 }
 
 func (t *Transport) dial(o nats.Options, d *dial) {

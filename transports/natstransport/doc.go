@@ -19,6 +19,12 @@
 // server's value is unknown, and never reports more afterwards; see
 // Transport.Limits for servers configured below that.
 //
+// Importing the package registers the nats:// and tls:// schemes with
+// transports.Open and fxmodule (their parameters are listed in the
+// fxmodule documentation). A connect honours the caller's deadline; one to
+// a server that accepts the connection but does not speak NATS (a Redis
+// port, say) fails saying so.
+//
 // # Message Delivery Semantics (core NATS)
 //
 // Core NATS is at-most-once. A message is delivered to the subscriptions the

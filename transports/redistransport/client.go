@@ -42,6 +42,7 @@ func newClient(rawURL string, o Options) (redis.UniversalClient, error) {
 		co.TLSConfig = mergeTLS(co.TLSConfig, o.TLSConfig)
 		co.ClientName = o.ClientName
 		co.ContextTimeoutEnabled = true
+		co.Dialer = tlsDialer(co.DialTimeout, co.TLSConfig)
 		return redis.NewClusterClient(co), nil
 	}
 	ro, err := redis.ParseURL(u.String())
@@ -51,6 +52,7 @@ func newClient(rawURL string, o Options) (redis.UniversalClient, error) {
 	ro.TLSConfig = mergeTLS(ro.TLSConfig, o.TLSConfig)
 	ro.ClientName = o.ClientName
 	ro.ContextTimeoutEnabled = true
+	ro.Dialer = tlsDialer(ro.DialTimeout, ro.TLSConfig)
 	return redis.NewClient(ro), nil
 }
 

@@ -7,8 +7,10 @@
 // "backplane:{namespace}" by default (Options.ChannelPrefix). Every
 // subscribed instance receives every message, its own included.
 //
-//	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-//	bp, err := redistransport.New(client, "orders")
+//	client := redis.NewClient(opts)
+//	defer client.Close()
+//
+//	bp, err := redistransport.New(client, "orders", redistransport.WithMaxPayload(64<<10))
 //
 // New takes a client the application already has (redis.Client,
 // redis.ClusterClient, redis.Ring or a failover client) and never closes
@@ -20,6 +22,11 @@
 // a client with it set too, or its Publish waits up to the client's
 // ReadTimeout for a server that stopped answering. A Publish that ends at
 // its context's deadline returns an error wrapping the context's error.
+//
+// Importing the package registers the redis:// and rediss:// schemes with
+// transports.Open and fxmodule (their parameters are listed in the
+// fxmodule documentation); a rediss:// TLS handshake honours the caller's
+// deadline, and one a plain server never answers fails saying so.
 //
 // # Message Delivery Semantics: pub/sub
 //

@@ -16,6 +16,10 @@
 // azidentity); the last two make a client that Close closes. None of them
 // does I/O: the connection is made by the first Subscribe or Publish.
 //
+// Importing the package registers the sb:// and servicebus:// schemes with
+// transports.Open and fxmodule (their parameters are listed in the
+// fxmodule documentation).
+//
 // # Provisioning
 //
 // Exactly one of two ways gives an instance its subscription:

@@ -18,9 +18,12 @@ import (
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/examples/catalog/catalog"
 	"github.com/backplane-go/backplane/examples/catalog/internal/pgtest"
-	"github.com/backplane-go/backplane/fxmodule"
 	"github.com/backplane-go/backplane/internal/testenv"
 	"github.com/backplane-go/backplane/stores/bigcachestore"
+	"github.com/backplane-go/backplane/transports"
+	_ "github.com/backplane-go/backplane/transports/memtransport"
+	_ "github.com/backplane-go/backplane/transports/natstransport"
+	_ "github.com/backplane-go/backplane/transports/redistransport"
 )
 
 func TestMain(m *testing.M) {
@@ -77,7 +80,7 @@ func startInstance(t *testing.T, cfg catalog.Config, url, ns string) *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bp, err := fxmodule.OpenBackplane(ctx, url, ns)
+	bp, err := transports.Open(ctx, url, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
