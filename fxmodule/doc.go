@@ -172,7 +172,10 @@
 //	    channel_prefix=S        channel is S{namespace} (default "backplane:")
 //	    client_name=S           CLIENT SETNAME (default "backplane")
 //	    health_check_interval=D, health_check_timeout=D   subscriber PING (3s, 5s)
-//	    concurrent_publish=N    publish calls in flight at once (default 4; 1: in order)
+//	    concurrent_publish=N    publish calls in flight at once (default 1: in order)
+//	    mode=pubsub|stream      stream: Redis Streams, a log every instance reads
+//	                            from its last entry (core.Limits.Durable)
+//	    maxlen=N, retention=D   the stream's trim by count (100000) and age (10m)
 //	    tls_ca=FILE, tls_cert=FILE, tls_key=FILE, tls_server_name=S   rediss:// only
 //	    and go-redis's own: db, protocol, dial_timeout, read_timeout, write_timeout,
 //	    pool_size, pool_timeout, pool_fifo, min_idle_conns, max_idle_conns,
@@ -189,7 +192,11 @@
 //	    connect_timeout=D, reconnect_wait=D, ping_interval=D, flush_timeout=D
 //	    pending_msgs=N, pending_bytes=N   slow-consumer limits
 //	    concurrent_publish=N    rounds awaiting the server's confirmation at once
-//	                            (default 4; fewer: more keys/s under load)
+//	                            (default 1)
+//	    jetstream=true          JetStream: a stream per namespace, each instance an
+//	                            ordered consumer that resumes (core.Limits.Durable)
+//	    storage=file|memory, replicas=N, retention=D, max_msgs=N, max_bytes=N
+//	                            the stream (file, 1, 10m without other limits)
 //	    token=S, credentials=FILE, nkey=FILE
 //	    tls_ca=FILE, tls_cert=FILE, tls_key=FILE, tls_server_name=S
 //

@@ -131,6 +131,30 @@ func TestOpenBackplaneNATS(t *testing.T) {
 	}
 }
 
+// The durable modes are chosen in the URL, through fxmodule as directly.
+func TestOpenBackplaneDurableModes(t *testing.T) {
+	ctx := context.Background()
+	for _, u := range []string{
+		"redis://127.0.0.1:6379/0?mode=stream&maxlen=1000&retention=1m",
+		"nats://127.0.0.1:4222?jetstream=true&storage=memory&retention=1m",
+	} {
+		bp, err := fxmodule.OpenBackplane(ctx, u, "durable")
+		if err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+		if !bp.Limits().Durable {
+			t.Errorf("%s: Limits %+v; want Durable", u, bp.Limits())
+		}
+		_ = bp.Close()
+	}
+	for _, u := range []string{"redis://127.0.0.1:6379/0?maxlen=1000", "nats://127.0.0.1:4222?storage=file"} {
+		if bp, err := fxmodule.OpenBackplane(ctx, u, "durable"); err == nil {
+			_ = bp.Close()
+			t.Errorf("%s: a durable parameter without the mode was accepted", u)
+		}
+	}
+}
+
 func TestMemHubs(t *testing.T) {
 	ctx := context.Background()
 	open := func(u string) core.Backplane {
