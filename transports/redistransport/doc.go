@@ -64,14 +64,15 @@
 // arrive in order. An error means some payloads may have been published and
 // others not. Concurrent calls run on different connections of the client's
 // pool, in parallel, and Redis may receive them in either order. The
-// transport lets the engine run up to Options.ConcurrentPublish of them at
-// once (default 4), so that an invalidation does not wait for the round
-// trip of the one before it; receivers then wait up to
-// core.Options.ReorderWindow for a message that a later one overtook before
-// they count it as lost. WithConcurrentPublish(1) publishes one call at a
-// time, in order; give every instance of a namespace the same setting, as
-// an instance with 1 does not wait for overtaken messages of its peers (it
-// flushes instead).
+// engine runs one call at a time by default (Options.ConcurrentPublish 1),
+// so an instance's messages arrive in order. With more
+// (WithConcurrentPublish(n), concurrent_publish=n), an invalidation need
+// not wait for the round trip of the one before it, and receivers wait up
+// to core.Options.ReorderWindow for a message that a later one overtook
+// before they count it as lost. Give every instance of a namespace the same
+// setting: an instance with 1 does not wait for overtaken messages of its
+// peers (it flushes instead). A fleet of an earlier release, whose default
+// was 4, keeps concurrent_publish=4 until every instance runs this one.
 //
 // # Message Delivery Semantics: stream
 //
