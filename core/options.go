@@ -132,7 +132,8 @@ type Options struct {
 	// published; further calls block (honouring their context). Default 1024.
 	QueueSize int
 	// PublishTimeout bounds one publish round trip: a round is abandoned,
-	// and its calls fail, after PublishTimeout. Default 5 seconds.
+	// and its calls fail, after PublishTimeout to a quarter more (rounds
+	// share a deadline). Default 5 seconds.
 	PublishTimeout time.Duration
 	// CloseTimeout bounds how long Close drains pending publishes.
 	// Default 5 seconds.
