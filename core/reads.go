@@ -188,9 +188,6 @@ func (c *Cache) Set(key string, value []byte) error { return c.SetWithTTL(key, v
 
 // SetWithTTL is Set with its own TTL (zero: no expiry; jitter applies).
 func (c *Cache) SetWithTTL(key string, value []byte, ttl time.Duration) error {
-	if err := checkKey(key); err != nil {
-		return err
-	}
 	if ttl < 0 {
 		return fmt.Errorf("%w: negative TTL %v", ErrInvalidOption, ttl)
 	}

@@ -42,78 +42,8 @@ func eventually(d time.Duration, cond func() bool) bool {
 	}
 }
 
-func TestGetSetDelete(t *testing.T) {
-	s := newTestStore(t, DefaultConfig())
-
-	if _, ok := s.Get("a"); ok {
-		t.Fatal("Get on empty store hit")
-	}
-	if err := s.Set("a", []byte("1"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Set("b", []byte("2"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Set("empty", nil, 0); err != nil {
-		t.Fatal(err)
-	}
-	if got := s.Len(); got != 3 {
-		t.Fatalf("Len = %d, want 3", got)
-	}
-	if v, ok := s.Get("a"); !ok || string(v) != "1" {
-		t.Fatalf("Get(a) = %q, %v", v, ok)
-	}
-	if v, ok := s.Get("empty"); !ok || len(v) != 0 {
-		t.Fatalf("Get(empty) = %q, %v", v, ok)
-	}
-	if err := s.Set("a", []byte("11"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if v, _ := s.Get("a"); string(v) != "11" {
-		t.Fatalf("Get(a) after overwrite = %q", v)
-	}
-	if err := s.Delete("a", "missing", "b"); err != nil {
-		t.Fatalf("Delete: %v", err)
-	}
-	if err := s.Delete(); err != nil {
-		t.Fatalf("Delete(): %v", err)
-	}
-	for _, k := range []string{"a", "b"} {
-		if _, ok := s.Get(k); ok {
-			t.Fatalf("Get(%s) hit after Delete", k)
-		}
-	}
-	if got := s.Len(); got != 1 {
-		t.Fatalf("Len = %d, want 1", got)
-	}
-	if err := s.Clear(); err != nil {
-		t.Fatal(err)
-	}
-	if got := s.Len(); got != 0 {
-		t.Fatalf("Len after Clear = %d", got)
-	}
-	if _, ok := s.Get("empty"); ok {
-		t.Fatal("Get hit after Clear")
-	}
-}
-
-func TestCopies(t *testing.T) {
-	s := newTestStore(t, DefaultConfig())
-	in := []byte("hello")
-	if err := s.Set("k", in, 0); err != nil {
-		t.Fatal(err)
-	}
-	copy(in, "XXXXX")
-	out, _ := s.Get("k")
-	if string(out) != "hello" {
-		t.Fatalf("Set did not copy: %q", out)
-	}
-	copy(out, "YYYYY")
-	again, _ := s.Get("k")
-	if string(again) != "hello" {
-		t.Fatalf("Get did not copy: %q", again)
-	}
-}
+// Get, Set, Delete, Clear, Len and the copies in and out are the LocalStore
+// contract: conformance.RunStore checks them (conformance_test.go).
 
 func TestClosed(t *testing.T) {
 	cfg := DefaultConfig()
