@@ -107,6 +107,12 @@ type Limits struct {
 	// silence or a lost peer, serving nothing from it until delivery has
 	// caught up, instead of flushing (see Options.OnDisconnect).
 	Durable bool
+	// Reorders is true when messages of one instance may reach a receiver
+	// out of order even when it publishes one call at a time (a transport
+	// that delivers over two paths, like transports.Dual). Receivers then
+	// wait up to Options.ReorderWindow for an overtaken message, as with
+	// ConcurrentPublish above 1.
+	Reorders bool
 }
 
 // Backplane is a broadcast pipe of opaque byte payloads plus connection
@@ -168,6 +174,16 @@ type Backplane interface {
 // before starting the next.
 type Sender interface {
 	Send(ctx context.Context, payloads ...[]byte) (confirm func(ctx context.Context) error, err error)
+}
+
+// Splitter is an optional extension of a Backplane that can see instances
+// of its namespace on another mode of the same broker, one that this
+// Backplane neither reads nor publishes on (Redis pub/sub and Redis
+// Streams, say): a fleet split in two, each part missing the other's
+// invalidations. Split describes what it sees, or returns "" when it sees
+// no split. Cache.Health calls it (Health.Split), so it must be cheap.
+type Splitter interface {
+	Split() string
 }
 
 // Handler receives what a Backplane delivers. The transport calls it from

@@ -52,6 +52,11 @@ type Health struct {
 	Rejecting   bool
 	RejectCause string
 	Rejected    uint64
+	// Split, when not empty, says that the transport sees instances of the
+	// namespace on another of its modes, which this instance does not read
+	// (see Splitter): their invalidations do not reach it, nor its theirs.
+	// A fleet moves between modes through a transition (transports.Dual).
+	Split string
 	// Peers is the number of other instances heard from recently.
 	Peers int
 	// PendingPublishes counts Invalidate and Clear calls not yet answered.
@@ -78,9 +83,10 @@ type PeerStatus struct {
 }
 
 // Healthy reports whether invalidation is flowing: started, connected, not
-// silent, not rejecting messages and, with the canary probe on, in sync.
+// silent, not rejecting messages, not split from part of the fleet and,
+// with the canary probe on, in sync.
 func (h Health) Healthy() bool {
-	return h.Started && h.Connected && !h.Silent && !h.SyncBroken && !h.Rejecting
+	return h.Started && h.Connected && !h.Silent && !h.SyncBroken && !h.Rejecting && h.Split == ""
 }
 
 // rejectWindow is how long a rejected message makes Health.Rejecting true.
@@ -125,7 +131,12 @@ func (c *Cache) Health() Health {
 	lastFlush, lastCause := c.fills.lastFlush, c.fills.lastCause
 	c.fills.flushMu.Unlock()
 	st := c.ctr.snapshot()
+	split := ""
+	if sp, ok := c.bp.(Splitter); ok && started {
+		split = sp.Split()
+	}
 	return Health{
+		Split:            split,
 		Rejecting:        !c.recv.lastReject.IsZero() && now.Sub(c.recv.lastReject) <= c.opts.rejectWindow(),
 		RejectCause:      c.recv.rejectCause,
 		Rejected:         st.Rejected + st.DecodeErrors,

@@ -89,10 +89,11 @@ func (c *Cache) Start(ctx context.Context) error {
 	}
 	now := c.now()
 	c.recv.mu.Lock()
-	c.link.durable = c.bp.Limits().Durable
+	lim := c.bp.Limits()
+	c.link.durable = lim.Durable
 	c.link.up = true
 	c.link.lastRecv, c.link.baseline, c.link.ownFresh = now, now, now
-	if c.pub.reorders() {
+	if c.pub.reorders() || lim.Reorders {
 		c.recv.reorderWindow = c.opts.ReorderWindow
 	}
 	if c.opts.CanaryInterval > 0 {

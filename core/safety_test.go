@@ -425,11 +425,18 @@ type reorderBackplane struct {
 	h    core.Handler
 	hold string // the key whose invalidation to hold back
 	held []byte
+	// declares, when set, says so with Limits.Reorders instead of several
+	// calls in flight.
+	declares bool
 }
 
 func (r *reorderBackplane) Limits() core.Limits {
 	l := r.Transport.Limits()
-	l.ConcurrentPublish = 4
+	if r.declares {
+		l.Reorders = true
+	} else {
+		l.ConcurrentPublish = 4
+	}
 	return l
 }
 
@@ -513,6 +520,26 @@ func TestOvertakenMessageIsNoGap(t *testing.T) {
 		t.Fatal("the overtaken message's key was not evicted")
 	}
 	mustGet(t, b, "unrelated", "v")
+}
+
+// A transport that declares Limits.Reorders (one call in flight, messages
+// that still overtake one another, as over transports.Dual) gets the
+// reorder window too.
+func TestDeclaredReorderingIsNoGap(t *testing.T) {
+	hub := memtransport.NewHub()
+	a, _ := openReordering(t, hub)
+	rb := &reorderBackplane{Transport: hub.New(ns), declares: true}
+	b, err := core.Open(context.Background(), newStore(t), rb, quiet, core.WithLogger(discard), core.WithReorderWindow(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	introduce(t, a, b)
+	overtake(t, a, b, rb, "held")
+	rb.release()
+	if s := b.Stats(); s.Received != 3 || s.Gaps != 0 {
+		t.Fatalf("received %d, gaps %d; want 3 and none", s.Received, s.Gaps)
+	}
 }
 
 // An overtaken message that does not arrive within the reorder window is

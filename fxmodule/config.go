@@ -37,6 +37,15 @@ type Config struct {
 	// picks a transport that the configuration does not name.
 	// YAML transport_url, env BACKPLANE_TRANSPORT_URL. No default.
 	TransportURL string `yaml:"transport_url" json:"transport_url"`
+	// TransitionURL, when set, is a second transport that the instance
+	// publishes on and reads beside TransportURL (transports.Dual), for
+	// moving a fleet from one transport or mode to another by rolling
+	// deploys: deploy every instance with transport_url set to the new URL
+	// and transition_url to the old one, then deploy them with
+	// transport_url alone. While it is set the instance is never Durable
+	// (see transports.Dual). YAML transition_url, env
+	// BACKPLANE_TRANSITION_URL. Default: none.
+	TransitionURL string `yaml:"transition_url" json:"transition_url"`
 	// Store picks and sizes the local store. YAML store.
 	Store StoreConfig `yaml:"store" json:"store"`
 
@@ -336,6 +345,13 @@ func (c Config) validate(label labeler) error {
 		errs = append(errs, fmt.Errorf("%s: %w", label("transport_url"), err))
 	} else if c.Namespace == "" && !u.Query().Has("namespace") {
 		bad("namespace", "not set; name the application's namespace (instances share invalidations within it), or add ?namespace=NAME to the transport URL")
+	}
+	if c.TransitionURL != "" {
+		if _, err := transports.ParseURL(c.TransitionURL); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", label("transition_url"), err))
+		} else if c.TransitionURL == c.TransportURL {
+			bad("transition_url", "the same URL as transport_url; set it to the transport the fleet moves from (or to), or leave it empty")
+		}
 	}
 	if c.Store.Name == "" {
 		bad("store.name", "empty (registered: %s)", strings.Join(Stores(), ", "))

@@ -37,6 +37,7 @@ func TestConfigFieldsFromEnvAndYAML(t *testing.T) {
 	}{
 		{"namespace", "orders", func(t *testing.T, c fxmodule.Config) { eq(t, c.Namespace, "orders") }},
 		{"transport_url", "redis://cache:6379/0", func(t *testing.T, c fxmodule.Config) { eq(t, c.TransportURL, "redis://cache:6379/0") }},
+		{"transition_url", "nats://bus:4222", func(t *testing.T, c fxmodule.Config) { eq(t, c.TransitionURL, "nats://bus:4222") }},
 		{"store.name", "teststore", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.Name, "teststore") }},
 		{"store.bigcache.shards", "64", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.BigCache.BigCache().Shards, 64) }},
 		{"store.bigcache.max_size_mb", "32", func(t *testing.T, c fxmodule.Config) { eq(t, c.Store.BigCache.BigCache().HardMaxCacheSize, 32) }},
@@ -165,6 +166,8 @@ func TestValidateNamesFields(t *testing.T) {
 	}{
 		{"empty url", func(c *fxmodule.Config) { c.TransportURL = "" }, "transport_url"},
 		{"url without scheme", func(c *fxmodule.Config) { c.TransportURL = "127.0.0.1:6379" }, "no scheme"},
+		{"transition without scheme", func(c *fxmodule.Config) { c.TransitionURL = "127.0.0.1:6379" }, "transition_url"},
+		{"transition same as transport", func(c *fxmodule.Config) { c.TransitionURL = c.TransportURL }, "transition_url"},
 		{"empty store", func(c *fxmodule.Config) { c.Store.Name = "" }, "store.name"},
 		{"policy", func(c *fxmodule.Config) { c.OnGap = "maybe" }, "on_gap"},
 		{"start timeout", func(c *fxmodule.Config) { c.StartTimeout = 0 }, "start_timeout"},

@@ -78,6 +78,7 @@
 //	YAML key                             default   meaning
 //	namespace                            (none)    required; instances share invalidations within it
 //	transport_url                        (none)    required; the transport, by URL (see URLs)
+//	transition_url                       (none)    a second transport published on and read too, while a fleet moves (see Moving)
 //	store.name                           bigcache  a registered store: bigcache, otter, or your own
 //	store.bigcache.shards                256       a power of two
 //	store.bigcache.max_size_mb           256       memory bound in MiB (0: none)
@@ -176,6 +177,7 @@
 //	    mode=pubsub|stream      stream: Redis Streams, a log every instance reads
 //	                            from its last entry (core.Limits.Durable)
 //	    maxlen=N, retention=D   the stream's trim by count (100000) and age (10m)
+//	    replay=true             the stream: read the retained log first (tools)
 //	    tls_ca=FILE, tls_cert=FILE, tls_key=FILE, tls_server_name=S   rediss:// only
 //	    and go-redis's own: db, protocol, dial_timeout, read_timeout, write_timeout,
 //	    pool_size, pool_timeout, pool_fifo, min_idle_conns, max_idle_conns,
@@ -216,6 +218,24 @@
 // ignores the URL's address, credentials and connection
 // parameters; the transport parameters (namespace, sharded, max_payload,
 // channel_prefix, subject_prefix, ...) still apply.
+//
+// # Moving between transports
+//
+// A fleet moves from one transport or mode to another (Redis pub/sub to
+// Redis Streams, Redis to NATS, and back) by two rolling deploys, without
+// an instance missing the invalidations of an instance on the other side:
+//
+//  1. every instance with transport_url set to the new URL and
+//     transition_url to the old one: it publishes on both and reads both
+//     (transports.Dual);
+//  2. every instance with transport_url alone.
+//
+// Core NATS and JetStream need no transition: both use the subject
+// <subject_prefix>.<namespace>, the stream captures what core NATS
+// instances publish and core NATS instances receive what JetStream
+// instances publish, so a fleet may run both while it moves. Redis pub/sub
+// and Redis Streams do not see each other's messages: a move between them
+// needs the transition.
 //
 // # Extending
 //

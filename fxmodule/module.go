@@ -11,6 +11,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/transports"
 )
 
 // Module provides a *core.Cache built from the Config in the graph, and for
@@ -124,6 +125,15 @@ func New(p Params) (Result, error) {
 		_ = store.Close()
 		return Result{}, err
 	}
+	if cfg.TransitionURL != "" {
+		old, err := OpenBackplane(ctx, cfg.TransitionURL, cfg.Namespace, openOpts...)
+		if err != nil {
+			_ = bp.Close()
+			_ = store.Close()
+			return Result{}, fmt.Errorf("transition_url: %w", err)
+		}
+		bp = transports.Dual(bp, old)
+	}
 	opts := []core.Option{core.WithOptions(cfg.CoreOptions()), core.WithLogger(log)}
 	if p.MeterProvider != nil {
 		opts = append(opts, core.WithMeterProvider(p.MeterProvider))
@@ -138,6 +148,9 @@ func New(p Params) (Result, error) {
 		return Result{}, fmt.Errorf("backplane: %w", err)
 	}
 	where := cfg.RedactedTransportURL()
+	if cfg.TransitionURL != "" {
+		where += " and " + transports.RedactRaw(cfg.TransitionURL)
+	}
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
 			if err := start(ctx, c, cfg.StartTimeout); err != nil {

@@ -134,6 +134,25 @@ func TestModuleMem(t *testing.T) {
 	shareInvalidations(t, a, b)
 }
 
+// TestModuleTransition: an application with transition_url hears, and is
+// heard by, applications on either of its two transports.
+func TestModuleTransition(t *testing.T) {
+	ns := namespace(t)
+	cfg := config(t, "mem://transition-new", ns)
+	cfg.TransitionURL = "mem://transition-old"
+	moving := newApp(t, fx.Supply(cfg))
+	onOld := newApp(t, fx.Supply(config(t, "mem://transition-old", ns)))
+	onNew := newApp(t, fx.Supply(config(t, "mem://transition-new", ns)))
+	start(t, moving)
+	start(t, onOld)
+	start(t, onNew)
+	if l := moving.bp.Limits(); !l.Reorders {
+		t.Errorf("Limits %+v of the transition's Backplane, want Reorders (transports.Dual)", l)
+	}
+	shareInvalidations(t, moving, onOld)
+	shareInvalidations(t, moving, onNew)
+}
+
 // TestModuleOtter runs two applications on the otter store, one bigcache
 // application beside them: the store is an instance's own choice.
 func TestModuleOtter(t *testing.T) {

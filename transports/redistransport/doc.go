@@ -157,6 +157,21 @@
 // last instance closed (trimming happens as entries are added), until it
 // is deleted.
 //
+// # Moving between modes
+//
+// Instances on pub/sub and instances on the stream mode do not hear each
+// other. A fleet moves from one mode to the other by two rolling deploys,
+// the first with transports.Dual (fxmodule: transition_url), which
+// publishes on both and reads both (see transports.Dual). Without it, a
+// fleet split across the modes shows in Health (core.Splitter): every
+// Transport sets a marker key for its mode, <channel>:mode:pubsub,
+// :stream or :bridge (expiring after three HealthCheckIntervals) at each
+// HealthCheckInterval, and reports Split when it finds the other mode's;
+// a stream-mode Transport on a single server also finds pub/sub
+// subscribers that set no marker (earlier releases; PUBSUB NUMSUB), unless
+// a bridge is up. That costs one pipelined SET and two or three reads per
+// instance and interval.
+//
 // On Redis Cluster the stream is one key whose hash tag is the namespace,
 // so it lives on one shard, like the sharded pub/sub channel. A moved slot
 // is an error the reader reports as a disconnect; it refreshes the layout
@@ -179,10 +194,11 @@
 //	mode=stream                 the stream mode (Options.Stream.Enabled)
 //	maxlen=100000               StreamOptions.MaxLen; -1: no bound by length
 //	retention=10m               StreamOptions.Retention (a Go duration); -1s: no bound by age
+//	replay=true                 StreamOptions.Replay: deliver the retained log first (tools)
 //
 // for example redis://host:6379/0?mode=stream&retention=10m&maxlen=100000.
-// They override the Options given to Open; maxlen and retention need
-// mode=stream. The stream mode's key lives in the URL's database.
+// They override the Options given to Open; maxlen, retention and replay
+// need mode=stream. The stream mode's key lives in the URL's database.
 //
 // The user and password are those of a Redis ACL user (or only a password
 // for requirepass). The db number does not matter for pub/sub, which Redis

@@ -293,8 +293,9 @@ func (t *Transport) subscribeStream(ctx context.Context, h core.Handler) error {
 		}
 		return fmt.Errorf("redistransport: subscribe to stream %s: %w", t.st.key, err)
 	}
-	t.wg.Add(1)
+	t.wg.Add(2)
 	go t.readStream(h, p)
+	go t.watchModes()
 	return nil
 }
 

@@ -63,9 +63,14 @@ type Transport struct {
 	busy     atomic.Bool           // a handler call is running
 	lastRead atomic.Int64          // unix nanos of the last reply on ps
 	cause    atomic.Pointer[error] // why the health check replaced ps
+
+	modes modeWatch // the other mode's instances (modes.go)
 }
 
-var _ core.Backplane = (*Transport)(nil)
+var (
+	_ core.Backplane = (*Transport)(nil)
+	_ core.Splitter  = (*Transport)(nil)
+)
 
 // New returns a Transport that publishes and subscribes through client on
 // the channel of namespace. The Transport does not own client: Close leaves
@@ -255,9 +260,10 @@ func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 	}
 	t.ps = ps
 	t.lastRead.Store(time.Now().UnixNano())
-	t.wg.Add(2)
+	t.wg.Add(3)
 	go t.receive(h, ps)
 	go t.healthCheck()
+	go t.watchModes()
 	return nil
 }
 
