@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync"
@@ -528,6 +529,42 @@ func caseCanaryClear(ctx context.Context, k *checker) error {
 	return nil
 }
 
+// logCase checks a durable mode's log: what was published before a
+// subscriber opened with replay=true is delivered to it, in order. It runs
+// when the transport says it is Durable.
+var logCase = checkCase{"log", "the broker keeps a durable mode's log: a replaying subscriber reads what was published before it came",
+	func(ctx context.Context, k *checker) error {
+		ns := k.ns("log")
+		pub, err := k.open(ctx, ns)
+		if err != nil {
+			return err
+		}
+		if err := k.g.subscribe(ctx, k.url, pub, core.HandlerFuncs{}); err != nil {
+			return err
+		}
+		want := [][]byte{[]byte("log-1"), []byte("log-2"), []byte("log-3")}
+		if err := k.publish(ctx, pub, want...); err != nil {
+			return err
+		}
+		u, err := url.Parse(k.url)
+		if err != nil {
+			return err
+		}
+		q := u.Query()
+		q.Set("replay", "true")
+		u.RawQuery = q.Encode()
+		replay := &checker{g: k.g, url: u.String(), prefix: k.prefix, bound: k.bound}
+		defer replay.closeAll()
+		_, rec, err := replay.subscribed(ctx, ns)
+		if err != nil {
+			return fmt.Errorf("subscriber with replay=true: %w", err)
+		}
+		if err := k.expect(ctx, rec, "the replaying subscriber", want...); err != nil {
+			return err
+		}
+		return inOrder(rec.snapshot(), want)
+	}}
+
 // fleetCase listens on an application's namespace (check --namespace) with
 // an engine, and fails if it rejects messages: peers it cannot hear.
 func fleetCase(ns string, listen time.Duration) checkCase {
@@ -546,6 +583,9 @@ func fleetCase(ns string, listen time.Duration) checkCase {
 				return ctx.Err()
 			}
 			h := c.Health()
+			if h.Split != "" {
+				return fmt.Errorf("the fleet on namespace %q is split across the transport's modes: %s (move it with transition_url)", ns, h.Split)
+			}
 			if h.Rejecting {
 				hint := "a peer signs with another key, or none (--signing-key), or speaks another format version"
 				return fmt.Errorf("%d messages on namespace %q rejected in %v, the last: %s (%s)", h.Rejected, ns, listen, h.RejectCause, hint)
@@ -629,11 +669,19 @@ func runCheck(ctx context.Context, g *globals, rawURL, prefix string, bound time
 		return err
 	}
 	err = g.subscribe(ctx, rawURL, probe, core.HandlerFuncs{})
+	durable := probe.Limits().Durable
 	_ = probe.Close()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "checking %s (bound %v)\n", redact(rawURL), bound)
+	mode := "pub/sub: an instance that loses its link flushes its cache"
+	if durable {
+		mode = "durable log: an instance that loses its link resumes from the log, warm"
+		if len(only) == 0 {
+			cases = append(slices.Clone(cases), logCase)
+		}
+	}
+	fmt.Fprintf(g.stdout, "checking %s (bound %v)\nmode: %s\n", redact(rawURL), bound, mode)
 	failed := 0
 	for _, c := range cases {
 		k := &checker{g: g, url: rawURL, prefix: prefix, bound: bound}

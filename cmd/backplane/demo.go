@@ -60,6 +60,7 @@ store: bigcache (stores/bigcachestore) or otter (stores/otterstore).`,
 		Example: `  backplane demo
   backplane demo --duration 5s
   backplane demo --transport redis://127.0.0.1:6379
+  backplane demo --transport 'redis://127.0.0.1:6379?mode=stream'
   backplane demo --transport nats://127.0.0.1:4222 --instances 5 --write-rate 100
   backplane demo --store otter`,
 		Args: noArgs,

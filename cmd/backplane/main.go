@@ -137,6 +137,7 @@ mem:// (in-process). Credentials go in the URL.`,
 // run executes the CLI with args and returns the exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	g := &globals{stdout: stdout, stderr: stderr, stdin: stdin}
+	quietRedis(g)
 	defer func() {
 		if r := recover(); r != nil {
 			fmt.Fprintf(stderr, "backplane: internal error: %v\nPlease report it with the command line that caused it.\n", r)

@@ -222,6 +222,14 @@ func TestCheck(t *testing.T) {
 			cli(t, "", "check", url, "--case", "delivery,canary").expect(t, exitOK, "all 2 cases passed")
 		})
 	}
+	// Over a durable mode, check says so and checks the log too.
+	t.Run("redis-stream", func(t *testing.T) {
+		r := cli(t, "", "check", testenv.StartRedis(t).URL()+"?mode=stream")
+		r.expect(t, exitOK, "mode: durable log", "all 16 cases passed")
+		if !regexp.MustCompile(`(?m)^ok +log `).MatchString(r.stdout) {
+			t.Errorf("no ok line for case log\n%v", r)
+		}
+	})
 }
 
 // TestCheckFails runs check against a broker that silently drops what
@@ -418,6 +426,31 @@ func TestInvalidateKeysFrom(t *testing.T) {
 	waitFor(t, "c to go", func() bool { _, ok := app.Get("c"); return !ok })
 }
 
+// tail --replay prints what a durable mode's log holds, then follows it.
+func TestTailReplay(t *testing.T) {
+	durable := map[string]func(t *testing.T) string{
+		"jetstream": func(t *testing.T) string {
+			return testenv.StartNATS(t, testenv.WithNATSJetStream()).URL() + "?jetstream=true&storage=memory"
+		},
+		"redis-stream": func(t *testing.T) string { return testenv.StartRedis(t).URL() + "?mode=stream" },
+	}
+	for name, start := range durable {
+		t.Run(name, func(t *testing.T) {
+			url := start(t)
+			ns := randomNamespace("cli-replay-")
+			cli(t, "", "invalidate", url, "-n", ns, "before:1", "before:2").expect(t, exitOK, "invalidated 2 key(s)")
+			_, out, stderr, wait := background(t, "tail", url, "-n", ns, "--replay", "--count", "2")
+			waitFor(t, "tail to subscribe", func() bool { return strings.Contains(stderr.String(), "tailing") })
+			cli(t, "", "invalidate", url, "-n", ns, "after:1").expect(t, exitOK, "invalidated 1 key(s)")
+			wait().expect(t, exitOK)
+			if got := out.String(); !strings.Contains(got, "before:1 before:2") || !strings.Contains(got, "after:1") {
+				t.Fatalf("tail --replay printed:\n%s\nwant the retained invalidation, then the new one", got)
+			}
+		})
+	}
+	cli(t, "", "tail", testenv.RedisURL(t), "-n", "x", "--replay").expect(t, exitUsage, "--replay needs a durable mode")
+}
+
 func TestTailStopsOnInterrupt(t *testing.T) {
 	url := testenv.StartNATS(t).URL()
 	cmd, _, stderr, wait := background(t, "tail", url, "-n", "x")
@@ -480,6 +513,11 @@ func TestDemo(t *testing.T) {
 		url := testenv.RedisURL(t)
 		r := cli(t, "", "demo", "--duration", "2s", "--transport", url)
 		r.expect(t, exitOK, "broker: "+url, "stale reads  0", "OK: every instance served fresh data")
+	})
+	t.Run("redis-stream", func(t *testing.T) {
+		url := testenv.StartRedis(t).URL() + "?mode=stream"
+		r := cli(t, "", "demo", "--duration", "2s", "--transport", url)
+		r.expect(t, exitOK, "stale reads  0", "OK: every instance served fresh data")
 	})
 	t.Run("interrupted", func(t *testing.T) {
 		cmd, stdout, _, wait := background(t, "demo", "--duration", "50s")

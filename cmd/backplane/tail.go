@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,7 @@ type tailOptions struct {
 	heartbeats bool
 	count      int
 	duration   time.Duration
+	replay     bool
 }
 
 func newTailCmd(g *globals) *cobra.Command {
@@ -34,11 +36,16 @@ Heartbeats are hidden unless --heartbeats. A payload that does not decode is
 printed as such (with its first bytes in hex), never a crash. With
 --signing-key, each message's signature is checked and the verdict shown.
 
+With --replay, over a durable mode (Redis Streams, ?mode=stream; JetStream,
+?jetstream=true), tail first prints what the log still holds, oldest first,
+then follows it: what the fleet invalidated over the retention.
+
 tail only listens: it publishes nothing and changes no cache. Ctrl-C stops it
 (exit code 0).`,
 		Example: `  backplane tail nats://127.0.0.1:4222 --namespace catalog
   backplane tail redis://127.0.0.1:6379 -n catalog --json | jq .keys
-  backplane tail nats://127.0.0.1:4222 -n catalog --heartbeats --count 10`,
+  backplane tail nats://127.0.0.1:4222 -n catalog --heartbeats --count 10
+  backplane tail 'redis://127.0.0.1:6379?mode=stream' -n catalog --replay --for 1s`,
 		Args: urlArg(0, ""),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runTail(cmd.Context(), g, args[0], o)
@@ -49,6 +56,7 @@ tail only listens: it publishes nothing and changes no cache. Ctrl-C stops it
 	cmd.Flags().BoolVar(&o.heartbeats, "heartbeats", false, "show heartbeat messages too")
 	cmd.Flags().IntVar(&o.count, "count", 0, "exit after printing this many messages (0: no limit)")
 	cmd.Flags().DurationVar(&o.duration, "for", 0, "exit after this long (0: until Ctrl-C)")
+	cmd.Flags().BoolVar(&o.replay, "replay", false, "over a durable mode, print the retained log first")
 	return cmd
 }
 
@@ -64,6 +72,19 @@ func runTail(ctx context.Context, g *globals, rawURL string, o tailOptions) erro
 	}
 	if o.count < 0 || o.duration < 0 {
 		return usagef("--count and --for must not be negative")
+	}
+	if o.replay {
+		u, err := url.Parse(rawURL)
+		if err != nil {
+			return usagef("malformed URL")
+		}
+		q := u.Query()
+		if q.Get("mode") != "stream" && q.Get("jetstream") != "true" {
+			return usagef("--replay needs a durable mode: redis://...?mode=stream or nats://...?jetstream=true")
+		}
+		q.Set("replay", "true")
+		u.RawQuery = q.Encode()
+		rawURL = u.String()
 	}
 	bp, err := g.openBackplane(ctx, rawURL, o.ns)
 	if err != nil {

@@ -181,7 +181,10 @@ func (j *jsMode) subscribe(ctx context.Context, nc *nats.Conn) error {
 	}
 	j.gen++
 	j.last, j.gap = info.State.LastSeq, false
-	cc, err := j.consume(ctx, js, info.State.LastSeq+1, j.gen)
+	if j.t.opts.JetStream.Replay && info.State.Msgs > 0 {
+		j.last = info.State.FirstSeq - 1
+	}
+	cc, err := j.consume(ctx, js, j.last+1, j.gen)
 	if err != nil {
 		return err
 	}

@@ -234,3 +234,30 @@ func TestStreamNamesDistinct(t *testing.T) {
 		}
 	}
 }
+
+// TestJetStreamReplay: a replaying subscriber reads what the stream still
+// holds, oldest first, then what comes next, with no loss reported for
+// what retention removed before it subscribed.
+func TestJetStreamReplay(t *testing.T) {
+	srv := testenv.StartNATS(t, testenv.WithNATSJetStream())
+	ns := namespace(t)
+	js := natstransport.JetStreamOptions{Storage: natstransport.StorageMemory, MaxMsgs: 4}
+	pub := open(t, srv.URL(), ns, natstransport.WithJetStream(js))
+	publishAll(t, pub, "m", 10)
+	js.Replay = true
+	_, rec := subscribed(t, srv.URL(), ns, natstransport.WithJetStream(js))
+	// The stream is full: the next message pushes the oldest out, so it
+	// is published once the retained ones were read.
+	waitFor(t, "the retained messages", func() bool { return len(rec.messages()) >= 4 })
+	publishAll(t, pub, "n", 1)
+	want := []string{"m6", "m7", "m8", "m9", "n0"}
+	waitFor(t, "the next message", func() bool { return len(rec.messages()) >= len(want) })
+	got := rec.messages()
+
+	if !slices.Equal(got, want) {
+		t.Fatalf("received %q, want %q", got, want)
+	}
+	if n := rec.count(core.EventLoss); n != 0 {
+		t.Fatalf("%d losses reported for messages removed before Subscribe", n)
+	}
+}

@@ -55,6 +55,12 @@ type JetStreamOptions struct {
 	// MaxBytes bounds the size of the stream (the oldest messages go
 	// first). Zero means no limit by size.
 	MaxBytes int64
+	// Replay starts a new subscriber at the oldest message the stream
+	// still holds instead of its end: Subscribe delivers the retained log
+	// first. It is for tools that inspect the log (backplane tail
+	// --replay); an engine gains nothing from re-applying old
+	// invalidations.
+	Replay bool
 }
 
 func (j *JetStreamOptions) fill() {
@@ -93,7 +99,7 @@ func (j *JetStreamOptions) validate() error {
 }
 
 // jetStreamParams are the URL query parameters of the JetStream mode.
-var jetStreamParams = []string{"jetstream", "storage", "replicas", "retention", "max_msgs", "max_bytes"}
+var jetStreamParams = []string{"jetstream", "storage", "replicas", "retention", "max_msgs", "max_bytes", "replay"}
 
 // JetStreamURLParams returns the names of the URL query parameters that
 // JetStreamURLOptions reads.
@@ -108,6 +114,7 @@ func JetStreamURLParams() []string { return slices.Clone(jetStreamParams) }
 //	retention=10m      JetStreamOptions.MaxAge (a Go duration)
 //	max_msgs=100000    JetStreamOptions.MaxMsgs
 //	max_bytes=67108864 JetStreamOptions.MaxBytes
+//	replay=true        JetStreamOptions.Replay (tools)
 //
 // Parameters other than these are ignored. Open reads the same parameters
 // from its server URLs.
@@ -139,6 +146,8 @@ func JetStreamURLOptions(q url.Values) ([]Option, error) {
 			js.MaxMsgs, err = strconv.ParseInt(v, 10, 64)
 		case "max_bytes":
 			js.MaxBytes, err = strconv.ParseInt(v, 10, 64)
+		case "replay":
+			js.Replay, err = strconv.ParseBool(v)
 		}
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("%s=%q", name, v))

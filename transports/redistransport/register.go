@@ -26,7 +26,7 @@ var (
 		"health_check_interval", "health_check_timeout", "concurrent_publish",
 		"tls_ca", "tls_cert", "tls_key", "tls_server_name",
 		"addr", "cluster",
-		"mode", "maxlen", "retention", // the stream mode, read by Open
+		"mode", "maxlen", "retention", "replay", // the stream mode, read by Open
 	}
 	// goRedisParams are passed through to redis.ParseURL or
 	// redis.ParseClusterURL, which reject those that do not apply.

@@ -246,7 +246,13 @@ func (s *stream) start(ctx context.Context) (position, error) {
 		return p, err
 	}
 	p.server = snap.runID
-	return p, p.anchor(snap.stream)
+	if err := p.anchor(snap.stream); err != nil {
+		return p, err
+	}
+	if s.opts.Replay {
+		err = p.rewind(snap.stream)
+	}
+	return p, err
 }
 
 // judge checks p against snap, and on a reconnect checks the server too (a

@@ -306,3 +306,35 @@ func TestStreamPromotedReplicaIsALoss(t *testing.T) {
 		t.Fatalf("EventReconnected %+v after a promotion; want a loss", ev)
 	}
 }
+
+// A replaying subscriber reads the entries the stream still holds, oldest
+// first, then what comes next, and counts nothing trimmed before it
+// subscribed as lost.
+func TestStreamReplay(t *testing.T) {
+	url := testenv.RedisURL(t)
+	ns := uniq("replay")
+	pub := openStream(t, url+"?mode=stream", ns)
+	dropStream(t, url, pub.Channel())
+	for i := range 10 {
+		publish(t, pub, fmt.Sprint("m", i))
+	}
+	if err := sharedClient(t, uniq("trim")).XTrimMaxLen(context.Background(), pub.Channel(), 4).Err(); err != nil {
+		t.Fatalf("XTRIM: %v", err)
+	}
+	sub := openStream(t, url+"?mode=stream&replay=true", ns,
+		redistransport.WithStream(redistransport.StreamOptions{CheckInterval: 20 * time.Millisecond}))
+	r := subscribe(t, sub)
+	publish(t, pub, "m10")
+	want := []string{"m6", "m7", "m8", "m9", "m10"}
+	waitFor(t, "the retained entries and the next one", func() bool { return len(r.messages()) >= len(want) })
+	time.Sleep(200 * time.Millisecond) // ten position checks: a false loss would be reported by now
+	if got := r.messages(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("received %q, want %q", got, want)
+	}
+	if k := r.kinds(); len(k) != 1 || k[0] != core.EventConnected {
+		t.Fatalf("events %v; want connected only", k)
+	}
+	if _, err := redistransport.Open(url+"?replay=true", ns); err == nil || !strings.Contains(err.Error(), "replay") {
+		t.Errorf("replay without mode=stream: %v, want an error naming replay", err)
+	}
+}

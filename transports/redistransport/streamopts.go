@@ -39,6 +39,11 @@ type StreamOptions struct {
 	// entry it had not read yet was trimmed. Default
 	// DefaultStreamCheckInterval.
 	CheckInterval time.Duration
+	// Replay places a new subscriber at the oldest entry the stream still
+	// holds instead of its end: Subscribe delivers the retained log first.
+	// It is for tools that inspect the log (backplane tail --replay); an
+	// engine gains nothing from re-applying old invalidations.
+	Replay bool
 }
 
 func (s *StreamOptions) fill() error {
@@ -75,7 +80,7 @@ func WithStream(s StreamOptions) Option {
 }
 
 // urlOptions takes the transport's own query parameters out of rawURL
-// (mode, maxlen, retention) and returns the URL without them and the
+// (mode, maxlen, retention, replay) and returns the URL without them and the
 // Options they set.
 func urlOptions(rawURL string) (string, []Option, error) {
 	u, err := url.Parse(rawURL)
@@ -97,12 +102,13 @@ func urlOptions(rawURL string) (string, []Option, error) {
 	mode, hasMode := take("mode")
 	maxLen, hasMaxLen := take("maxlen")
 	retention, hasRetention := take("retention")
+	replay, hasReplay := take("replay")
 	switch mode {
 	case "stream":
 		opts = append(opts, func(o *Options) { o.Stream.Enabled = true })
 	case "", "pubsub":
-		if hasMaxLen || hasRetention {
-			return "", nil, invalid("URL parameters maxlen and retention need mode=stream")
+		if hasMaxLen || hasRetention || hasReplay {
+			return "", nil, invalid("URL parameters maxlen, retention and replay need mode=stream")
 		}
 	default:
 		return "", nil, invalid("URL mode %q is not pubsub or stream", mode)
@@ -121,7 +127,14 @@ func urlOptions(rawURL string) (string, []Option, error) {
 		}
 		opts = append(opts, func(o *Options) { o.Stream.Retention = d })
 	}
-	if !hasMode && !hasMaxLen && !hasRetention {
+	if hasReplay {
+		b, err := strconv.ParseBool(replay)
+		if err != nil {
+			return "", nil, invalid("bad replay parameter %q (true or false)", replay)
+		}
+		opts = append(opts, func(o *Options) { o.Stream.Replay = b })
+	}
+	if !hasMode && !hasMaxLen && !hasRetention && !hasReplay {
 		return rawURL, nil, nil
 	}
 	u.RawQuery = q.Encode()

@@ -74,6 +74,25 @@ func (p *position) anchor(info *redis.XInfoStream) error {
 	return nil
 }
 
+// rewind places p, anchored at the end of the stream info describes, just
+// before its oldest entry: every entry the stream holds is read next.
+func (p *position) rewind(info *redis.XInfoStream) error {
+	if info == nil || info.Length == 0 {
+		return nil
+	}
+	first, err := parseID(info.FirstEntry.ID)
+	if err != nil {
+		return err
+	}
+	if first.seq > 0 {
+		first.seq--
+	} else {
+		first.ms, first.seq = first.ms-1, ^uint64(0)
+	}
+	p.id, p.count = first, info.EntriesAdded-info.Length
+	return nil
+}
+
 // read records that the entry id was read.
 func (p *position) read(id entryID) {
 	p.id = id
