@@ -254,6 +254,7 @@ func (c *Cache) monitorLoop() {
 			for id, p := range c.recv.peers {
 				if now.Sub(p.lastSeen) > timeout {
 					c.recv.forget(id)
+					c.ackPeerGone(id, false)
 					c.depart(id, p)
 					lost++
 				}

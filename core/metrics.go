@@ -33,11 +33,14 @@ type Stats struct {
 	Flushes         uint64 // local store wipes: safety flushes (any cause) and Clears, local or remote
 	Suspensions     uint64 // times the store was kept but not served until delivery caught up (Limits.Durable)
 	PeersLost       uint64 // peers that went quiet without leaving, over a Durable transport (no flush)
+	AcksSent        uint64 // acknowledgement messages published (answers and hellos; InvalidateAcked)
+	AcksReceived    uint64 // acknowledgement messages received from peers
+	AckFailures     uint64 // acknowledged calls that some live peer did not confirm
 }
 
 type counters struct {
 	hits, misses, loads, loadsNotKept, keysPublished, published, publishErrors,
-	received, ignoredOwn, decodeErrors, rejected, replayed, peersRefused, keysEvicted, tagsInvalidated, gaps, flushes, suspensions, peersLost atomic.Uint64
+	received, ignoredOwn, decodeErrors, rejected, replayed, peersRefused, keysEvicted, tagsInvalidated, gaps, flushes, suspensions, peersLost, acksSent, acksReceived, ackFailures atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -49,6 +52,7 @@ func (c *counters) snapshot() Stats {
 		DecodeErrors: c.decodeErrors.Load(), Rejected: c.rejected.Load(), Replayed: c.replayed.Load(),
 		PeersRefused: c.peersRefused.Load(), KeysEvicted: c.keysEvicted.Load(), TagsInvalidated: c.tagsInvalidated.Load(),
 		Gaps: c.gaps.Load(), Flushes: c.flushes.Load(), Suspensions: c.suspensions.Load(), PeersLost: c.peersLost.Load(),
+		AcksSent: c.acksSent.Load(), AcksReceived: c.acksReceived.Load(), AckFailures: c.ackFailures.Load(),
 	}
 }
 

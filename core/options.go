@@ -135,6 +135,10 @@ type Options struct {
 	// and its calls fail, after PublishTimeout to a quarter more (rounds
 	// share a deadline). Default 5 seconds.
 	PublishTimeout time.Duration
+	// AckTimeout bounds how long an acknowledged call (InvalidateAcked)
+	// waits for the peers' confirmations, within its context's deadline.
+	// Default HeartbeatTimeout.
+	AckTimeout time.Duration
 	// CloseTimeout bounds how long Close drains pending publishes.
 	// Default 5 seconds.
 	CloseTimeout time.Duration
@@ -246,6 +250,9 @@ func WithReceiveLimits(maxPeers, maxMissing int) Option {
 // WithPublishTimeout sets Options.PublishTimeout.
 func WithPublishTimeout(d time.Duration) Option { return func(o *Options) { o.PublishTimeout = d } }
 
+// WithAckTimeout sets Options.AckTimeout.
+func WithAckTimeout(d time.Duration) Option { return func(o *Options) { o.AckTimeout = d } }
+
 func withClock(now func() time.Time) Option { return func(o *Options) { o.now = now } }
 
 // Validate reports every invalid field at once: the errors.Join of one
@@ -315,6 +322,9 @@ func (o *Options) Validate() error {
 	}
 	if o.QueueSize <= 0 {
 		bad("QueueSize %d must be positive", o.QueueSize)
+	}
+	if o.AckTimeout < 0 {
+		bad("AckTimeout %v must not be negative", o.AckTimeout)
 	}
 	if o.PublishTimeout <= 0 {
 		bad("PublishTimeout %v must be positive", o.PublishTimeout)

@@ -24,6 +24,12 @@ type peer struct {
 	below      int       // messages in a row far below highest (see broken)
 	lastCanary time.Time
 	canaryLag  time.Duration
+	// For acknowledged invalidation (acks.go): when the peer was first
+	// heard, whether it acknowledges (it sent an acknowledgement or a
+	// hello), and the highest of this instance's numbers it confirmed.
+	firstSeen time.Time
+	acks      bool
+	acked     uint64
 }
 
 // missingSeq is a sequence number waited for since a later one was seen.

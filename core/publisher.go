@@ -43,6 +43,9 @@ type publisher struct {
 	pending       atomic.Int64 // Invalidate and Clear calls not answered (Health)
 	queued        atomic.Int64 // calls handed to the publisher and not answered (tests)
 	probing       atomic.Bool  // a heartbeat is wanted at once (probe)
+	ackDue        atomic.Bool  // acknowledgements are due (acks.go)
+	helloDue      atomic.Bool  // a new peer should learn that this instance acknowledges
+	askDue        atomic.Bool  // acknowledged calls wait: ask the peers again
 }
 
 func (p *publisher) init(bp Backplane, queue, maxPayload, trailer int) {
@@ -100,6 +103,10 @@ type pubReq struct {
 	done  chan error
 	taken bool      // collected into a round; guarded by the token
 	one   [1]string // keys of a call with one key
+	// ack: the call asks for acknowledgements (acks.go); ackSeq is the
+	// number of the envelope that carries the request, set by its round.
+	ack    bool
+	ackSeq uint64
 }
 
 // Invalidate evicts keys on this instance, then publishes them so that
@@ -110,31 +117,42 @@ type pubReq struct {
 // ctx's error; the keys may still be published (a round that carries other
 // callers' keys too finishes, bounded by Options.PublishTimeout).
 func (c *Cache) Invalidate(ctx context.Context, keys ...string) error {
+	_, err := c.invalidate(ctx, keys, false)
+	return err
+}
+
+// invalidate is Invalidate; with ack, the keys go out with a request for
+// acknowledgements (acks.go). It returns the call's request, nil for no
+// keys.
+func (c *Cache) invalidate(ctx context.Context, keys []string, ack bool) (*pubReq, error) {
 	if len(keys) == 0 {
-		return nil
+		return nil, nil
 	}
 	if len(keys) > c.opts.MaxKeysPerCall {
-		return fmt.Errorf("%w: %d keys in one call (max %d)", ErrTooManyKeys, len(keys), c.opts.MaxKeysPerCall)
+		return nil, fmt.Errorf("%w: %d keys in one call (max %d)", ErrTooManyKeys, len(keys), c.opts.MaxKeysPerCall)
 	}
 	for _, k := range keys {
 		if err := checkKey(k); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := c.life.ready(); err != nil {
-		return err
+		return nil, err
 	}
 	c.evictLocal(keys)
 	// The round may be encoded after a cancelled caller returned: it owns a
 	// copy of the keys, never the caller's slice.
-	r := &pubReq{op: OpInvalidate}
-	if len(keys) == 1 {
+	r := &pubReq{op: OpInvalidate, ack: ack}
+	switch {
+	case ack:
+		r.keys = append(slices.Clone(keys), ackReqKey)
+	case len(keys) == 1:
 		r.one[0] = keys[0]
 		r.keys = r.one[:]
-	} else {
+	default:
 		r.keys = slices.Clone(keys)
 	}
-	return c.enqueue(ctx, r)
+	return r, c.enqueue(ctx, r)
 }
 
 // Clear evicts every entry on this instance, then tells every other
@@ -213,7 +231,9 @@ func (c *Cache) leadRound(ctx context.Context, r *pubReq) {
 	if r != nil && len(batch) == 1 && batch[0] == r {
 		own = ctx
 	}
-	_ = c.round(own, batch, c.encodeBatch(batch)) // its callers have the error
+	envs := c.encodeBatch(batch)
+	markAcks(batch, envs)
+	_ = c.round(own, batch, envs) // its callers have the error
 }
 
 // publishLoop publishes heartbeats, the goodbye, and the calls whose
@@ -226,8 +246,12 @@ func (c *Cache) publishLoop() {
 		tick = t.C
 	}
 	p := &c.pub
+	if c.opts.HeartbeatInterval > 0 {
+		c.publishAcks(true) // the hello: peers learn that this instance acknowledges
+	}
 	for {
 		var op Op
+		hello := false
 		select {
 		case <-c.pub.kick:
 			if p.probing.Swap(false) {
@@ -235,8 +259,15 @@ func (c *Cache) publishLoop() {
 			}
 		case <-tick:
 			op = OpHeartbeat
+			hello = p.helloDue.Swap(false)
 		case <-c.life.stop:
 			op = OpLeave
+		}
+		if p.ackDue.Swap(false) || hello {
+			c.publishAcks(hello)
+		}
+		if p.askDue.Swap(false) {
+			c.publishAsk()
 		}
 		for len(p.reqs) > 0 {
 			p.token <- struct{}{}

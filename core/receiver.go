@@ -37,11 +37,17 @@ type receiver struct {
 	// undecodable, unverified or a forged own message (Health).
 	lastReject  time.Time
 	rejectCause string
+	// waiters are the acknowledged calls waiting; ackWanted the peers
+	// whose requests for acknowledgements are to be answered (acks.go).
+	waiters   map[*ackWaiter]struct{}
+	ackWanted map[SourceID]struct{}
 }
 
 func (r *receiver) init() {
 	r.peers = make(map[SourceID]*peer)
 	r.departed = make(map[SourceID]*peer)
+	r.waiters = make(map[*ackWaiter]struct{})
+	r.ackWanted = make(map[SourceID]struct{})
 }
 
 // stopTimer stops the reorder timer at Close.
@@ -124,9 +130,14 @@ func (c *Cache) receive(p []byte) {
 		return
 	}
 	c.link.lastRecv, c.recv.lastHeard = now, now
+	keys := env.Keys
 	switch env.Op {
 	case OpInvalidate:
-		c.evictLocal(env.Keys)
+		var isAck bool
+		if keys, isAck = c.ackKeys(env.Source, pr, keys); isAck {
+			break
+		}
+		c.evictLocal(keys)
 		if !env.Sent.IsZero() {
 			c.inst.record(c.inst.propagationLag, now.Sub(env.Sent))
 		}
@@ -152,7 +163,7 @@ func (c *Cache) receive(p []byte) {
 	// Counters move after the effects: whoever sees them sees the
 	// evictions and flushes done.
 	if env.Op == OpInvalidate {
-		c.ctr.keysEvicted.Add(uint64(len(env.Keys)))
+		c.ctr.keysEvicted.Add(uint64(len(keys)))
 	}
 	c.ctr.received.Add(1)
 	c.inst.opCount(c.inst.received, env.Op, 1)
@@ -195,11 +206,12 @@ func (c *Cache) trackSeq(env *Envelope, now time.Time, authentic bool) (*peer, b
 		// too: they are missing, like any other (and may still arrive, if
 		// the peer's messages may overtake one another). Otherwise they
 		// may have been published before we listened.
-		p = &peer{highest: env.Seq}
+		p = &peer{highest: env.Seq, firstSeen: now}
 		if c.opts.HeartbeatInterval > 0 && now.Sub(c.link.baseline) > c.opts.heartbeatTimeout() {
 			p.highest = 0
 		}
 		r.peers[env.Source] = p
+		c.ackPeerNew(env.Source)
 	} else if authentic && p.replay(env.Seq, env.Sent) {
 		return nil, false
 	}
@@ -234,6 +246,7 @@ func (c *Cache) trackSeq(env *Envelope, now time.Time, authentic bool) (*peer, b
 // recv.mu held.
 func (c *Cache) left(id SourceID, p *peer, authentic bool) {
 	c.recv.forget(id)
+	c.ackPeerGone(id, true)
 	if authentic {
 		c.depart(id, p)
 	}

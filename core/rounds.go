@@ -21,7 +21,14 @@ func (c *Cache) encodeBatch(batch []*pubReq) []Envelope {
 	for _, r := range batch {
 		if r.op == OpClear {
 			*seq++
-			return []Envelope{{Op: OpClear, Source: c.id, Seq: *seq, Sent: now}}
+			envs := []Envelope{{Op: OpClear, Source: c.id, Seq: *seq, Sent: now}}
+			if slices.ContainsFunc(batch, func(r *pubReq) bool { return r.ack }) {
+				// The clear subsumes every key but a request for
+				// acknowledgements, which follows it.
+				*seq++
+				envs = append(envs, Envelope{Op: OpInvalidate, Source: c.id, Seq: *seq, Sent: now, Keys: []string{ackReqKey}})
+			}
+			return envs
 		}
 	}
 	if len(batch) == 1 && len(batch[0].keys) == 1 {
