@@ -25,8 +25,8 @@ type ackBackplane struct {
 	*memtransport.Transport
 	delay     time.Duration // of each invalidation's delivery
 	latency   time.Duration // of each Publish
-	dropAcks  atomic.Bool // acknowledgements that confirm something
-	dropHello atomic.Bool // acknowledgements for nobody
+	dropAcks  atomic.Bool   // acknowledgements that confirm something
+	dropHello atomic.Bool   // acknowledgements for nobody
 }
 
 func isAck(p []byte) (ack, hello bool) {
@@ -64,7 +64,7 @@ func (b *ackBackplane) Subscribe(ctx context.Context, h core.Handler) error {
 			}
 			h.HandleMessage(p)
 		},
-		Event:   h.HandleEvent,
+		Event: h.HandleEvent,
 	})
 }
 
