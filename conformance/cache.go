@@ -28,8 +28,10 @@ import (
 // call Invalidate (or, for the half of the keys cached under a tag,
 // InvalidateTags) on a random instance; readers call GetOrLoad on every
 // instance. Once an Invalidate has returned and h.StaleBound has passed, no
-// instance may return a value older than that write. A violation fails the
-// test and prints the history of the key that shows it.
+// instance may return a value older than that write; once an
+// InvalidateAcked (or InvalidateTagsAcked) has returned nil, at once. A
+// violation fails the test and prints the history of the key that shows
+// it.
 func RunCache(t *testing.T, h CacheHarness) {
 	t.Helper()
 	if h.Backplane.New == nil || h.NewStore == nil {
@@ -42,9 +44,12 @@ func RunCache(t *testing.T, h CacheHarness) {
 	t.Run("FillInvalidateRace", s.caseFillRace)
 	t.Run("OwnMessagesIgnored", s.caseOwnIgnored)
 	t.Run("FlushOnReconnect", s.caseFlushOnReconnect) // or, over a Durable transport, suspend
-	t.Run("Consistency", func(t *testing.T) { s.caseConsistency(t, false, false) })
-	t.Run("ConsistencyAcrossDisconnects", func(t *testing.T) { s.caseConsistency(t, true, false) })
-	t.Run("ConsistencyAcrossBrokerRestart", func(t *testing.T) { s.caseConsistency(t, false, true) })
+	t.Run("Consistency", func(t *testing.T) { s.caseConsistency(t, false, false, false) })
+	t.Run("ConsistencyAcrossDisconnects", func(t *testing.T) { s.caseConsistency(t, true, false, false) })
+	t.Run("ConsistencyAcrossBrokerRestart", func(t *testing.T) { s.caseConsistency(t, false, true, false) })
+	t.Run("AckedConsistency", func(t *testing.T) { s.caseConsistency(t, false, false, true) })
+	t.Run("AckedConsistencyAcrossDisconnects", func(t *testing.T) { s.caseConsistency(t, true, false, true) })
+	t.Run("AckedMutePeer", s.caseAckedMutePeer)
 	t.Run("Hostile", s.runHostile)
 }
 
@@ -273,6 +278,7 @@ type history struct {
 type write struct {
 	version  int64
 	returned time.Time
+	acked    bool // an acknowledged call returned nil: every read after it sees it
 }
 
 func (h *history) log(key, format string, args ...any) {
@@ -281,14 +287,20 @@ func (h *history) log(key, format string, args ...any) {
 	h.events[key] = append(h.events[key], fmt.Sprintf("%9.3fms ", float64(time.Since(h.start).Microseconds())/1000)+fmt.Sprintf(format, args...))
 }
 
-// mustHave returns the newest version whose Invalidate returned before t.
-func (h *history) mustHave(key string, t time.Time) (int64, time.Time) {
+// mustHave returns the newest version that a read starting at t must
+// see: whose Invalidate returned more than bound before t, or whose
+// acknowledged call returned before t.
+func (h *history) mustHave(key string, t time.Time, bound time.Duration) (int64, time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var v int64
 	var at time.Time
 	for _, w := range h.done[key] {
-		if w.returned.Before(t) && w.version > v {
+		cut := t.Add(-bound)
+		if w.acked {
+			cut = t
+		}
+		if w.returned.Before(cut) && w.version > v {
 			v, at = w.version, w.returned
 		}
 	}
@@ -305,7 +317,10 @@ func (h *history) dump(key string) string {
 	return strings.Join(ev, "\n")
 }
 
-func (s *cacheSuite) caseConsistency(t *testing.T, disconnects, restarts bool) {
+// caseConsistency is the consistency check; with acked, writers use the
+// acknowledged calls, and a read that starts after one returned nil must
+// see its write (a zero bound).
+func (s *cacheSuite) caseConsistency(t *testing.T, disconnects, restarts, acked bool) {
 	switch {
 	case disconnects && s.h.Backplane.Disconnect == nil:
 		t.Skip("harness cannot disconnect an instance (BackplaneHarness.Disconnect is nil)")
@@ -358,15 +373,31 @@ func (s *cacheSuite) caseConsistency(t *testing.T, disconnects, restarts bool) {
 				i %= nInstances
 				for {
 					var err error
-					if tags := tagOf(k); tags != nil {
+					tags := tagOf(k)
+					switch {
+					case acked && tags != nil:
+						err = caches[i].InvalidateTagsAcked(context.Background(), tags...)
+					case acked:
+						err = caches[i].InvalidateAcked(context.Background(), k)
+					case tags != nil:
 						err = caches[i].InvalidateTags(context.Background(), tags...)
-					} else {
+					default:
 						err = caches[i].Invalidate(context.Background(), k)
+					}
+					if errors.Is(err, core.ErrNotAcknowledged) {
+						// Published, not confirmed by every peer (one
+						// cut off): the ordinary bound applies.
+						hist.mu.Lock()
+						hist.done[k] = append(hist.done[k], write{version: v, returned: time.Now()})
+						hist.mu.Unlock()
+						hist.log(k, "invalidate v%d on instance %d not acknowledged: %v", v, i, err)
+						writes.Add(1)
+						break
 					}
 					if err == nil {
 						now := time.Now()
 						hist.mu.Lock()
-						hist.done[k] = append(hist.done[k], write{version: v, returned: now})
+						hist.done[k] = append(hist.done[k], write{version: v, returned: now, acked: acked})
 						hist.mu.Unlock()
 						hist.log(k, "invalidate v%d returned on instance %d", v, i)
 						writes.Add(1)
@@ -404,7 +435,7 @@ func (s *cacheSuite) caseConsistency(t *testing.T, disconnects, restarts bool) {
 						time.Sleep(100 * time.Microsecond) // pacing: leave the writers CPU
 					}
 					got, _ := strconv.ParseInt(string(b), 10, 64)
-					want, at := hist.mustHave(k, start.Add(-bound))
+					want, at := hist.mustHave(k, start, bound)
 					if got < want {
 						hist.log(k, "STALE read on instance %d: v%d, but v%d was invalidated at %.3fms (bound %v)",
 							i, got, want, float64(at.Sub(hist.start).Microseconds())/1000, bound)
@@ -449,7 +480,11 @@ func (s *cacheSuite) caseConsistency(t *testing.T, disconnects, restarts bool) {
 	for _, c := range caches {
 		flushes += c.Stats().Flushes
 	}
-	t.Logf("consistency: %d reads, %d writes, %d flushes, %d stale reads past %v", reads.Load(), writes.Load(), flushes, violations.Load(), bound)
+	what := fmt.Sprint(bound)
+	if acked {
+		what += " (0 after an acknowledged call)"
+	}
+	t.Logf("consistency: %d reads, %d writes, %d flushes, %d stale reads past %s", reads.Load(), writes.Load(), flushes, violations.Load(), what)
 	if violations.Load() > 0 {
 		t.Fatalf("%d stale reads", violations.Load())
 	}

@@ -83,8 +83,12 @@
 //
 // RunCache runs the engine (core.Cache) end to end over a store and a
 // transport, with several instances and a randomized multi-instance
-// consistency check across injected disconnects and broker restarts; see
-// RunCache and CacheHarness.
+// consistency check across injected disconnects and broker restarts, the
+// same check with acknowledged invalidation (core.Cache.InvalidateAcked)
+// and a zero bound for the writes it confirmed, and a peer that does not
+// acknowledge (the call fails naming it, never hangs); see RunCache and
+// CacheHarness. RunMigration checks a fleet's rolling move between
+// transports.
 //
 // Run the tests with -race: several cases are concurrency checks. With
 // -short the suites send fewer messages and do fewer operations.

@@ -127,7 +127,7 @@ func RunMigration(t *testing.T, newStore func(t *testing.T) core.LocalStore, sta
 					time.Sleep(100 * time.Microsecond) // leave the writers CPU
 				}
 				got, _ := strconv.ParseInt(string(b), 10, 64)
-				if want, at := hist.mustHave(k, start.Add(-bound)); got < want {
+				if want, at := hist.mustHave(k, start, bound); got < want {
 					hist.log(k, "STALE read on instance %d: v%d, but v%d was invalidated at %.3fms", i, got, want,
 						float64(at.Sub(hist.start).Microseconds())/1000)
 					if violations.Add(1) == 1 {
