@@ -103,6 +103,11 @@ type Config struct {
 	// (core.Options.PublishTimeout). YAML publish_timeout, env
 	// BACKPLANE_PUBLISH_TIMEOUT. Default 5s.
 	PublishTimeout time.Duration `yaml:"publish_timeout" json:"publish_timeout"`
+	// AckTimeout bounds how long an acknowledged call
+	// (core.Cache.InvalidateAcked) waits for the peers' confirmations
+	// (core.Options.AckTimeout). YAML ack_timeout, env
+	// BACKPLANE_ACK_TIMEOUT. Default 0: HeartbeatTimeout.
+	AckTimeout time.Duration `yaml:"ack_timeout" json:"ack_timeout"`
 	// ReorderWindow is how long a message overtaken by a later one of the
 	// same instance may take to arrive before it counts as lost, over a
 	// transport that publishes on several connections at once, such as
@@ -276,6 +281,7 @@ func DefaultConfig() Config {
 		MaxPayload:        o.MaxPayload,
 		QueueSize:         o.QueueSize,
 		PublishTimeout:    o.PublishTimeout,
+		AckTimeout:        o.AckTimeout,
 		ReorderWindow:     o.ReorderWindow,
 		MaxPeers:          o.MaxPeers,
 		MaxMissing:        o.MaxMissing,
@@ -495,6 +501,7 @@ func (c Config) CoreOptions() core.Options {
 	o.MaxKeysPerCall, o.MaxBatchKeys = c.MaxKeysPerCall, c.MaxBatchKeys
 	o.MaxPayload, o.QueueSize = c.MaxPayload, c.QueueSize
 	o.PublishTimeout, o.CloseTimeout = c.PublishTimeout, c.CloseTimeout
+	o.AckTimeout = c.AckTimeout
 	o.ReorderWindow = c.ReorderWindow
 	o.MaxPeers, o.MaxMissing = c.MaxPeers, c.MaxMissing
 	o.MaxTagsPerEntry = c.MaxTagsPerEntry

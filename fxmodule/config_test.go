@@ -68,6 +68,7 @@ func TestConfigFieldsFromEnvAndYAML(t *testing.T) {
 		{"max_payload", "65536", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().MaxPayload, 65536) }},
 		{"queue_size", "16", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().QueueSize, 16) }},
 		{"publish_timeout", "750ms", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().PublishTimeout, 750*time.Millisecond) }},
+		{"ack_timeout", "2s", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().AckTimeout, 2*time.Second) }},
 		{"reorder_window", "40ms", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().ReorderWindow, 40*time.Millisecond) }},
 		{"max_peers", "64", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().MaxPeers, 64) }},
 		{"max_missing", "512", func(t *testing.T, c fxmodule.Config) { eq(t, c.CoreOptions().MaxMissing, 512) }},

@@ -105,6 +105,7 @@
 //	max_payload                          0         message size cap (0: the transport's limit; above it: an error)
 //	queue_size                           1024      Invalidate and Clear calls waiting to publish
 //	publish_timeout                      5s        one publish round trip
+//	ack_timeout                          0         an acknowledged call's wait (0: heartbeat_timeout)
 //	reorder_window                       250ms     wait for an overtaken message (Redis)
 //	max_peers                            1024      peers tracked (above the instances of a namespace)
 //	max_missing                          4096      sequence numbers waited for, over all peers

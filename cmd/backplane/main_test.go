@@ -451,6 +451,29 @@ func TestTailReplay(t *testing.T) {
 	cli(t, "", "tail", testenv.RedisURL(t), "-n", "x", "--replay").expect(t, exitUsage, "--replay needs a durable mode")
 }
 
+// invalidate --ack returns once every live instance confirmed, and says
+// how many there were.
+func TestInvalidateAck(t *testing.T) {
+	for name, start := range brokers(t) {
+		t.Run(name, func(t *testing.T) {
+			url := start(t)
+			ns := randomNamespace("cli-ack-")
+			apps := []*core.Cache{engine(t, url, ns), engine(t, url, ns)}
+			for _, app := range apps {
+				if err := app.Set("product:1", []byte("v")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cli(t, "", "invalidate", url, "-n", ns, "--ack", "product:1").expect(t, exitOK, "confirmed by all 2 live instances")
+			for i, app := range apps {
+				if _, ok := app.Get("product:1"); ok {
+					t.Fatalf("instance %d still serves product:1 after invalidate --ack returned", i)
+				}
+			}
+		})
+	}
+}
+
 func TestTailStopsOnInterrupt(t *testing.T) {
 	url := testenv.StartNATS(t).URL()
 	cmd, _, stderr, wait := background(t, "tail", url, "-n", "x")

@@ -17,7 +17,8 @@ import (
 
 func newInvalidateCmd(g *globals) *cobra.Command {
 	var ns, keysFrom string
-	var tags bool
+	var tags, ack bool
+	var beat time.Duration
 	cmd := &cobra.Command{
 		Use:   "invalidate URL KEY...",
 		Short: "Evict keys (or tags) on every instance of a namespace now",
@@ -29,10 +30,17 @@ message is on the broker.
 Keys are the application's cache keys (for the catalog example:
 product:ID). --keys-from reads more keys, one per line ("-" for stdin).
 With --tags the arguments are tags: every instance stops serving every
-entry cached under one of them (for the catalog example: category:NAME).`,
+entry cached under one of them (for the catalog example: category:NAME).
+
+With --ack, invalidate returns only once every live instance confirmed that
+it evicted (core.Cache.InvalidateAcked), and fails naming those that did not
+(the invalidation still reaches them). It listens first for three
+--heartbeat intervals (the fleet's heartbeat_interval), so that it knows
+every live instance.`,
 		Example: `  backplane invalidate nats://127.0.0.1:4222 --namespace catalog product:7
   backplane invalidate redis://127.0.0.1:6379 -n catalog product:7 product:8
   backplane invalidate nats://127.0.0.1:4222 -n catalog --tags category:shoes
+  backplane invalidate redis://127.0.0.1:6379 -n catalog --ack product:7
   psql -Atc "select 'product:'||id from changed" | backplane invalidate nats://127.0.0.1:4222 -n catalog --keys-from -`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -55,10 +63,18 @@ entry cached under one of them (for the catalog example: category:NAME).`,
 				}
 				keys = append(keys, more...)
 			}
+			if beat <= 0 {
+				return usagef("--heartbeat must be positive")
+			}
+			if ack {
+				return runInvalidateAcked(cmd.Context(), g, args[0], ns, keys, tags, beat)
+			}
 			return runInvalidate(cmd.Context(), g, args[0], ns, keys, tags)
 		},
 	}
 	addNamespaceFlag(cmd, &ns)
+	cmd.Flags().BoolVar(&ack, "ack", false, "return only once every live instance confirmed the eviction")
+	cmd.Flags().DurationVar(&beat, "heartbeat", time.Second, "with --ack: the fleet's heartbeat interval")
 	cmd.Flags().BoolVar(&tags, "tags", false, "the arguments are tags, not keys: evict every entry cached under them")
 	cmd.Flags().StringVar(&keysFrom, "keys-from", "", `read more keys from FILE, one per line ("-" for stdin)`)
 	return cmd
@@ -123,6 +139,54 @@ func runInvalidate(ctx context.Context, g *globals, rawURL, ns string, keys []st
 		return fmt.Sprintf("invalidated %d %s in namespace %q on %s (on the broker after %s)",
 			len(keys), what, nsOf(rawURL, ns), redact(rawURL), fmtDur(d, true))
 	})
+}
+
+// runInvalidateAcked is invalidate --ack: an engine that takes part in the
+// fleet's heartbeats, so that it knows the live instances, and waits for
+// their confirmations.
+func runInvalidateAcked(ctx context.Context, g *globals, rawURL, ns string, keys []string, tags bool, beat time.Duration) error {
+	if err := requireNamespace(rawURL, ns); err != nil {
+		return err
+	}
+	if err := checkKeys(keys); err != nil {
+		return err
+	}
+	c, err := g.openCache(ctx, rawURL, ns, nil, core.WithHeartbeat(beat, 3*beat), core.WithAckTimeout(g.timeout))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// The peer table is complete after a heartbeat timeout; the call waits
+	// for that by itself, within --timeout on top.
+	pctx, cancel := context.WithTimeout(ctx, 3*beat+g.timeout)
+	defer cancel()
+	start := time.Now()
+	if tags {
+		err = c.InvalidateTagsAcked(pctx, keys...)
+	} else {
+		err = c.InvalidateAcked(pctx, keys...)
+	}
+	took := time.Since(start)
+	what := "key(s)"
+	if tags {
+		what = "tag(s)"
+	}
+	var ae *core.AckError
+	switch {
+	case errors.As(err, &ae):
+		for _, p := range ae.Peers {
+			fmt.Fprintf(g.stdout, "not confirmed: instance %s (%s)\n", p.ID, p.Reason)
+		}
+		return fmt.Errorf("invalidated %d %s on the broker, but %d of %d live instances did not confirm; the invalidation still reaches them",
+			len(keys), what, len(ae.Peers), len(ae.Peers)+ae.Confirmed)
+	case errors.Is(err, core.ErrTooManyKeys):
+		return usagef("%v", err)
+	case err != nil:
+		return fmt.Errorf("publish failed, nothing was invalidated on the other instances: %w", classify(pctx, rawURL, g.timeout, err))
+	}
+	fmt.Fprintf(g.stdout, "invalidated %d %s in namespace %q on %s, confirmed by all %d live instances (after %s, %s of it listening for them)\n",
+		len(keys), what, nsOf(rawURL, ns), redact(rawURL), c.Health().Peers, fmtDur(took, true), fmtDur(3*beat, true))
+	return nil
 }
 
 // publishWith opens an engine on the namespace, runs op, and closes the
