@@ -311,3 +311,37 @@ func TestOpenErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestReadYourWrites: after PUT ?ack=1 returns, every instance reads the
+// new version at once, without waiting for the invalidation.
+func TestReadYourWrites(t *testing.T) {
+	defer client.CloseIdleConnections()
+	url := testenv.RedisURL(t)
+	cfg := openDB(t, catalog.DriverSQLite)
+	ns := randomName("catalog-ack-")
+	ins := []*instance{startInstance(t, cfg, url, ns), startInstance(t, cfg, url, ns), startInstance(t, cfg, url, ns)}
+	for round := int64(1); round <= 3; round++ {
+		for i, in := range ins {
+			if p, _ := get(t, in, 1); p.Version != round {
+				t.Fatalf("instance %d: version %d before update %d", i, p.Version, round)
+			}
+		}
+		req, err := http.NewRequest(http.MethodPut, ins[int(round)%3].srv.URL+"/products/1?ack=1", bytes.NewBufferString(`{"price_cents": 777}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Invalidation") != "confirmed" {
+			t.Fatalf("PUT ?ack=1: status %d, X-Invalidation %q", resp.StatusCode, resp.Header.Get("X-Invalidation"))
+		}
+		for i, in := range ins {
+			if p, _ := get(t, in, 1); p.Version != round+1 {
+				t.Fatalf("instance %d right after PUT ?ack=1 returned: version %d, want %d", i, p.Version, round+1)
+			}
+		}
+	}
+}

@@ -11,7 +11,9 @@
 //	                      the n cheapest products, cached under a tag
 //	PUT  /products/{id}   {"name": "...", "price_cents": 123}: updates the
 //	                      database, then invalidates the product and every
-//	                      listing everywhere
+//	                      listing everywhere; with ?ack=1 it returns once
+//	                      every live instance applied that (header
+//	                      X-Invalidation: confirmed or unconfirmed)
 //	GET  /healthz         200 while invalidation is flowing, 503 otherwise
 //
 // # Consistency
@@ -25,6 +27,12 @@
 // with [core.Typed.GetOrLoadWithTags] under [ListingsTag]; PUT also calls
 // [core.Cache.InvalidateTags], which makes every instance stop serving every
 // listing without knowing their keys.
+//
+// PUT ?ack=1 gives read-your-writes across instances: it calls
+// [core.Cache.InvalidateTagsAcked] after the product's invalidation, which
+// returns once every live instance has applied both. The client's next
+// request, whichever instance the load balancer picks, reads the new row.
+// It costs one acknowledgement per instance and the wait for the slowest.
 //
 // # Databases
 //

@@ -144,9 +144,26 @@ func (s *service) put(w http.ResponseWriter, r *http.Request) {
 	// with the client; the invalidation must not.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
+	ack := r.URL.Query().Get("ack") == "1"
 	err = s.cache.Invalidate(ctx, Key(id))
-	if err == nil {
+	switch {
+	case err == nil && ack:
+		// Read-your-writes on every instance: return once each live one
+		// applied both (the acknowledgement covers the product's
+		// invalidation published before it).
+		err = s.cache.InvalidateTagsAcked(ctx, ListingsTag)
+	case err == nil:
 		err = s.cache.InvalidateTags(ctx, ListingsTag)
+	}
+	var unconfirmed *core.AckError
+	if errors.As(err, &unconfirmed) {
+		s.log.Warn("catalog: invalidation not confirmed by every instance", "id", id, "err", err)
+		w.Header().Set("X-Invalidation", "unconfirmed")
+		writeJSON(w, http.StatusOK, map[string]any{
+			"product": p,
+			"warning": "updated and invalidated, but not every instance confirmed in time: " + err.Error(),
+		})
+		return
 	}
 	if err != nil {
 		s.log.Error("catalog: invalidate", "id", id, "err", err)
@@ -155,6 +172,9 @@ func (s *service) put(w http.ResponseWriter, r *http.Request) {
 			"error":   "updated, but the invalidation did not reach the broker; other instances may serve the old product until its TTL",
 		})
 		return
+	}
+	if ack {
+		w.Header().Set("X-Invalidation", "confirmed")
 	}
 	writeJSON(w, http.StatusOK, p)
 }
