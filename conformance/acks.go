@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -67,12 +68,14 @@ func (s *cacheSuite) caseAckedMutePeer(t *testing.T) {
 		if ae.Err != nil {
 			t.Fatalf("InvalidateAcked ran into the caller's deadline (%v) instead of AckTimeout", ae.Err)
 		}
-		want := "no confirmation"
+		// A peer that does not answer may also be judged quiet, when its
+		// heartbeats are late on a loaded machine: both name it.
+		want := []string{"no confirmation", "went quiet"}
 		if earlier {
-			want = "earlier release"
+			want = []string{"earlier release"}
 		}
-		if ae.Peers[0].Reason != want {
-			t.Fatalf("reason %q, want %q", ae.Peers[0].Reason, want)
+		if !slices.Contains(want, ae.Peers[0].Reason) {
+			t.Fatalf("reason %q, want one of %q", ae.Peers[0].Reason, want)
 		}
 		s.waitFor(t, "the invalidation to reach the mute instance", func() bool { return absent(b, "k") })
 	}

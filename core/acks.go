@@ -114,8 +114,9 @@ func (w *ackWaiter) wake() {
 // them): right after it returns nil, no instance serves an older value.
 // Otherwise it returns an *AckError that names the peers that did not
 // confirm, within ctx's deadline and at most Options.AckTimeout; the
-// invalidation still stands and reaches them. A live peer is one heard
-// from within HeartbeatTimeout; a peer that says goodbye during the call
+// invalidation still stands and reaches them. A live peer is one in the
+// peer table: heard from, and not yet quiet for HeartbeatTimeout (the
+// monitor forgets it then); a peer that says goodbye during the call
 // counts as confirmed (its cache is gone), one that goes quiet does not,
 // and one first heard during the call is asked too. A peer of an earlier
 // release, which cannot acknowledge, fails the call at once. In the first
@@ -226,11 +227,10 @@ func (c *Cache) awaitAcks(ctx context.Context, seq uint64) error {
 	}
 	w := &ackWaiter{seq: seq, pending: map[SourceID]bool{}, failed: map[SourceID]string{}, signal: make(chan struct{}, 1)}
 	c.recv.mu.Lock()
-	now := c.now()
-	for id, p := range c.recv.peers {
-		if now.Sub(p.lastSeen) <= c.opts.heartbeatTimeout() {
-			w.pending[id] = true
-		}
+	// Every peer in the table is live: the monitor forgets those quiet
+	// for a heartbeat timeout (ackPeerGone).
+	for id := range c.recv.peers {
+		w.pending[id] = true
 	}
 	c.recv.waiters[w] = struct{}{}
 	c.recv.mu.Unlock()
