@@ -210,30 +210,47 @@ func (c *Cache) awaitAcks(ctx context.Context, seq uint64) error {
 	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	// The peer table is complete once the instance has listened for a
-	// heartbeat timeout.
-	c.recv.mu.Lock()
-	complete := c.link.baseline.Add(c.opts.heartbeatTimeout())
-	c.recv.mu.Unlock()
-	if wait := time.Until(complete); wait > 0 {
+	w := &ackWaiter{seq: seq, pending: map[SourceID]bool{}, failed: map[SourceID]string{}, signal: make(chan struct{}, 1)}
+	// Knowing the live peers takes at most a heartbeat timeout of a link
+	// that works; the wait for the link is bounded like the wait for the
+	// peers.
+	known := time.NewTimer(c.opts.heartbeatTimeout() + timeout)
+	defer known.Stop()
+	for {
+		// The peer table is complete once the link has been up, and the
+		// instance listening, for a heartbeat timeout (a reconnect
+		// empties the table); the snapshot is taken under the same lock.
+		c.recv.mu.Lock()
+		l := &c.link
+		wait := time.Until(l.baseline.Add(c.opts.heartbeatTimeout()))
+		if !l.up || l.silent {
+			wait = c.opts.HeartbeatInterval
+		}
+		if wait <= 0 {
+			// Every peer in the table is live: the monitor forgets
+			// those quiet for a heartbeat timeout (ackPeerGone).
+			for id := range c.recv.peers {
+				w.pending[id] = true
+			}
+			c.recv.waiters[w] = struct{}{}
+			c.recv.mu.Unlock()
+			break
+		}
+		c.recv.mu.Unlock()
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+		case <-known.C:
+			t.Stop()
+			c.ctr.ackFailures.Add(1)
+			return fmt.Errorf("%w: this instance's link was not up for a heartbeat timeout (%v) within %v, so it could not know its live peers",
+				ErrNotAcknowledged, c.opts.heartbeatTimeout(), c.opts.heartbeatTimeout()+timeout)
 		case <-ctx.Done():
 			t.Stop()
 			return &AckError{Err: ctx.Err()}
 		}
 		deadline.Reset(timeout)
 	}
-	w := &ackWaiter{seq: seq, pending: map[SourceID]bool{}, failed: map[SourceID]string{}, signal: make(chan struct{}, 1)}
-	c.recv.mu.Lock()
-	// Every peer in the table is live: the monitor forgets those quiet
-	// for a heartbeat timeout (ackPeerGone).
-	for id := range c.recv.peers {
-		w.pending[id] = true
-	}
-	c.recv.waiters[w] = struct{}{}
-	c.recv.mu.Unlock()
 	defer func() {
 		c.recv.mu.Lock()
 		delete(c.recv.waiters, w)

@@ -294,3 +294,33 @@ func TestEarlierReleaseReadsAckMessages(t *testing.T) {
 		}
 	}
 }
+
+// An instance whose own link was down longer than a heartbeat timeout
+// has heard no peer meanwhile, but that does not make them gone: right
+// after its link is back (over a log, without a flush), an acknowledged
+// call still waits for them.
+func TestAckedAfterOwnOutageWaitsForPeers(t *testing.T) {
+	hub := memtransport.NewHub(memtransport.WithDurable(1000))
+	ab := &ackBackplane{}
+	a := openAck(t, hub, ab)
+	b := openAck(t, hub, &ackBackplane{delay: 30 * time.Millisecond})
+	peersKnown(t, 1, a, b)
+	mustFill(t, b, "k")
+	ab.Transport.Disconnect(nil)
+	eventually(t, "a disconnected", func() bool { return !a.Health().Connected })
+	time.Sleep(400 * time.Millisecond) // two heartbeat timeouts without hearing anyone
+	// Had a taken b for gone, an acknowledged call right after the
+	// reconnect could find no peer to wait for, before b's next message
+	// comes through.
+	if n, lost := a.Health().Peers, a.Stats().PeersLost; n != 1 || lost != 0 {
+		t.Fatalf("after its own outage a knows %d peers and counts %d lost; want b still known", n, lost)
+	}
+	ab.Transport.Reconnect()
+	eventually(t, "a reconnected", func() bool { return a.Health().Connected })
+	if err := a.InvalidateAcked(context.Background(), "k"); err != nil {
+		t.Fatalf("InvalidateAcked after an outage: %v", err)
+	}
+	if _, ok := b.Get("k"); ok {
+		t.Fatal("the peer still serves the key: the call did not wait for a peer it had not heard during its own outage")
+	}
+}

@@ -134,6 +134,7 @@ func (c *Cache) ownMessage(op Op, seq uint64, sent time.Time, canary bool) {
 	}
 	if l.silent && now.Sub(sent) <= c.opts.heartbeatTimeout() {
 		l.silent = false
+		c.recv.heardAll(now)
 		if l.durable {
 			c.caughtUp("resumed")
 		} else {
@@ -169,6 +170,7 @@ func (c *Cache) event(ev Event) {
 		if !l.up {
 			l.up = true
 			l.lastRecv, l.ownFresh = c.now(), c.now()
+			c.recv.heardAll(l.lastRecv)
 			if l.durable && ev.Resumed {
 				c.catchUpFrom(l.lastRecv)
 			} else {
@@ -249,7 +251,9 @@ func (c *Cache) monitorLoop() {
 			c.log.Warn("backplane: link silent: own heartbeats are not coming back in time", "newest_age", now.Sub(l.ownFresh))
 			c.linkLost("silence")
 		}
-		if !l.silent {
+		// Peers are judged quiet only while this instance hears: during
+		// its own outage nobody is heard, and nobody is gone for that.
+		if l.up && !l.silent {
 			lost := 0
 			for id, p := range c.recv.peers {
 				if now.Sub(p.lastSeen) > timeout {

@@ -67,6 +67,17 @@ func (r *receiver) forget(id SourceID) {
 	}
 }
 
+// heardAll gives every peer a heartbeat timeout from now before it counts
+// as quiet: after this instance's own outage, which kept it from hearing
+// anyone. Called with mu held.
+func (r *receiver) heardAll(now time.Time) {
+	for _, p := range r.peers {
+		if p.lastSeen.Before(now) {
+			p.lastSeen = now
+		}
+	}
+}
+
 // forgetAll empties the table. Called with mu held.
 func (r *receiver) forgetAll() {
 	clear(r.peers)
