@@ -3,6 +3,7 @@ package core_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -322,5 +323,47 @@ func TestAckedAfterOwnOutageWaitsForPeers(t *testing.T) {
 	}
 	if _, ok := b.Get("k"); ok {
 		t.Fatal("the peer still serves the key: the call did not wait for a peer it had not heard during its own outage")
+	}
+}
+
+// With signing, an acknowledgement cannot be forged: a rogue publisher's
+// acknowledgement under a mute peer's ID confirms nothing.
+func TestForgedAckConfirmsNothing(t *testing.T) {
+	hub := memtransport.NewHub()
+	kr := keyring(t, keyOld)
+	a := openAck(t, hub, nil, core.WithKeyring(kr), core.WithAckTimeout(300*time.Millisecond))
+	mute := &ackBackplane{}
+	m := openAck(t, hub, mute, core.WithKeyring(kr))
+	peersKnown(t, 1, a, m)
+	mute.dropAcks.Store(true)
+	rogue := hub.New(ns)
+	t.Cleanup(func() { _ = rogue.Close() })
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for seq := uint64(1); ; seq++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			forged, err := (&core.Envelope{Op: core.OpInvalidate, Source: m.ID(), Seq: 1 << 40, Sent: time.Now(),
+				Keys: []string{"\x00backplane.ack", "\x00" + a.ID().String() + ":" + strconv.FormatUint(1<<40+seq, 10)}}).MarshalBinary()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_ = rogue.Publish(context.Background(), forged)
+		}
+	})
+	err := a.InvalidateAcked(context.Background(), "k")
+	close(stop)
+	wg.Wait()
+	var ae *core.AckError
+	if !errors.As(err, &ae) || len(ae.Peers) != 1 || ae.Peers[0].ID != m.ID().String() {
+		t.Fatalf("InvalidateAcked with forged acknowledgements of a mute peer: %v; want it unconfirmed", err)
+	}
+	if a.Stats().Rejected == 0 {
+		t.Fatal("the forged acknowledgements were not rejected")
 	}
 }
