@@ -36,6 +36,9 @@ var (
 // it is neither case-folded nor truncated, like a quoted identifier.
 const notifySQL = "SELECT pg_notify($1, $2)"
 
+// notifyStmt names notifySQL prepared on a pool connection.
+const notifyStmt = "backplane_pg_notify"
+
 // connectTimeout bounds one attempt to open the listener connection, when
 // the connection configuration sets no connect_timeout of its own.
 const connectTimeout = 15 * time.Second
@@ -240,18 +243,38 @@ func (t *Transport) publish(ctx context.Context, payloads [][]byte) error {
 		return err
 	}
 	defer c.Release()
+	conn := c.Conn()
+	if len(payloads) == 1 {
+		// One round trip either way; Exec uses the connection's statement
+		// cache (or the pool's query mode), so the server does not parse
+		// the NOTIFY every time.
+		_, err := conn.Exec(ctx, notifySQL, t.channel, base64.StdEncoding.EncodeToString(payloads[0]))
+		return err
+	}
+	// Several: pipelined, on the statement prepared on this connection
+	// when the pool's mode caches statements.
+	var sd *pgconn.StatementDescription
+	if conn.Config().DefaultQueryExecMode == pgx.QueryExecModeCacheStatement {
+		if sd, err = conn.Prepare(ctx, notifyStmt, notifySQL); err != nil {
+			return err
+		}
+	}
 	channel := []byte(t.channel)
 	size := 0
 	for _, payload := range payloads {
 		size += encodedLen(len(payload))
 	}
 	buf := make([]byte, size)
-	p := c.Conn().PgConn().StartPipeline(ctx)
+	p := conn.PgConn().StartPipeline(ctx)
 	for _, payload := range payloads {
 		text := buf[:encodedLen(len(payload))]
 		buf = buf[len(text):]
 		base64.StdEncoding.Encode(text, payload)
-		p.SendQueryParams(notifySQL, [][]byte{channel, text}, nil, nil, nil)
+		if sd != nil {
+			p.SendQueryStatement(sd, [][]byte{channel, text}, nil, nil)
+		} else {
+			p.SendQueryParams(notifySQL, [][]byte{channel, text}, nil, nil, nil)
+		}
 		// A Sync after every NOTIFY ends its implicit transaction.
 		p.SendPipelineSync()
 	}

@@ -264,3 +264,22 @@ func TestTerminatedPublisher(t *testing.T) {
 		t.Error("the message published before the termination is missing")
 	}
 }
+
+// TestQueryExecModes: one payload and several identical ones in one call
+// arrive, whatever query mode the pool's configuration sets (the
+// statement cache, or none, as behind a pooler in transaction mode).
+func TestQueryExecModes(t *testing.T) {
+	url := testenv.PostgresURL(t)
+	for _, mode := range []string{"cache_statement", "cache_describe", "describe_exec", "exec", "simple_protocol"} {
+		t.Run(mode, func(t *testing.T) {
+			tr := openNamed(t, url+"&default_query_exec_mode="+mode, uniq("mode"))
+			t.Cleanup(func() { _ = tr.Close() })
+			rec := subscribe(t, tr)
+			one, same := uniq("one"), uniq("same")
+			publish(t, tr, one)
+			publish(t, tr, same, same, same)
+			publish(t, tr, same, same, same) // again, on a connection that has the statement
+			waitFor(t, "every copy", func() bool { return rec.has(one) && rec.count(same) >= 6 })
+		})
+	}
+}
