@@ -490,37 +490,55 @@ func (t *Transport) read(conn *pgx.Conn) {
 	}
 }
 
+// errSilent cancels a wait for notifications after PingInterval of
+// silence.
+var errSilent = errors.New("pgtransport: listener silent")
+
 // serve waits for notifications on conn until it fails, and returns why
-// (nil after Close).
+// (nil after Close). After PingInterval without a notification it pings
+// the server. The wait's context lives as long as notifications keep
+// coming (a timer, reset by each one, cancels it): a context per wait
+// would cost every notification a timer and its cancellation.
 func (t *Transport) serve(conn *pgx.Conn) error {
 	pg := conn.PgConn()
 	for {
-		ctx, cancel := t.life, context.CancelFunc(func() {})
+		ctx, cancel := context.WithCancelCause(t.life)
+		var silence *time.Timer
 		if t.opts.PingInterval > 0 {
-			ctx, cancel = context.WithTimeout(t.life, t.opts.PingInterval)
+			silence = time.AfterFunc(t.opts.PingInterval, func() { cancel(errSilent) })
 		}
-		err := pg.WaitForNotification(ctx)
-		cancel()
+		var err error
+		for {
+			if err = pg.WaitForNotification(ctx); err != nil {
+				break
+			}
+			// onNotification queued it.
+			if silence != nil {
+				silence.Reset(t.opts.PingInterval)
+			}
+		}
+		if silence != nil {
+			silence.Stop()
+		}
+		silent := errors.Is(context.Cause(ctx), errSilent)
+		cancel(nil)
 		switch {
 		case t.life.Err() != nil:
 			return nil
-		case err == nil:
-			continue // onNotification queued it
-		case pgconn.Timeout(err) && !pg.IsClosed():
-			// Silent for PingInterval: make the server answer.
-			ctx, cancel := context.WithTimeout(t.life, t.opts.PingTimeout)
-			err := pg.Ping(ctx)
-			cancel()
-			if t.life.Err() != nil {
-				return nil
+		case !silent || pg.IsClosed():
+			return err
+		}
+		// Silent for PingInterval: make the server answer.
+		pctx, pcancel := context.WithTimeout(t.life, t.opts.PingTimeout)
+		err = pg.Ping(pctx)
+		pcancel()
+		if t.life.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			if pgconn.Timeout(err) {
+				return fmt.Errorf("%w (%v): %w", ErrPing, t.opts.PingTimeout, err)
 			}
-			if err != nil {
-				if pgconn.Timeout(err) {
-					return fmt.Errorf("%w (%v): %w", ErrPing, t.opts.PingTimeout, err)
-				}
-				return err
-			}
-		default:
 			return err
 		}
 	}
