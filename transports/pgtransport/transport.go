@@ -631,7 +631,12 @@ func (t *Transport) recoverHandler(method string) {
 // calls in flight, closes the listener connection, and closes the pool
 // only when Open created it. Close is idempotent.
 func (t *Transport) Close() error {
-	if !t.closed.CompareAndSwap(false, true) {
+	// Under mu, so that a Subscribe either starts its goroutines before
+	// (and Close waits for them) or sees the Transport closed.
+	t.mu.Lock()
+	first := t.closed.CompareAndSwap(false, true)
+	t.mu.Unlock()
+	if !first {
 		return nil
 	}
 	t.stop()
