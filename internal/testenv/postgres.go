@@ -330,9 +330,13 @@ func (s *PostgresServer) Port() int { return s.port }
 // Dir returns the server's data directory.
 func (s *PostgresServer) Dir() string { return filepath.Join(s.root, "data") }
 
-// URL returns postgres://postgres@127.0.0.1:port/postgres?sslmode=disable.
-func (s *PostgresServer) URL() string {
-	return "postgres://postgres@" + s.Addr() + "/postgres?sslmode=disable&connect_timeout=5"
+// URL returns postgres://postgres@127.0.0.1:port/postgres?sslmode=disable&connect_timeout=5.
+func (s *PostgresServer) URL() string { return s.URLVia(s.Addr()) }
+
+// URLVia returns URL with addr (host:port, a proxy's for example) in
+// place of the server's address.
+func (s *PostgresServer) URLVia(addr string) string {
+	return "postgres://postgres@" + addr + "/postgres?sslmode=disable&connect_timeout=5"
 }
 
 // Kill stops the server abruptly: SIGKILL to the postmaster and every
@@ -344,6 +348,11 @@ func (s *PostgresServer) Kill() {
 	s.mu.Unlock()
 	if cmd == nil {
 		return
+	}
+	select {
+	case <-exited:
+		return // already gone: its process group ID may be another's now
+	default:
 	}
 	killServerGroup(cmd)
 	<-exited
