@@ -8,7 +8,10 @@
 // The channel is always quoted, so it keeps its case. Every subscribed
 // instance receives every message, its own included.
 //
-//	pool, err := pgxpool.New(ctx, "postgres://app:secret@db:5432/app")
+//	pool, err := pgxpool.New(ctx, "postgres://app:secret@db.internal:5432/app")
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	defer pool.Close()
 //
 //	bp, err := pgtransport.New(pool, "orders")
