@@ -111,6 +111,15 @@
 // session on the server once the server notices. A full queue makes
 // Publish fail with the server's error.
 //
+// Cost on the server: each Publish payload is a transaction (an XID and a
+// commit), and PostgreSQL wakes every session of the database that
+// LISTENs, whatever its channel, for every committed NOTIFY: n instances
+// on one database, of all namespaces together, cost the server n wakeups
+// per message, heartbeats included. The engine's group commit keeps the
+// messages few (see BENCHMARKS.md). Where many other sessions of the
+// application's database LISTEN, give the backplane a database of its own
+// (a pool, or a URL, of that database).
+//
 // A failover to a replica loses the notifications that were in the queue
 // (the queue is not replicated), which the transport reports as a
 // disconnect like any other.
