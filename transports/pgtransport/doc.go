@@ -112,10 +112,12 @@
 // Publish fail with the server's error.
 //
 // Cost on the server: each Publish payload is a transaction (an XID and a
-// commit), and PostgreSQL wakes every session of the database that
-// LISTENs, whatever its channel, for every committed NOTIFY: n instances
-// on one database, of all namespaces together, cost the server n wakeups
-// per message, heartbeats included. The engine's group commit keeps the
+// commit), and the transactions that NOTIFY commit one at a time on the
+// whole server (PostgreSQL holds a lock from their queue insertion through
+// their commit, to keep the queue in commit order). PostgreSQL wakes every
+// session of the database that LISTENs, whatever its channel, for every
+// committed NOTIFY: n instances on one database, of all namespaces
+// together, cost the server n wakeups per message, heartbeats included. The engine's group commit keeps the
 // messages few (see BENCHMARKS.md). Where many other sessions of the
 // application's database LISTEN, give the backplane a database of its own
 // (a pool, or a URL, of that database).
