@@ -36,6 +36,7 @@
 //	redis://, rediss://   _ "github.com/backplane-go/backplane/transports/redistransport"
 //	nats://, tls://       _ "github.com/backplane-go/backplane/transports/natstransport"
 //	sb://, servicebus://  _ "github.com/backplane-go/backplane/transports/servicebustransport"
+//	postgres://, postgresql://  _ "github.com/backplane-go/backplane/transports/pgtransport"
 //
 // A scheme whose package is not imported fails the start with an error
 // that names the import.
@@ -46,9 +47,9 @@
 // unreachable broker fails the application's start with the cause instead
 // of hanging; OnStop drains pending invalidations (bounded by the stop
 // context) and closes the cache, its transport and its store. When the
-// graph holds a redis.UniversalClient or a *nats.Conn shared with
-// UseClient, the matching transport uses it instead of dialling, and
-// leaves it open. A
+// graph holds a redis.UniversalClient, a *nats.Conn or a *pgxpool.Pool
+// shared with UseClient, the matching transport uses it instead of
+// dialling, and leaves it open. A
 // *core.Keyring in the graph (built from the application's secrets) signs
 // every message and makes the cache drop unsigned and forged ones;
 // Config.ReplayWindow and Config.AcceptUnsigned tune it. The HealthCheck it
@@ -214,6 +215,27 @@
 //	    peek_lock=true          PeekLock + Complete instead of ReceiveAndDelete
 //	    max_message_size=N, receive_batch=N
 //	    emulator=true           plain AMQP without TLS (the Service Bus emulator)
+//
+//	postgres://[user:password@]host[:port]/dbname   PostgreSQL LISTEN/NOTIFY (transports/pgtransport)
+//	postgresql://...                                the same
+//	    channel_prefix=S        channel is S<namespace> (default "backplane:"; a
+//	                            channel over 63 bytes ends in a hash of the namespace)
+//	    max_payload=N           largest message (default and maximum 5997: base64
+//	                            of it stays below NOTIFY's 8000 bytes)
+//	    ping_interval=D, ping_timeout=D   listener ping after silence (3s, 5s)
+//	    reconnect_backoff=D, max_reconnect_backoff=D   listener redial (50ms, 2s)
+//	    concurrent_publish=N    publish calls in flight at once (default 1: in order)
+//	    pending_msgs=N          notifications waiting for the handler before they
+//	                            are dropped with core.EventLoss (default 16384)
+//	    and pgx's own: sslmode, sslrootcert, sslcert, sslkey, sslpassword, sslsni,
+//	    sslcertmode, sslnegotiation, connect_timeout, application_name, options,
+//	    target_session_attrs, host, port, dbname, user, password, passfile, service,
+//	    servicefile, channel_binding, require_auth, krbsrvname, krbspn,
+//	    min_protocol_version, max_protocol_version, statement_cache_capacity,
+//	    description_cache_capacity, default_query_exec_mode, pool_max_conns,
+//	    pool_min_conns, pool_min_idle_conns, pool_max_conn_lifetime,
+//	    pool_max_conn_idle_time, pool_max_conn_lifetime_jitter,
+//	    pool_health_check_period, pool_ping_timeout
 //
 // A transport that uses a client from the graph (UseClient, or WithClient)
 // ignores the URL's address, credentials and connection

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
@@ -22,6 +23,7 @@ import (
 	"github.com/backplane-go/backplane/internal/testenv"
 	"github.com/backplane-go/backplane/stores/otterstore"
 	"github.com/backplane-go/backplane/transports/memtransport"
+	_ "github.com/backplane-go/backplane/transports/pgtransport"
 	"github.com/backplane-go/backplane/transports/redistransport"
 )
 
@@ -93,7 +95,7 @@ func shareInvalidations(t *testing.T, a, b *app) {
 }
 
 func TestValidateApp(t *testing.T) {
-	urls := []string{"mem://validate", "redis://127.0.0.1:6379", "rediss://127.0.0.1:6380", "nats://127.0.0.1:4222", "tls://127.0.0.1:4222"}
+	urls := []string{"mem://validate", "redis://127.0.0.1:6379", "rediss://127.0.0.1:6380", "nats://127.0.0.1:4222", "tls://127.0.0.1:4222", "postgres://127.0.0.1:5432/postgres"}
 	for _, u := range urls {
 		err := fx.ValidateApp(fxmodule.Module, fx.Supply(config(t, u, "ns")), fx.Invoke(func(*core.Cache, core.Backplane, core.LocalStore, fxmodule.HealthCheck) {}))
 		if err != nil {
@@ -486,6 +488,24 @@ func TestClientsFromGraph(t *testing.T) {
 		a.RequireStop()
 		if !nc.IsConnected() {
 			t.Fatal("the graph's connection was closed")
+		}
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := testenv.PostgresURL(t)
+		pool, err := pgxpool.New(context.Background(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		ns := namespace(t)
+		a := newApp(t, fx.Supply(pool), fxmodule.UseClient[*pgxpool.Pool](), fx.Supply(config(t, "postgres://unused.invalid:1/x", ns)))
+		b := newApp(t, fx.Supply(config(t, url, ns)))
+		start(t, a)
+		start(t, b)
+		shareInvalidations(t, a, b)
+		a.RequireStop()
+		if err := pool.Ping(context.Background()); err != nil {
+			t.Fatalf("the graph's pool was closed: %v", err)
 		}
 	})
 }

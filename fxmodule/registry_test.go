@@ -22,7 +22,7 @@ func TestOpenBackplaneErrors(t *testing.T) {
 		is   error
 		want []string
 	}{
-		{"unknown scheme", "kafka://broker:9092", fxmodule.ErrUnknownScheme, []string{`"kafka"`, "mem, nats, redis, rediss, sb, servicebus, tls"}},
+		{"unknown scheme", "kafka://broker:9092", fxmodule.ErrUnknownScheme, []string{`"kafka"`, "mem, nats, postgres, postgresql, redis, rediss, sb, servicebus, tls"}},
 		{"no scheme", "127.0.0.1:6379", core.ErrInvalidOption, []string{"no scheme", "redis"}},
 		{"malformed", "redis://[::1", core.ErrInvalidOption, []string{"malformed"}},
 		{"mem unknown param", "mem://?size=1", fxmodule.ErrUnknownParameter, []string{`"size"`, "mem://", "max_payload", "namespace", "queue_size"}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -147,12 +148,39 @@ func TestLinksNoTransportSDK(t *testing.T) {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}
 	for _, d := range strings.Fields(string(out)) {
-		for _, p := range []string{"github.com/Azure/", "github.com/redis/", "github.com/nats-io/",
+		for _, p := range []string{"github.com/Azure/", "github.com/redis/", "github.com/nats-io/", "github.com/jackc/",
 			"github.com/backplane-go/backplane/transports/natstransport",
+			"github.com/backplane-go/backplane/transports/pgtransport",
 			"github.com/backplane-go/backplane/transports/redistransport",
 			"github.com/backplane-go/backplane/transports/servicebustransport"} {
 			if strings.HasPrefix(d, p) {
 				t.Errorf("fxmodule links %s", d)
+			}
+		}
+	}
+}
+
+// An application over Redis only (fxmodule and redistransport) links
+// neither pgx nor the other transports' SDKs.
+func TestRedisAppLinksNoOtherSDK(t *testing.T) {
+	if testing.Short() {
+		t.Skip("go list in -short mode")
+	}
+	out, err := exec.Command("go", "list", "-deps", ".", "../transports/redistransport").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "github.com/redis/go-redis/v9") {
+		t.Fatalf("go list -deps of fxmodule and redistransport lacks go-redis:\n%s", out)
+	}
+	for _, d := range deps {
+		for _, p := range []string{"github.com/jackc/", "github.com/Azure/", "github.com/nats-io/",
+			"github.com/backplane-go/backplane/transports/pgtransport",
+			"github.com/backplane-go/backplane/transports/natstransport",
+			"github.com/backplane-go/backplane/transports/servicebustransport"} {
+			if strings.HasPrefix(d, p) {
+				t.Errorf("an application over Redis links %s", d)
 			}
 		}
 	}

@@ -10,6 +10,7 @@
 //	redis://, rediss://   transports/redistransport
 //	nats://, tls://       transports/natstransport
 //	sb://, servicebus://  transports/servicebustransport
+//	postgres://, postgresql://  transports/pgtransport
 //
 // The catalog example (examples/catalog) opens the URL of its -transport
 // flag:

@@ -92,6 +92,8 @@ var packages = map[string]string{
 	"tls":        "natstransport",
 	"sb":         "servicebustransport",
 	"servicebus": "servicebustransport",
+	"postgres":   "pgtransport",
+	"postgresql": "pgtransport",
 }
 
 // ImportHint returns, for a scheme of one of this module's transports,
@@ -192,7 +194,7 @@ func ParseURL(rawURL string) (*url.URL, error) {
 }
 
 // secretParams are query parameters whose values Redact hides.
-var secretParams = []string{"token", "password", "key"}
+var secretParams = []string{"token", "password", "key", "sslpassword"}
 
 // Redact returns u for messages: a password, or a user name without a
 // password (a NATS token), and secret query parameters become "xxxxx".

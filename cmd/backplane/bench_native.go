@@ -11,6 +11,7 @@ import (
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/transports/natstransport"
+	"github.com/backplane-go/backplane/transports/pgtransport"
 	"github.com/backplane-go/backplane/transports/redistransport"
 )
 
@@ -119,6 +120,10 @@ func nativePipe(ctx context.Context, g *globals, rawURL, ns string, onMsg func([
 			flush: func(context.Context) error { return nil },
 			close: func() { _ = ps.Close(); wg.Wait(); closeAll() },
 		}, nil
+	case *pgtransport.Transport:
+		return pgNativePipe(sctx, bps[1].(*pgtransport.Transport), sub, onMsg, closeAll, func(err error) error {
+			return classify(sctx, rawURL, g.timeout, err)
+		})
 	default:
 		closeAll()
 		return nil, fmt.Errorf("%w for %T", errNoNativeClient, sub)

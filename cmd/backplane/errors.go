@@ -74,7 +74,7 @@ func interrupted(ctx context.Context, err error) error {
 	return err
 }
 
-const urlExamples = "nats://127.0.0.1:4222, tls://host:4222, redis://127.0.0.1:6379/0, rediss://host:6380, sb://host?key_name=K&key=S, mem://"
+const urlExamples = "nats://127.0.0.1:4222, tls://host:4222, redis://127.0.0.1:6379/0, rediss://host:6380, sb://host?key_name=K&key=S, postgres://user:pass@host:5432/db, mem://"
 
 // redact returns rawURL without its password, for messages.
 func redact(rawURL string) string {
@@ -163,7 +163,7 @@ func lastCause(err error) string {
 
 // trimPrefixes drops the package prefixes that mean nothing to an operator.
 func trimPrefixes(msg string) string {
-	for _, p := range []string{"fxmodule: ", "backplane: invalid option: ", "backplane: ", "natstransport: ", "redistransport: ", "servicebustransport: "} {
+	for _, p := range []string{"fxmodule: ", "backplane: invalid option: ", "backplane: ", "natstransport: ", "redistransport: ", "servicebustransport: ", "pgtransport: "} {
 		msg = strings.ReplaceAll(msg, p, "")
 	}
 	return msg

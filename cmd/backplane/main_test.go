@@ -103,11 +103,12 @@ func (r result) expect(t *testing.T, code int, contains ...string) {
 }
 
 // brokers returns the real brokers the command tests run against: an
-// embedded NATS server and the machine's Redis.
+// embedded NATS server, the machine's Redis and its PostgreSQL.
 func brokers(t *testing.T) map[string]func(t *testing.T) string {
 	return map[string]func(t *testing.T) string{
-		"nats":  func(t *testing.T) string { return testenv.StartNATS(t).URL() },
-		"redis": func(t *testing.T) string { return testenv.RedisURL(t) },
+		"nats":     func(t *testing.T) string { return testenv.StartNATS(t).URL() },
+		"redis":    func(t *testing.T) string { return testenv.RedisURL(t) },
+		"postgres": func(t *testing.T) string { return testenv.PostgresURL(t) },
 	}
 }
 

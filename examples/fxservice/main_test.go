@@ -182,7 +182,8 @@ func TestLinksOnlyItsTransport(t *testing.T) {
 		"github.com/Azure/", "github.com/redis/go-redis", "github.com/nats-io/nats-server",
 		"github.com/backplane-go/backplane/transports/redistransport",
 		"github.com/backplane-go/backplane/transports/servicebustransport",
-		"modernc.org/sqlite", "github.com/jackc/pgx",
+		"github.com/backplane-go/backplane/transports/pgtransport",
+		"modernc.org/sqlite", "github.com/jackc/",
 	} {
 		if has(p) {
 			t.Errorf("the service links %s", p)
