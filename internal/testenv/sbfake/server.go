@@ -250,6 +250,24 @@ func (s *Server) Pending(topicName, sub string) int {
 	return len(sb.queue) + len(sb.locked)
 }
 
+// DeadLetter moves up to n of the messages waiting in a subscription (not
+// locked ones) to its dead-letter queue, as Service Bus does with a message
+// past its MaxDeliveryCount or, with dead-lettering on expiration, its time
+// to live. The fake drops them and counts them. It returns how many it
+// moved.
+func (s *Server) DeadLetter(topicName, sub string, n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sb := s.lookupSub(topicName + "/Subscriptions/" + sub)
+	if sb == nil {
+		return 0
+	}
+	n = min(n, len(sb.queue))
+	sb.queue = sb.queue[n:]
+	sb.deadLettered += n
+	return n
+}
+
 // Connections reports the number of open connections.
 func (s *Server) Connections() int {
 	s.mu.Lock()
