@@ -141,8 +141,13 @@ func (t *Transport) Subscription() string {
 // Client returns the Service Bus client.
 func (t *Transport) Client() *azservicebus.Client { return t.client }
 
-// Limits reports Options.MaxMessageSize minus MessageOverhead.
-func (t *Transport) Limits() core.Limits { return core.Limits{MaxPayload: t.maxPayload} }
+// Limits reports Options.MaxMessageSize minus MessageOverhead, and in
+// PeekLock mode Reorders: messages that reach the client between two
+// receive calls are released, and come back after later ones. It never
+// reports Durable: see "After an Outage" in the package documentation.
+func (t *Transport) Limits() core.Limits {
+	return core.Limits{MaxPayload: t.maxPayload, Reorders: t.opts.PeekLock}
+}
 
 func (t *Transport) isClosed() bool {
 	t.mu.Lock()

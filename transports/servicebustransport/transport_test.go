@@ -133,6 +133,14 @@ func TestTopicAndLimits(t *testing.T) {
 	if got, want := tr.Limits().MaxPayload, servicebustransport.DefaultMaxMessageSize-servicebustransport.MessageOverhead; got != want {
 		t.Fatalf("MaxPayload %d, want %d", got, want)
 	}
+	if l := tr.Limits(); l.Durable || l.Reorders {
+		t.Fatalf("ReceiveAndDelete limits %+v; want neither Durable nor Reorders", l)
+	}
+	// PeekLock releases what arrives between two receive calls: it comes
+	// back after later messages.
+	if l := open(t, srv, "ns", "p", servicebustransport.WithPeekLock(true)).Limits(); l.Durable || !l.Reorders {
+		t.Fatalf("PeekLock limits %+v; want Reorders, not Durable", l)
+	}
 	srv.AddTopic("custom", "a")
 	tr2, err := servicebustransport.Open(srv.ConnectionString(), "ignored", servicebustransport.WithTopic("custom"),
 		servicebustransport.WithSubscription("a"), servicebustransport.WithMaxMessageSize(1<<20), servicebustransport.WithLogger(quiet))
