@@ -165,7 +165,9 @@ func (t *Transport) provisionAgain(ctx context.Context, a *attachment, o *outage
 	}
 	recv, err := t.client.NewReceiverForSubscription(t.opts.Topic, name, &azservicebus.ReceiverOptions{ReceiveMode: t.receiveMode()})
 	if err != nil {
-		if derr := t.opts.Provisioner.Deprovision(context.WithoutCancel(ctx), t.opts.Topic, name); derr != nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.opts.SettleTimeout)
+		defer cancel()
+		if derr := t.opts.Provisioner.Deprovision(dctx, t.opts.Topic, name); derr != nil {
 			t.log.Warn("servicebustransport: delete the subscription provisioned again", "subscription", name, "err", derr)
 		}
 		return fmt.Errorf("servicebustransport: receiver for %s/%s: %w", t.opts.Topic, name, err)
