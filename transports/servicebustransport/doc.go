@@ -136,9 +136,13 @@
 //   - Messages past their time to live expire while the instance is away.
 //
 // So the engine treats an outage as it does over any pub/sub transport
-// (core.Options.OnDisconnect and OnReconnect: flush by default), and the
-// Err of every core.EventReconnected says what is known, for operators and
-// logs:
+// (core.Options.OnDisconnect and OnReconnect: flush by default). What
+// comes late does no harm then: a message delivered again, or one that
+// comes back when its lock expired, evicts its keys once more, and within
+// one peer's messages the engine's sequence numbers count one overtaken
+// by more than core.Options.ReorderWindow as a gap (core.Options.OnGap).
+// The Err of every core.EventReconnected says what is known, for
+// operators and logs:
 //
 //   - ErrSubscriptionRecreated: the subscription was deleted while the
 //     instance was away (by AutoDeleteOnIdle after an outage longer than
