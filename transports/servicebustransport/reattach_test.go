@@ -3,6 +3,7 @@ package servicebustransport_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -17,47 +18,56 @@ import (
 // TestSubscriptionDeletedWhileAwayIsProvisionedAgain: a provisioned
 // subscription deleted under a running instance (as AutoDeleteOnIdle does
 // after a long outage) is provisioned again, and the reconnect reports the
-// loss instead of the Transport retrying the deleted one for ever.
+// loss instead of the Transport retrying the deleted one for ever. In
+// PeekLock mode the messages of the new subscription are completed.
 func TestSubscriptionDeletedWhileAwayIsProvisionedAgain(t *testing.T) {
-	srv := startFake(t)
-	const topic = "backplane.gone"
-	srv.AddTopic(topic)
-	tr, err := servicebustransport.Open(srv.ConnectionString(), "gone",
-		servicebustransport.WithProvisioner(servicebustransport.NewAdminProvisioner(adminClient(t, srv))),
-		servicebustransport.WithRecoverWait(10*time.Millisecond),
-		servicebustransport.WithClientOptions(fastRetries), servicebustransport.WithLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	c := &collector{}
-	if err := tr.Subscribe(ctxT(t), c); err != nil {
-		t.Fatal(err)
-	}
-	first := tr.Subscription()
-	srv.RemoveSubscription(topic, first)
-	if !eventually(waitTimeout, func() bool { return len(c.reconnects()) > 0 }) {
-		t.Fatalf("no EventReconnected after the subscription was deleted (events %v)", c.kinds())
-	}
-	ev := c.reconnects()[0]
-	if ev.Resumed || !errors.Is(ev.Err, servicebustransport.ErrSubscriptionRecreated) {
-		t.Fatalf("EventReconnected %+v; want Resumed false and ErrSubscriptionRecreated", ev)
-	}
-	second := tr.Subscription()
-	if second == first || srv.Pending(topic, second) < 0 {
-		t.Fatalf("subscription %q after %q was deleted; want a new one on the fake", second, first)
-	}
-	if err := tr.Publish(ctxT(t), []byte("after")); err != nil {
-		t.Fatal(err)
-	}
-	if !eventually(waitTimeout, func() bool { return c.count() == 1 }) {
-		t.Fatal("no delivery from the subscription provisioned again")
-	}
-	if err := tr.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if srv.Pending(topic, second) != -1 {
-		t.Fatalf("Close left the subscription %q provisioned again", second)
+	for _, peekLock := range []bool{false, true} {
+		t.Run(fmt.Sprintf("peek_lock=%v", peekLock), func(t *testing.T) {
+			srv := startFake(t)
+			const topic = "backplane.gone"
+			srv.AddTopic(topic)
+			tr, err := servicebustransport.Open(srv.ConnectionString(), "gone",
+				servicebustransport.WithProvisioner(servicebustransport.NewAdminProvisioner(adminClient(t, srv))),
+				servicebustransport.WithPeekLock(peekLock),
+				servicebustransport.WithRecoverWait(10*time.Millisecond),
+				servicebustransport.WithClientOptions(fastRetries), servicebustransport.WithLogger(quiet))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			c := &collector{}
+			if err := tr.Subscribe(ctxT(t), c); err != nil {
+				t.Fatal(err)
+			}
+			first := tr.Subscription()
+			srv.RemoveSubscription(topic, first)
+			if !eventually(waitTimeout, func() bool { return len(c.reconnects()) > 0 }) {
+				t.Fatalf("no EventReconnected after the subscription was deleted (events %v)", c.kinds())
+			}
+			ev := c.reconnects()[0]
+			if ev.Resumed || !errors.Is(ev.Err, servicebustransport.ErrSubscriptionRecreated) {
+				t.Fatalf("EventReconnected %+v; want Resumed false and ErrSubscriptionRecreated", ev)
+			}
+			second := tr.Subscription()
+			if second == first || srv.Pending(topic, second) < 0 {
+				t.Fatalf("subscription %q after %q was deleted; want a new one on the fake", second, first)
+			}
+			if err := tr.Publish(ctxT(t), []byte("after")); err != nil {
+				t.Fatal(err)
+			}
+			if !eventually(waitTimeout, func() bool { return c.count() == 1 }) {
+				t.Fatal("no delivery from the subscription provisioned again")
+			}
+			if !eventually(waitTimeout, func() bool { return srv.Pending(topic, second) == 0 }) {
+				t.Fatalf("%d messages left in the subscription provisioned again; want them completed", srv.Pending(topic, second))
+			}
+			if err := tr.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if srv.Pending(topic, second) != -1 {
+				t.Fatalf("Close left the subscription %q provisioned again", second)
+			}
+		})
 	}
 }
 
