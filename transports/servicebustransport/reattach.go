@@ -69,7 +69,7 @@ type outage struct {
 	// subscription: the subscription was deleted.
 	gone bool
 	// replaced is the subscription the Provisioner made instead of the
-	// deleted one, deleted its name.
+	// deleted one; deleted is the deleted one's name.
 	replaced, deleted string
 }
 
@@ -108,7 +108,9 @@ func isNotFound(err error) bool {
 func (t *Transport) reattach(ctx context.Context, a *attachment, o *outage) (core.Event, bool) {
 	if o.gone && a.provisioned && o.replaced == "" {
 		if err := t.provisionAgain(ctx, a, o); err != nil {
-			t.retryLog(o, "servicebustransport: provisioning a subscription again failed; retrying", err)
+			if ctx.Err() == nil {
+				t.retryLog(o, "servicebustransport: provisioning a subscription again failed; retrying", err)
+			}
 			return core.Event{}, false
 		}
 	}
