@@ -19,8 +19,10 @@
 // including a subscription's runtime properties: its CreatedAt tells a
 // subscription made again under the same name from the one before.
 //
-// Fault injection: DropAll and DropEntity close connections abruptly, and
-// Refuse closes new connections for a while.
+// Fault injection: DropAll and DropEntity close connections abruptly,
+// Refuse closes new connections for a while, RemoveSubscription deletes a
+// subscription under its receivers (as AutoDeleteOnIdle or an operator
+// does), and DeadLetter moves waiting messages to the dead-letter count.
 //
 // It is not Service Bus. It has no filters or rules, no TTL, no lock expiry
 // (a lost link's locked messages go back to the queue at once), no
