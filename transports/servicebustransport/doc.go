@@ -157,9 +157,10 @@
 //     naming the subscription and keeps retrying, disconnected, until it
 //     exists again.
 //   - ErrResumeUnproven: delivery goes on from the subscription attached
-//     to before (proven by its CreatedAt with an Inspector; assumed
-//     without one), which kept the messages published meanwhile, and
-//     the error names the receive mode's caveat above. With an Inspector
+//     to before (shown by an unchanged CreatedAt with an Inspector;
+//     assumed without one), which kept the messages published meanwhile
+//     but for those past their time to live, and the error names the
+//     receive mode's caveat above. With an Inspector
 //     it also says how many messages were dead-lettered during the outage
 //     (lost to this instance).
 //
@@ -170,9 +171,10 @@
 // subscription deleted and made again while the Transport could not reach
 // the namespace looks like the one before.
 //
-// A Durable mode would need a subscription with sessions (one session
-// that every instance publishes to, received in order under a session
-// lock), which this transport does not offer.
+// A Durable mode would need subscriptions with sessions (every instance
+// publishing to one session ID, each subscription's session received in
+// order under a session lock), which this transport does not offer, and
+// which the test fake does not implement.
 //
 // # Handler Calls
 //

@@ -235,7 +235,8 @@ func (t *Transport) sameness(name string, before, now identity, ierr error) stri
 	case !before.known:
 		return fmt.Sprintf("subscription %s created at %s; not known when it was attached to", name, now.created.Format(time.RFC3339Nano))
 	}
-	s := fmt.Sprintf("the same subscription %s (created at %s) kept the messages published meanwhile", name, now.created.Format(time.RFC3339Nano))
+	s := fmt.Sprintf("the same subscription %s (created at %s) kept the messages published meanwhile, but for those past their time to live",
+		name, now.created.Format(time.RFC3339Nano))
 	if n := now.deadLettered - before.deadLettered; n > 0 {
 		s += fmt.Sprintf(", but %d messages were dead-lettered since (lost to this instance)", n)
 	}
