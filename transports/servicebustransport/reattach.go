@@ -221,7 +221,7 @@ func (t *Transport) modeCaveat() string {
 		return "PeekLock: messages locked on the broken link come back only when their lock expires, after later ones, " +
 			"and a subscription without sessions does not promise FIFO order"
 	}
-	return "ReceiveAndDelete: messages the service had sent on the broken link are lost"
+	return "ReceiveAndDelete: messages the service had sent on the broken link, if any, are lost"
 }
 
 // sameness says what is known of the subscription being the one attached
@@ -235,10 +235,10 @@ func (t *Transport) sameness(name string, before, now identity, ierr error) stri
 	case !before.known:
 		return fmt.Sprintf("subscription %s created at %s; not known when it was attached to", name, now.created.Format(time.RFC3339Nano))
 	}
-	s := fmt.Sprintf("the same subscription %s (created at %s) kept the messages published meanwhile, but for those past their time to live",
+	s := fmt.Sprintf("the same subscription %s (created at %s) kept the messages published meanwhile (except those past their time to live)",
 		name, now.created.Format(time.RFC3339Nano))
 	if n := now.deadLettered - before.deadLettered; n > 0 {
-		s += fmt.Sprintf(", but %d messages were dead-lettered since (lost to this instance)", n)
+		s += fmt.Sprintf("; %d messages were dead-lettered since (lost to this instance)", n)
 	}
 	return s
 }
