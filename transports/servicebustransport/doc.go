@@ -69,8 +69,10 @@
 // message after the handler returned (at-least-once): nothing is lost when
 // a connection breaks, at the cost of one settlement per message, lost
 // ordering (the SDK releases messages that arrive between two receive
-// calls, and they come back after later ones) and duplicates when a lock
-// expires or a completion fails.
+// calls, and they come back after later ones; Limits reports Reorders, so
+// that the engine waits core.Options.ReorderWindow for an overtaken message
+// before it counts a gap) and duplicates when a lock expires or a
+// completion fails.
 //
 // The SDK recovers broken connections and links by itself, on the next
 // receive or send. The Transport follows its receive calls: when one ends
@@ -80,20 +82,8 @@
 // re-attaches by peeking (one management round trip, which makes the SDK
 // rebuild the connection and both links), retrying with a growing pause
 // (Options.RecoverWait doubling up to 5 s), and reports
-// core.EventReconnected once that succeeded. What happened to the messages
-// sent meanwhile: they waited in the subscription and are delivered after
-// EventReconnected, none lost, except in ReceiveAndDelete mode those the
-// service had already sent on the broken connection. The engine cannot
-// tell these cases apart and by default flushes its store on
-// EventReconnected, which is right for both. Unless the subscription is
-// deleted meanwhile: by AutoDeleteOnIdle after an outage longer than the
-// interval (receiving counts as activity, so a connected instance keeps its
-// subscription), or by an operator; then re-attaching fails with
-// amqp:not-found (logged as a warning at the first failure of an outage,
-// at debug level after), and the Transport stays disconnected, trying,
-// until the subscription exists again or the Transport is closed. A
-// subscription made again starts empty: the messages sent meanwhile are
-// lost, as EventReconnected allows.
+// core.EventReconnected once that succeeded; "After an Outage" says what
+// that event tells of the messages published meanwhile.
 //
 // If a link fails while a receive call is returning messages, the SDK
 // returns the messages, swallows the error and recovers the link on the
@@ -119,6 +109,72 @@
 // core.ErrPayloadTooLarge before anything is sent. If the topic's real
 // limit is smaller than MaxMessageSize, a payload that does not fit fails
 // with core.ErrPayloadTooLarge when its batch is built.
+//
+// # After an Outage
+//
+// A subscription keeps the messages sent to the topic while its instance
+// is away, but the Transport never reports core.EventReconnected with
+// Resumed, and Limits never reports Durable: what the engine needs of a
+// Durable transport (every message published meanwhile delivered once and
+// in order, so that an own message coming back proves that everything
+// before it arrived) is more than Service Bus lets it prove:
+//
+//   - Without sessions a subscription does not promise FIFO order ("to
+//     realize a FIFO guarantee in Service Bus, use sessions", the service's
+//     documentation says; a partitioned topic does not keep order across
+//     partitions). An own message may overtake a peer's earlier one.
+//   - ReceiveAndDelete: the service deletes a message as it sends it.
+//     Messages it had sent on a connection that broke before the client
+//     read them are gone, and nothing on the client tells whether there
+//     were any.
+//   - PeekLock: messages on the broken link stay locked until their lock
+//     expires (LockDuration, a minute by default) and are then delivered
+//     again, after later ones and to the handler a second time if it had
+//     them already; messages released between two receive calls come back
+//     after later ones even without an outage; a message delivered more
+//     than MaxDeliveryCount times is dead-lettered.
+//   - Messages past their time to live expire while the instance is away.
+//
+// So the engine treats an outage as it does over any pub/sub transport
+// (core.Options.OnDisconnect and OnReconnect: flush by default). What
+// comes late does no harm then: a message delivered again, or one that
+// comes back when its lock expired, evicts its keys once more, and within
+// one peer's messages the engine's sequence numbers count one overtaken
+// by more than core.Options.ReorderWindow as a gap (core.Options.OnGap).
+// The Err of every core.EventReconnected says what is known, for
+// operators and logs:
+//
+//   - ErrSubscriptionRecreated: the subscription was deleted while the
+//     instance was away (by AutoDeleteOnIdle after an outage longer than
+//     its interval, or by someone) and delivery goes on from one made
+//     again: the messages published meanwhile are lost. The Transport
+//     knows it when an attach failed with amqp:not-found during the outage,
+//     or, with an Inspector, when the subscription's CreatedAt changed.
+//     With a Provisioner it does not wait for a deleted subscription to
+//     come back: it provisions a new one (Subscription then returns its
+//     name, and Close deletes it) and reports the loss. A pre-provisioned
+//     subscription cannot be made again by the Transport: it logs an error
+//     naming the subscription and keeps retrying, disconnected, until it
+//     exists again.
+//   - ErrResumeUnproven: delivery goes on from the subscription attached
+//     to before (shown by an unchanged CreatedAt with an Inspector;
+//     assumed without one), which kept the messages published meanwhile
+//     but for those past their time to live, and the error names the
+//     receive mode's caveat above. With an Inspector
+//     it also says how many messages were dead-lettered during the outage
+//     (lost to this instance).
+//
+// Options.Inspector (an *admin.Client, which needs the Manage right) reads
+// the subscription's runtime properties at Subscribe and after every
+// outage; an AdminProvisioner's admin.Client is used by default. Without
+// one (a pre-provisioned subscription without the Manage right), a
+// subscription deleted and made again while the Transport could not reach
+// the namespace looks like the one before.
+//
+// A Durable mode would need subscriptions with sessions (every instance
+// publishing to one session ID, each subscription's session received in
+// order under a session lock), which this transport does not offer, and
+// which the test fake does not implement.
 //
 // # Handler Calls
 //
@@ -154,16 +210,20 @@
 // and both receive modes. That proves the SDK code path end to end and the
 // Transport's own logic: setup, provisioning, batching and limits, fan-out
 // to one subscription per instance, settlement, recovery after a broken
-// connection and its events, Close.
+// connection and its events, what EventReconnected says after an outage
+// (the fake gives each subscription made under a name a CreatedAt of its
+// own, counts dead-lettered messages, and deletes subscriptions on
+// request), provisioning again after a deletion, Close.
 //
 // It does not prove Service Bus semantics: the fake has no filters or
 // rules, no message TTL, no lock expiry (a broken link's locked messages
 // are available again at once), no auto-delete on idle (the property is
-// sent, and ignored), no quotas or throttling, and no token validation. The same
-// suites run against a real namespace when SERVICEBUS_CONNECTION_STRING is
-// set (the connection string needs the Manage right: the tests create a
-// topic per test namespace and provision subscriptions with an
-// AdminProvisioner); they are skipped otherwise.
+// sent, and ignored; the tests delete subscriptions themselves), no quotas
+// or throttling, and no token validation. The same suites run against a
+// real namespace when SERVICEBUS_CONNECTION_STRING is set (the connection
+// string needs the Manage right: the tests create a topic per test
+// namespace and provision subscriptions with an AdminProvisioner); they are
+// skipped otherwise.
 //
 // BenchmarkPropagation measures the engine over the fake next to the raw
 // SDK over the fake and the engine over memtransport. The fake runs in the

@@ -47,6 +47,15 @@ type Options struct {
 	// Provisioner creates this instance's subscription in Subscribe and
 	// deletes it in Close (see NewAdminProvisioner).
 	Provisioner Provisioner
+	// Inspector reads the subscription's runtime properties when the
+	// Transport attaches and after every outage, so that the
+	// core.EventReconnected says whether the subscription survived (see
+	// ErrSubscriptionRecreated and ErrResumeUnproven); an *admin.Client,
+	// which needs the Manage right. Nil means the Provisioner's Admin when
+	// the Provisioner is an *AdminProvisioner whose Admin is one (an
+	// *admin.Client is), and no check otherwise. With an Inspector,
+	// Subscribe fails when it cannot read the subscription.
+	Inspector SubscriptionInspector
 	// PeekLock receives in PeekLock mode and completes every message after
 	// the handler returned, instead of the default ReceiveAndDelete. See
 	// the package documentation.
@@ -99,6 +108,9 @@ func WithSubscription(name string) Option { return func(o *Options) { o.Subscrip
 // WithProvisioner sets Options.Provisioner.
 func WithProvisioner(p Provisioner) Option { return func(o *Options) { o.Provisioner = p } }
 
+// WithInspector sets Options.Inspector.
+func WithInspector(in SubscriptionInspector) Option { return func(o *Options) { o.Inspector = in } }
+
 // WithPeekLock sets Options.PeekLock.
 func WithPeekLock(on bool) Option { return func(o *Options) { o.PeekLock = on } }
 
@@ -129,6 +141,11 @@ func resolve(namespace string, opts []Option) (Options, error) {
 	transportopt.Fill(&o.RecoverWait, d.RecoverWait)
 	transportopt.Fill(&o.SettleTimeout, d.SettleTimeout)
 	transportopt.Fill(&o.Logger, slog.Default())
+	if ap, ok := o.Provisioner.(*AdminProvisioner); ok && o.Inspector == nil {
+		if in, ok := ap.Admin.(SubscriptionInspector); ok {
+			o.Inspector = in
+		}
+	}
 	if o.Topic == "" {
 		if namespace == "" {
 			return o, transportopt.Invalid(pkg, "empty namespace and no Topic")

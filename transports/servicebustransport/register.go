@@ -29,7 +29,9 @@ var urlParams = []string{
 // Bus namespace with a shared access key. Without subscription=NAME, each
 // instance creates its own subscription with the admin client
 // (provision=admin, the default), deleted on Close and auto-deleted when
-// idle; provision=none requires subscription.
+// idle, and the same admin client is the Inspector that tells, after an
+// outage, whether the subscription survived; provision=none requires
+// subscription.
 func openURL(_ context.Context, req transports.Request) (core.Backplane, error) {
 	u := req.URL
 	if err := transports.CheckParams(u, urlParams...); err != nil {

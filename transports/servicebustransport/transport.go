@@ -141,8 +141,13 @@ func (t *Transport) Subscription() string {
 // Client returns the Service Bus client.
 func (t *Transport) Client() *azservicebus.Client { return t.client }
 
-// Limits reports Options.MaxMessageSize minus MessageOverhead.
-func (t *Transport) Limits() core.Limits { return core.Limits{MaxPayload: t.maxPayload} }
+// Limits reports Options.MaxMessageSize minus MessageOverhead, and in
+// PeekLock mode Reorders: messages that reach the client between two
+// receive calls are released, and come back after later ones. It never
+// reports Durable: see "After an Outage" in the package documentation.
+func (t *Transport) Limits() core.Limits {
+	return core.Limits{MaxPayload: t.maxPayload, Reorders: t.opts.PeekLock}
+}
 
 func (t *Transport) isClosed() bool {
 	t.mu.Lock()
@@ -239,7 +244,7 @@ func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 	t.subscribed = true
 	t.mu.Unlock()
 
-	recv, name, provisioned, err := t.attach(ctx)
+	a, err := t.attach(ctx)
 	t.mu.Lock()
 	if err == nil && t.closed {
 		err = core.ErrClosed
@@ -247,42 +252,54 @@ func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 	if err != nil {
 		t.subscribed = false
 		t.mu.Unlock()
-		if rerr := t.release(recv, name, provisioned); rerr != nil {
+		if rerr := t.release(a.recv, a.name, a.provisioned); rerr != nil {
 			t.log.Warn("servicebustransport: cleanup after a failed Subscribe", "err", rerr)
 		}
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	t.receiver, t.subscription, t.provisioned, t.cancel = recv, name, provisioned, cancel
+	t.receiver, t.subscription, t.provisioned, t.cancel = a.recv, a.name, a.provisioned, cancel
 	t.wg.Add(1)
 	t.mu.Unlock()
-	go t.run(runCtx, recv, h)
+	go t.run(runCtx, a, h)
 	return nil
 }
 
-// attach makes the subscription (if provisioned) and an attached receiver.
-func (t *Transport) attach(ctx context.Context) (recv *azservicebus.Receiver, name string, provisioned bool, err error) {
-	name = t.opts.Subscription
-	if p := t.opts.Provisioner; p != nil {
-		if name, err = p.Provision(ctx, t.opts.Topic); err != nil {
-			return nil, "", false, fmt.Errorf("servicebustransport: provision: %w", err)
-		}
-		provisioned = true
-	}
-	mode := azservicebus.ReceiveModeReceiveAndDelete
+func (t *Transport) receiveMode() azservicebus.ReceiveMode {
 	if t.opts.PeekLock {
-		mode = azservicebus.ReceiveModePeekLock
+		return azservicebus.ReceiveModePeekLock
 	}
-	recv, err = t.client.NewReceiverForSubscription(t.opts.Topic, name, &azservicebus.ReceiverOptions{ReceiveMode: mode})
+	return azservicebus.ReceiveModeReceiveAndDelete
+}
+
+// attach makes the subscription (if provisioned) and an attached receiver,
+// and reads the subscription's identity (with an Inspector).
+func (t *Transport) attach(ctx context.Context) (a attachment, err error) {
+	a.name = t.opts.Subscription
+	if p := t.opts.Provisioner; p != nil {
+		if a.name, err = p.Provision(ctx, t.opts.Topic); err != nil {
+			return attachment{}, fmt.Errorf("servicebustransport: provision: %w", err)
+		}
+		a.provisioned = true
+	}
+	a.recv, err = t.client.NewReceiverForSubscription(t.opts.Topic, a.name, &azservicebus.ReceiverOptions{ReceiveMode: t.receiveMode()})
 	if err != nil {
-		return nil, name, provisioned, fmt.Errorf("servicebustransport: receiver for %s/%s: %w", t.opts.Topic, name, err)
+		return a, fmt.Errorf("servicebustransport: receiver for %s/%s: %w", t.opts.Topic, a.name, err)
 	}
 	// Peeking attaches the receiver link and the management link: it
 	// fails here, not later, for a missing entity or missing rights.
-	if _, err := recv.PeekMessages(ctx, 1, nil); err != nil {
-		return recv, name, provisioned, fmt.Errorf("servicebustransport: attach to %s/%s: %w", t.opts.Topic, name, err)
+	if _, err := a.recv.PeekMessages(ctx, 1, nil); err != nil {
+		return a, fmt.Errorf("servicebustransport: attach to %s/%s: %w", t.opts.Topic, a.name, err)
 	}
-	return recv, name, provisioned, nil
+	id, found, err := t.inspect(ctx, a.name)
+	if err == nil && !found {
+		err = fmt.Errorf("servicebustransport: subscription %s/%s attached but not found by Options.Inspector", t.opts.Topic, a.name)
+	}
+	if err != nil {
+		return a, err
+	}
+	a.id = id
+	return a, nil
 }
 
 // release closes a receiver and deletes a provisioned subscription.
@@ -303,22 +320,16 @@ func (t *Transport) release(recv *azservicebus.Receiver, name string, provisione
 }
 
 // run receives until ctx ends. It makes every handler call.
-func (t *Transport) run(ctx context.Context, recv *azservicebus.Receiver, h core.Handler) {
+func (t *Transport) run(ctx context.Context, a attachment, h core.Handler) {
 	defer t.wg.Done()
 	t.event(h, core.Event{Kind: core.EventConnected, Time: time.Now()})
-	var settle chan *azservicebus.ReceivedMessage
-	if t.opts.PeekLock {
-		// Completions run on a goroutine of their own, so that a slow or
-		// failing one (the SDK retries it) does not hold up delivery.
-		settle = make(chan *azservicebus.ReceivedMessage, t.opts.ReceiveBatch)
-		t.wg.Add(1)
-		go t.settler(ctx, recv, settle)
-	}
+	settle, stopSettler := t.startSettler(ctx, a.recv)
+	defer func() { stopSettler() }()
 	opts := &azservicebus.ReceiveMessagesOptions{TimeAfterFirstMessage: time.Microsecond}
 	wait := t.opts.RecoverWait
-	down, failures := false, 0
+	var out *outage // non-nil while delivery is down
 	for {
-		if down {
+		if out != nil {
 			timer := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -327,25 +338,24 @@ func (t *Transport) run(ctx context.Context, recv *azservicebus.Receiver, h core
 			case <-timer.C:
 			}
 			wait = min(2*wait, maxRecoverWait)
-			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			_, err := recv.PeekMessages(pctx, 1, nil)
-			cancel()
+			before := a.recv
+			ev, ok := t.reattach(ctx, &a, out)
+			if a.recv != before {
+				// Completions of the deleted subscription's messages are
+				// moot: stop its settler, start one for the new receiver.
+				stopSettler()
+				settle, stopSettler = t.startSettler(ctx, a.recv)
+			}
 			if ctx.Err() != nil {
 				return
 			}
-			if err != nil {
-				failures++
-				if failures == 1 {
-					t.log.Warn("servicebustransport: re-attach failed; retrying", "err", err)
-				} else {
-					t.log.Debug("servicebustransport: re-attach failed; retrying", "err", err, "failures", failures)
-				}
+			if !ok {
 				continue
 			}
-			down, wait, failures = false, t.opts.RecoverWait, 0
-			t.event(h, core.Event{Kind: core.EventReconnected, Time: time.Now()})
+			out, wait = nil, t.opts.RecoverWait
+			t.event(h, ev)
 		}
-		msgs, err := recv.ReceiveMessages(ctx, t.opts.ReceiveBatch, opts)
+		msgs, err := a.recv.ReceiveMessages(ctx, t.opts.ReceiveBatch, opts)
 		if ctx.Err() != nil {
 			return
 		}
@@ -354,7 +364,7 @@ func (t *Transport) run(ctx context.Context, recv *azservicebus.Receiver, h core
 				err = errLinkLost
 			}
 			t.log.Warn("servicebustransport: receive failed; re-attaching", "err", err)
-			down = true
+			out = &outage{}
 			t.event(h, core.Event{Kind: core.EventDisconnected, Err: err, Time: time.Now()})
 			continue
 		}
@@ -372,6 +382,22 @@ func (t *Transport) run(ctx context.Context, recv *azservicebus.Receiver, h core
 			}
 		}
 	}
+}
+
+// startSettler starts, in PeekLock mode, the goroutine that completes
+// recv's messages: completions run on a goroutine of their own, so that a
+// slow or failing one (the SDK retries it) does not hold up delivery. It
+// returns the settler's queue (nil in ReceiveAndDelete mode) and a
+// function that stops it.
+func (t *Transport) startSettler(ctx context.Context, recv *azservicebus.Receiver) (chan<- *azservicebus.ReceivedMessage, func()) {
+	if !t.opts.PeekLock {
+		return nil, func() {}
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	ch := make(chan *azservicebus.ReceivedMessage, t.opts.ReceiveBatch)
+	t.wg.Add(1)
+	go t.settler(sctx, recv, ch)
+	return ch, cancel
 }
 
 // settler completes PeekLock messages until ctx ends. A failure leaves
@@ -428,12 +454,17 @@ func (t *Transport) Close() error {
 		return nil
 	}
 	t.closed = true
-	cancel, recv, name, provisioned := t.cancel, t.receiver, t.subscription, t.provisioned
+	cancel := t.cancel
 	t.mu.Unlock()
 	if cancel != nil {
 		cancel()
 	}
 	t.wg.Wait()
+	// Read after delivery stopped: the run loop replaces a subscription
+	// deleted while the instance was away.
+	t.mu.Lock()
+	recv, name, provisioned := t.receiver, t.subscription, t.provisioned
+	t.mu.Unlock()
 	return t.finish(recv, name, provisioned)
 }
 

@@ -46,6 +46,7 @@ type collector struct {
 	mu     sync.Mutex
 	msgs   []string
 	events []core.EventKind
+	full   []core.Event
 }
 
 func (c *collector) HandleMessage(p []byte) {
@@ -58,6 +59,27 @@ func (c *collector) HandleEvent(ev core.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.events = append(c.events, ev.Kind)
+	c.full = append(c.full, ev)
+}
+
+// kinds returns the kinds of the events received so far.
+func (c *collector) kinds() []core.EventKind {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]core.EventKind(nil), c.events...)
+}
+
+// reconnects returns the EventReconnected events received so far.
+func (c *collector) reconnects() []core.Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []core.Event
+	for _, ev := range c.full {
+		if ev.Kind == core.EventReconnected {
+			out = append(out, ev)
+		}
+	}
+	return out
 }
 
 func (c *collector) count() int {
@@ -110,6 +132,14 @@ func TestTopicAndLimits(t *testing.T) {
 	}
 	if got, want := tr.Limits().MaxPayload, servicebustransport.DefaultMaxMessageSize-servicebustransport.MessageOverhead; got != want {
 		t.Fatalf("MaxPayload %d, want %d", got, want)
+	}
+	if l := tr.Limits(); l.Durable || l.Reorders {
+		t.Fatalf("ReceiveAndDelete limits %+v; want neither Durable nor Reorders", l)
+	}
+	// PeekLock releases what arrives between two receive calls: it comes
+	// back after later messages.
+	if l := open(t, srv, "ns", "p", servicebustransport.WithPeekLock(true)).Limits(); l.Durable || !l.Reorders {
+		t.Fatalf("PeekLock limits %+v; want Reorders, not Durable", l)
 	}
 	srv.AddTopic("custom", "a")
 	tr2, err := servicebustransport.Open(srv.ConnectionString(), "ignored", servicebustransport.WithTopic("custom"),
@@ -219,8 +249,10 @@ func TestProvisioner(t *testing.T) {
 	if srv.Pending("backplane.prov", name) != 0 {
 		t.Fatalf("subscription %q not on the fake", name)
 	}
+	// The subscription is made (PUT), then read (GET: its identity, since
+	// the provisioner's admin.Client is the Inspector).
 	reqs := srv.AdminRequests()
-	if len(reqs) != 1 || reqs[0].Method != "PUT" || reqs[0].Path != "backplane.prov/Subscriptions/"+name ||
+	if len(reqs) != 2 || reqs[0].Method != "PUT" || reqs[1].Method != "GET" || reqs[0].Path != "backplane.prov/Subscriptions/"+name ||
 		!strings.Contains(reqs[0].Body, "<AutoDeleteOnIdle>PT600S</AutoDeleteOnIdle>") ||
 		!strings.Contains(reqs[0].Body, "<DefaultMessageTimeToLive>PT90S</DefaultMessageTimeToLive>") {
 		t.Fatalf("admin requests %+v", reqs)
@@ -229,7 +261,7 @@ func TestProvisioner(t *testing.T) {
 		t.Fatal(err)
 	}
 	reqs = srv.AdminRequests()
-	if len(reqs) != 2 || reqs[1].Method != "DELETE" || srv.Pending("backplane.prov", name) != -1 {
+	if len(reqs) != 3 || reqs[2].Method != "DELETE" || srv.Pending("backplane.prov", name) != -1 {
 		t.Fatalf("admin requests %+v; subscription still there: %v", reqs, srv.Pending("backplane.prov", name) != -1)
 	}
 }
@@ -417,7 +449,8 @@ func TestOpenWithCredential(t *testing.T) {
 // delivery resumes.
 func TestLinkError(t *testing.T) {
 	srv := startFake(t)
-	a := open(t, srv, "linkerr", "a", servicebustransport.WithRecoverWait(10*time.Millisecond))
+	a := open(t, srv, "linkerr", "a", servicebustransport.WithRecoverWait(10*time.Millisecond),
+		servicebustransport.WithInspector(adminClient(t, srv)))
 	c := &collector{}
 	if err := a.Subscribe(ctxT(t), c); err != nil {
 		t.Fatal(err)
@@ -438,6 +471,11 @@ func TestLinkError(t *testing.T) {
 	want := []core.EventKind{core.EventConnected, core.EventDisconnected, core.EventReconnected}
 	if fmt.Sprint(events()) != fmt.Sprint(want) {
 		t.Fatalf("events %v; want %v", events(), want)
+	}
+	// It was made again (a CreatedAt of its own, if the Transport did not
+	// see it missing), and the messages published meanwhile are lost.
+	if ev := c.reconnects()[0]; ev.Resumed || !errors.Is(ev.Err, servicebustransport.ErrSubscriptionRecreated) {
+		t.Fatalf("EventReconnected %+v; want Resumed false and ErrSubscriptionRecreated", ev)
 	}
 	if err := a.Publish(ctxT(t), []byte("back")); err != nil {
 		t.Fatal(err)

@@ -2,10 +2,13 @@ package sbfake
 
 import (
 	"bytes"
+	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 )
@@ -29,9 +32,12 @@ type adminTransport struct {
 // AdminTransport returns a transport for admin.ClientOptions (the
 // embedded azcore.ClientOptions.Transport) that serves the administration
 // API from this server, in process: PUT and DELETE of topics
-// ("/<topic>") and subscriptions ("/<topic>/Subscriptions/<name>"). A PUT
-// answers 201 Created with the entry it was given; a missing entity 404.
-// Other requests answer 501. Every request is recorded (see AdminRequests).
+// ("/<topic>") and subscriptions ("/<topic>/Subscriptions/<name>"), and
+// GET of a subscription. A PUT answers 201 Created with the entry it was
+// given; a GET the subscription's description with its CreatedAt (distinct
+// for every subscription made under a name), its message counts and its
+// count of dead-lettered messages; a missing entity 404. Other requests
+// answer 501. Every request is recorded (see AdminRequests).
 func (s *Server) AdminTransport() policy.Transporter {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -88,6 +94,12 @@ func (a *adminTransport) Do(req *http.Request) (*http.Response, error) {
 		}
 		s.AddTopic(parts[0], parts[2])
 		status, out = http.StatusCreated, body
+	case req.Method == http.MethodGet && isSub:
+		if out = s.subscriptionEntry(parts[0], parts[2]); out == nil {
+			status = http.StatusNotFound
+			break
+		}
+		status = http.StatusOK
 	case req.Method == http.MethodDelete && isSub:
 		if s.Pending(parts[0], parts[2]) < 0 {
 			status = http.StatusNotFound
@@ -117,4 +129,25 @@ func (a *adminTransport) Do(req *http.Request) (*http.Response, error) {
 		ContentLength: int64(len(out)),
 		Request:       req,
 	}, nil
+}
+
+// subscriptionEntry is the ATOM entry of a subscription with its runtime
+// properties, or nil when it does not exist.
+func (s *Server) subscriptionEntry(topicName, name string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub := s.lookupSub(topicName + "/Subscriptions/" + name)
+	if sub == nil {
+		return nil
+	}
+	created := sub.created.Format(time.RFC3339Nano)
+	active := len(sub.queue) + len(sub.locked)
+	return fmt.Appendf(nil, `<entry xmlns="http://www.w3.org/2005/Atom"><title>%s</title>`+
+		`<content type="application/xml"><SubscriptionDescription xmlns="http://schemas.microsoft.com/netservices/2010/10/servicebus/connect">`+
+		`<MessageCount>%d</MessageCount><CreatedAt>%s</CreatedAt><UpdatedAt>%s</UpdatedAt><AccessedAt>%s</AccessedAt>`+
+		`<CountDetails><ActiveMessageCount>%d</ActiveMessageCount><DeadLetterMessageCount>%d</DeadLetterMessageCount>`+
+		`<ScheduledMessageCount>0</ScheduledMessageCount><TransferMessageCount>0</TransferMessageCount>`+
+		`<TransferDeadLetterMessageCount>0</TransferDeadLetterMessageCount></CountDetails>`+
+		`</SubscriptionDescription></content></entry>`,
+		html.EscapeString(name), active+sub.deadLettered, created, created, created, active, sub.deadLettered)
 }

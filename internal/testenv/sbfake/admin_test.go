@@ -41,6 +41,24 @@ func TestAdminClient(t *testing.T) {
 		!strings.Contains(last.Body, "<AutoDeleteOnIdle>PT5M</AutoDeleteOnIdle>") {
 		t.Fatalf("last request %+v", last)
 	}
+	first, err := adm.GetSubscriptionRuntimeProperties(ctx(t), "t", "a", nil)
+	if err != nil || first == nil || first.CreatedAt.IsZero() || first.TotalMessageCount != 0 || first.DeadLetterMessageCount != 0 {
+		t.Fatalf("GetSubscriptionRuntimeProperties: %+v, %v", first, err)
+	}
+	if _, err := adm.DeleteSubscription(ctx(t), "t", "a", nil); err != nil {
+		t.Fatalf("DeleteSubscription: %v", err)
+	}
+	if gone, err := adm.GetSubscriptionRuntimeProperties(ctx(t), "t", "a", nil); gone != nil || err != nil {
+		t.Fatalf("GetSubscriptionRuntimeProperties of a deleted subscription: %+v, %v; want nil, nil", gone, err)
+	}
+	// A subscription made again under the same name is another entity.
+	if _, err := adm.CreateSubscription(ctx(t), "t", "a", nil); err != nil {
+		t.Fatalf("CreateSubscription again: %v", err)
+	}
+	again, err := adm.GetSubscriptionRuntimeProperties(ctx(t), "t", "a", nil)
+	if err != nil || again == nil || !again.CreatedAt.After(first.CreatedAt) {
+		t.Fatalf("the subscription made again: %+v, %v; want a CreatedAt after %v", again, err, first.CreatedAt)
+	}
 	if _, err := adm.DeleteSubscription(ctx(t), "t", "a", nil); err != nil {
 		t.Fatalf("DeleteSubscription: %v", err)
 	}

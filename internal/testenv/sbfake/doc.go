@@ -15,14 +15,19 @@
 // released, modified or rejected); amqp:not-found for unknown entities.
 // Topics and subscriptions are created with Server.AddTopic, or through the
 // administration API: Server.AdminTransport serves admin.Client's ATOM
-// requests for topics and subscriptions in process (no HTTP, no TLS).
+// requests for topics and subscriptions in process (no HTTP, no TLS),
+// including a subscription's runtime properties: its CreatedAt tells a
+// subscription made again under the same name from the one before.
 //
-// Fault injection: DropAll and DropEntity close connections abruptly, and
-// Refuse closes new connections for a while.
+// Fault injection: DropAll and DropEntity close connections abruptly,
+// Refuse closes new connections for a while, RemoveSubscription deletes a
+// subscription under its receivers (as AutoDeleteOnIdle or an operator
+// does), and DeadLetter moves waiting messages to the dead-letter count.
 //
 // It is not Service Bus. It has no filters or rules, no TTL, no lock expiry
 // (a lost link's locked messages go back to the queue at once), no
 // auto-delete on idle, no sessions, no dead-letter queue (rejected messages
-// are dropped), no duplicate detection and no quotas; it does not check
-// tokens, and its management operations other than those above answer 501.
+// are dropped, and counted as dead-lettered), no duplicate detection and no
+// quotas; it does not check tokens, and its management operations other
+// than those above answer 501.
 package sbfake

@@ -91,6 +91,7 @@ type Server struct {
 	closed      bool
 	accepted    int
 	seq         int64
+	created     time.Time // when the newest subscription was made
 	admin       *adminTransport
 
 	wg sync.WaitGroup
@@ -107,6 +108,12 @@ type subscription struct {
 	receivers []*link
 	rr        int
 	locked    map[[16]byte]*lockedMsg
+	// created identifies this subscription among those ever made under
+	// its name: every subscription's is later than the one before.
+	created time.Time
+	// deadLettered counts the messages rejected by a receiver (Service Bus
+	// moves them to the dead-letter queue; the fake drops them).
+	deadLettered int
 }
 
 // stored is a message waiting in a subscription.
@@ -166,11 +173,24 @@ func (s *Server) AddTopic(name string, subs ...string) {
 	for _, sub := range subs {
 		if t.subs[strings.ToLower(sub)] == nil {
 			t.subs[strings.ToLower(sub)] = &subscription{
-				path:   name + "/Subscriptions/" + sub,
-				locked: make(map[[16]byte]*lockedMsg),
+				path:    name + "/Subscriptions/" + sub,
+				locked:  make(map[[16]byte]*lockedMsg),
+				created: s.nextCreated(),
 			}
 		}
 	}
+}
+
+// nextCreated is the creation time of a new subscription: now, or just
+// after the previous one, so that a subscription made again under the same
+// name never looks like the one before. Called with s.mu held.
+func (s *Server) nextCreated() time.Time {
+	now := time.Now().UTC()
+	if !now.After(s.created) {
+		now = s.created.Add(time.Microsecond)
+	}
+	s.created = now
+	return now
 }
 
 // RemoveSubscription deletes a subscription and its messages; links
@@ -228,6 +248,24 @@ func (s *Server) Pending(topicName, sub string) int {
 	}
 	sb := t.subs[strings.ToLower(sub)]
 	return len(sb.queue) + len(sb.locked)
+}
+
+// DeadLetter moves up to n of the messages waiting in a subscription (not
+// locked ones) to its dead-letter queue, as Service Bus does with a message
+// past its MaxDeliveryCount or, with dead-lettering on expiration, its time
+// to live. The fake drops them and counts them. It returns how many it
+// moved.
+func (s *Server) DeadLetter(topicName, sub string, n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sb := s.lookupSub(topicName + "/Subscriptions/" + sub)
+	if sb == nil {
+		return 0
+	}
+	n = min(n, len(sb.queue))
+	sb.queue = sb.queue[n:]
+	sb.deadLettered += n
+	return n
 }
 
 // Connections reports the number of open connections.
@@ -941,7 +979,9 @@ func (s *Server) outcome(sub *subscription, tok [16]byte, code uint64) bool {
 	case codeModified:
 		lm.m.deliveryCount++
 		sub.requeue(lm.m)
-	default: // accepted: done; rejected: dead-lettered, which the fake drops
+	case codeRejected: // dead-lettered, which the fake drops
+		sub.deadLettered++
+	default: // accepted: done
 	}
 	s.dispatch(sub)
 	return true
