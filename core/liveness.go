@@ -166,7 +166,11 @@ func (c *Cache) event(ev Event) {
 			c.linkLost("disconnect")
 		}
 	case EventReconnected:
-		c.log.Info("backplane: reconnected", "resumed", ev.Resumed)
+		if ev.Err != nil {
+			c.log.Info("backplane: reconnected", "resumed", ev.Resumed, "why", ev.Err)
+		} else {
+			c.log.Info("backplane: reconnected", "resumed", ev.Resumed)
+		}
 		if !l.up {
 			l.up = true
 			l.lastRecv, l.ownFresh = c.now(), c.now()
