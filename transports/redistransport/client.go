@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -12,7 +13,7 @@ import (
 // newClient parses rawURL: redis:// or rediss:// with the query parameters
 // of redis.ParseURL; with one or more addr parameters or cluster=true, a
 // cluster client from redis.ParseClusterURL.
-func newClient(rawURL string, o Options) (redis.UniversalClient, error) {
+func newClient(rawURL string, o Options, lastHandshake *atomic.Pointer[error]) (redis.UniversalClient, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		// url.Error repeats the URL, password included: keep only the cause.
@@ -42,7 +43,7 @@ func newClient(rawURL string, o Options) (redis.UniversalClient, error) {
 		co.TLSConfig = mergeTLS(co.TLSConfig, o.TLSConfig)
 		co.ClientName = o.ClientName
 		co.ContextTimeoutEnabled = true
-		co.Dialer = tlsDialer(co.DialTimeout, co.TLSConfig)
+		co.Dialer = tlsDialer(co.DialTimeout, co.TLSConfig, lastHandshake)
 		return redis.NewClusterClient(co), nil
 	}
 	ro, err := redis.ParseURL(u.String())
@@ -52,7 +53,7 @@ func newClient(rawURL string, o Options) (redis.UniversalClient, error) {
 	ro.TLSConfig = mergeTLS(ro.TLSConfig, o.TLSConfig)
 	ro.ClientName = o.ClientName
 	ro.ContextTimeoutEnabled = true
-	ro.Dialer = tlsDialer(ro.DialTimeout, ro.TLSConfig)
+	ro.Dialer = tlsDialer(ro.DialTimeout, ro.TLSConfig, lastHandshake)
 	return redis.NewClient(ro), nil
 }
 

@@ -16,14 +16,15 @@ import (
 // shorter deadline for seconds), and whose error says what a failed
 // handshake most likely means. It returns nil, go-redis's dialer, without
 // TLS.
-func tlsDialer(timeout time.Duration, cfg *tls.Config) func(context.Context, string, string) (net.Conn, error) {
+func tlsDialer(timeout time.Duration, cfg *tls.Config, lastHandshake *atomic.Pointer[error]) func(context.Context, string, string) (net.Conn, error) {
 	if cfg == nil {
 		return nil
 	}
 	// lastHandshake is the error of the last failed handshake, until one
 	// succeeds: go-redis may retry a dial once the caller's deadline has
-	// passed, and that attempt's error would hide the cause.
-	var lastHandshake atomic.Pointer[error]
+	// passed, and that attempt's error would hide the cause. The
+	// Transport reads it too: a subscription that ran into its deadline
+	// may see the closed connection before the dial's error.
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if timeout > 0 {
 			var cancel context.CancelFunc

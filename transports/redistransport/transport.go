@@ -65,6 +65,9 @@ type Transport struct {
 	cause    atomic.Pointer[error] // why the health check replaced ps
 
 	modes modeWatch // the other mode's instances (modes.go)
+	// handshake is the last failed TLS handshake of a client Open made
+	// (nil otherwise), for the error of a Subscribe that ran out of time.
+	handshake *atomic.Pointer[error]
 }
 
 var (
@@ -98,15 +101,18 @@ func Open(rawURL, namespace string, opts ...Option) (*Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := newClient(rawURL, o)
+	var handshake atomic.Pointer[error]
+	client, err := newClient(rawURL, o, &handshake)
 	if err != nil {
 		return nil, err
 	}
 	t, err := newTransport(client, true, namespace, o)
 	if err != nil {
 		_ = client.Close()
+		return nil, err
 	}
-	return t, err
+	t.handshake = &handshake
+	return t, nil
 }
 
 func buildOptions(namespace string, opts []Option) (Options, error) {
@@ -248,6 +254,11 @@ func (t *Transport) Subscribe(ctx context.Context, h core.Handler) error {
 		t.mu.Unlock()
 		if t.closed.Load() {
 			return core.ErrClosed
+		}
+		if t.handshake != nil && ctx.Err() != nil {
+			if last := t.handshake.Load(); last != nil {
+				err = fmt.Errorf("%w (%v)", err, *last)
+			}
 		}
 		return fmt.Errorf("redistransport: subscribe to %s: %w", t.channel, err)
 	}
