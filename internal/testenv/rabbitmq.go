@@ -393,15 +393,17 @@ func (s *RabbitMQServer) Ctl(ctx context.Context, args ...string) (string, error
 // close_connection), every connection whose client-provided
 // connection_name is name ("" for all), and returns how many it closed.
 func (s *RabbitMQServer) CloseConnections(ctx context.Context, name, reason string) (int, error) {
-	out, err := s.Ctl(ctx, "list_connections", "pid", "user_provided_name")
+	out, err := s.Ctl(ctx, "list_connections", "--no-table-headers", "pid", "client_properties")
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
-		pid, provided, ok := strings.Cut(strings.TrimSpace(sc.Text()), "\t")
-		if !ok || !strings.HasPrefix(pid, "<") || (name != "" && provided != name) {
+		// client_properties is printed as an Erlang list of
+		// {"key",value} tuples.
+		pid, props, ok := strings.Cut(strings.TrimSpace(sc.Text()), "\t")
+		if !ok || !strings.HasPrefix(pid, "<") || (name != "" && !strings.Contains(props, `{"connection_name","`+name+`"}`)) {
 			continue
 		}
 		if _, err := s.Ctl(ctx, "close_connection", pid, reason); err != nil {
