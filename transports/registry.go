@@ -92,6 +92,8 @@ var packages = map[string]string{
 	"tls":        "natstransport",
 	"sb":         "servicebustransport",
 	"servicebus": "servicebustransport",
+	"amqp":       "rabbitmqtransport",
+	"amqps":      "rabbitmqtransport",
 }
 
 // ImportHint returns, for a scheme of one of this module's transports,

@@ -61,8 +61,10 @@ func (t *Transport) current() (s *session, err error, ok bool) {
 	switch {
 	case t.sess != nil:
 		return t.sess, nil, true
+	case t.running && t.lastErr != nil:
+		return nil, fmt.Errorf("%w: %w", ErrNotConnected, t.lastErr), true
 	case t.running:
-		return nil, fmt.Errorf("%w: %v", ErrNotConnected, t.lastErr), true
+		return nil, ErrNotConnected, true
 	}
 	return nil, nil, false
 }

@@ -1,0 +1,105 @@
+package rabbitmqtransport_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/backplane-go/backplane/core"
+	"github.com/backplane-go/backplane/internal/faultproxy"
+	"github.com/backplane-go/backplane/internal/shipped"
+	"github.com/backplane-go/backplane/internal/testenv"
+	"github.com/backplane-go/backplane/transports/rabbitmqtransport"
+)
+
+// TestNackIsAnError binds a full queue that rejects publishes
+// (x-overflow=reject-publish) to the exchange: the broker nacks every
+// message routed to it, and Publish fails with ErrNacked.
+func TestNackIsAnError(t *testing.T) {
+	url := testenv.RabbitMQURL(t)
+	tr := open(t, url, uniq("nack"))
+	(&dropExchanges{url: url}).add(t, tr.Exchange())
+	if err := tr.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, amqp.Table{"x-max-length": int64(0), "x-overflow": "reject-publish"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, "", tr.Exchange(), false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := publish(t, tr, []byte("rejected")); !errors.Is(err, rabbitmqtransport.ErrNacked) {
+		t.Fatalf("Publish to a full reject-publish queue: %v; want ErrNacked", err)
+	}
+	// The channel stays usable once the queue is gone.
+	if _, err := ch.QueueDelete(q.Name, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := publish(t, tr, []byte("accepted")); err != nil {
+		t.Fatalf("Publish after the queue went: %v", err)
+	}
+}
+
+// TestHeartbeatNoticesDeadBroker holds everything between an instance and
+// the broker (a broker that died without closing the TCP connection): the
+// heartbeat times out, the instance reports the disconnect, and it
+// reconnects once the link is back.
+func TestHeartbeatNoticesDeadBroker(t *testing.T) {
+	url := testenv.RabbitMQURL(t)
+	var proxies shipped.Proxies
+	pu, p := proxies.Via(t, url)
+	tr := open(t, pu, uniq("heartbeat"), rabbitmqtransport.WithHeartbeat(time.Second))
+	(&dropExchanges{url: url}).add(t, tr.Exchange())
+	r := subscribe(t, tr)
+	p.SetStall(faultproxy.Both, true)
+	waitFor(t, "EventDisconnected", func() bool { _, i := r.event(core.EventDisconnected, 0); return i >= 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := tr.Publish(ctx, []byte("x")); err == nil {
+		t.Fatal("Publish succeeded while the broker was unreachable")
+	}
+	p.Heal()
+	p.Reset()
+	waitFor(t, "EventReconnected", func() bool { _, i := r.event(core.EventReconnected, 0); return i >= 0 })
+	waitFor(t, "delivery after the reconnect", func() bool {
+		msg := uniq("after")
+		return publish(t, tr, []byte(msg)) == nil && eventually(time.Second, func() bool { return r.has(msg) })
+	})
+}
+
+// TestBrokerRestartQueueRenamed restarts the private node: the instance's
+// broker-named queue is gone and a new one, with a new name, is declared.
+func TestBrokerRestartQueueRenamed(t *testing.T) {
+	srv := privateNode(t)
+	tr := open(t, srv.URL(), uniq("restart"))
+	r := subscribe(t, tr)
+	before := tr.Queue()
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "EventReconnected", func() bool { _, i := r.event(core.EventReconnected, 0); return i >= 0 })
+	ev, _ := r.event(core.EventReconnected, 0)
+	if ev.Resumed {
+		t.Error("EventReconnected.Resumed after a restart: the queue's messages are gone")
+	}
+	if after := tr.Queue(); after == "" || after == before {
+		t.Errorf("queue after the restart = %q, before %q; want a new one", after, before)
+	}
+	waitFor(t, "delivery after the restart", func() bool {
+		msg := uniq("after")
+		return publish(t, tr, []byte(msg)) == nil && eventually(time.Second, func() bool { return r.has(msg) })
+	})
+}
