@@ -147,12 +147,35 @@ func TestLinksNoTransportSDK(t *testing.T) {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}
 	for _, d := range strings.Fields(string(out)) {
-		for _, p := range []string{"github.com/Azure/", "github.com/redis/", "github.com/nats-io/",
+		for _, p := range []string{"github.com/Azure/", "github.com/redis/", "github.com/nats-io/", "github.com/rabbitmq/",
 			"github.com/backplane-go/backplane/transports/natstransport",
+			"github.com/backplane-go/backplane/transports/rabbitmqtransport",
 			"github.com/backplane-go/backplane/transports/redistransport",
 			"github.com/backplane-go/backplane/transports/servicebustransport"} {
 			if strings.HasPrefix(d, p) {
 				t.Errorf("fxmodule links %s", d)
+			}
+		}
+	}
+}
+
+// An application of fxmodule over Redis alone links no other transport's
+// SDK (amqp091-go, for one).
+func TestRedisApplicationLinksNoOtherSDK(t *testing.T) {
+	if testing.Short() {
+		t.Skip("go list in -short mode")
+	}
+	out, err := exec.Command("go", "list", "-deps", ".", "../transports/redistransport").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	for _, d := range strings.Fields(string(out)) {
+		for _, p := range []string{"github.com/Azure/", "github.com/nats-io/", "github.com/rabbitmq/",
+			"github.com/backplane-go/backplane/transports/natstransport",
+			"github.com/backplane-go/backplane/transports/rabbitmqtransport",
+			"github.com/backplane-go/backplane/transports/servicebustransport"} {
+			if strings.HasPrefix(d, p) {
+				t.Errorf("fxmodule with redistransport links %s", d)
 			}
 		}
 	}

@@ -183,6 +183,7 @@ func TestLinksOnlyItsTransport(t *testing.T) {
 		"github.com/backplane-go/backplane/transports/redistransport",
 		"github.com/backplane-go/backplane/transports/servicebustransport",
 		"modernc.org/sqlite", "github.com/jackc/pgx",
+		"github.com/rabbitmq/amqp091-go", "github.com/backplane-go/backplane/transports/rabbitmqtransport",
 	} {
 		if has(p) {
 			t.Errorf("the service links %s", p)
