@@ -36,8 +36,9 @@ type session struct {
 }
 
 // dial opens a session: a connection (unless the Transport was given one),
-// the two channels and the exchange. ctx bounds the dial and handshake;
-// the declarations are bounded by the connection's heartbeat.
+// the two channels and the exchange. ctx bounds it all on a connection of
+// its own; on a given connection, the channel calls wait for the broker
+// (up to the connection's heartbeat timeout).
 func (t *Transport) dial(ctx context.Context) (*session, error) {
 	s := &session{}
 	if t.given != nil {
@@ -54,8 +55,21 @@ func (t *Transport) dial(ctx context.Context) (*session, error) {
 		s.blocked = conn.NotifyBlocked(make(chan amqp.Blocking, 4))
 	}
 	s.connClosed = s.conn.NotifyClose(make(chan *amqp.Error, 1))
-	if err := t.openChannels(s); err != nil {
+	// The channel calls take no context: an owned connection is closed
+	// when ctx ends, which ends them.
+	stop := func() bool { return true }
+	if t.given == nil {
+		stop = context.AfterFunc(ctx, func() { _ = s.conn.Close() })
+	}
+	err := t.openChannels(s)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		_ = s.shutdown(t.given == nil)
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			err = fmt.Errorf("%w (%v)", cerr, err)
+		}
 		return nil, err
 	}
 	return s, nil
