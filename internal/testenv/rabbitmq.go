@@ -98,6 +98,7 @@ func rabbitBin(name string) (string, error) {
 // log and configuration directories and Erlang cookie. It keeps its ports
 // across Restart. Its methods are safe for concurrent use.
 type RabbitMQServer struct {
+	t        testing.TB // the owning test of StartRabbitMQ; nil for LaunchRabbitMQ
 	bin, ctl string
 	dir      string
 	node     string
@@ -124,6 +125,7 @@ func StartRabbitMQ(t testing.TB) *RabbitMQServer {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
+	s.t = t
 	t.Cleanup(s.Stop)
 	return s
 }
@@ -339,8 +341,21 @@ func (s *RabbitMQServer) Kill() {
 
 // Restart kills the node if it runs and starts it again on the same ports
 // and data directory, returning once it answers AMQP. Transient exchanges
-// and queues, and every connection, are gone.
-func (s *RabbitMQServer) Restart() error {
+// and queues, and every connection, are gone. A failure fails the test
+// that started the node (StartRabbitMQ); a node from LaunchRabbitMQ has no
+// test, and panics: use TryRestart there.
+func (s *RabbitMQServer) Restart() {
+	if err := s.TryRestart(); err != nil {
+		if s.t == nil {
+			panic(err)
+		}
+		s.t.Helper()
+		s.t.Fatalf("%v", err)
+	}
+}
+
+// TryRestart is Restart returning its error.
+func (s *RabbitMQServer) TryRestart() error {
 	s.Kill()
 	s.mu.Lock()
 	stopped := s.stopped

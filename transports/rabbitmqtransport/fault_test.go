@@ -87,7 +87,7 @@ func TestBrokerRestartQueueRenamed(t *testing.T) {
 	tr := open(t, srv.URL(), uniq("restart"))
 	r := subscribe(t, tr)
 	before := tr.Queue()
-	if err := srv.Restart(); err != nil {
+	if err := srv.TryRestart(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "EventReconnected", func() bool { _, i := r.event(core.EventReconnected, 0); return i >= 0 })
