@@ -10,6 +10,7 @@
 //	redis://, rediss://   transports/redistransport
 //	nats://, tls://       transports/natstransport
 //	sb://, servicebus://  transports/servicebustransport
+//	amqp://, amqps://     transports/rabbitmqtransport
 //
 // The catalog example (examples/catalog) opens the URL of its -transport
 // flag:
