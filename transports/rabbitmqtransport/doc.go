@@ -20,7 +20,14 @@
 // Fan-out is at-most-once. The exchange routes a message to the queues
 // bound to it at that moment, one copy each; a queue lives as long as its
 // instance's connection (it is exclusive), so messages are not kept for an
-// instance that is not connected.
+// instance that is not connected. The exchange is transient and
+// auto-deleted: the broker removes it when the namespace's last queue goes
+// (and at a restart), so namespaces leave nothing behind, and every
+// Transport declares it when it connects. A Transport that only publishes
+// (it never subscribed) on a namespace whose last instance has just left
+// finds its exchange gone: the broker closes its channel (NOT_FOUND), that
+// Publish fails with ErrNotConnected, and the Transport reconnects and
+// declares the exchange again. Nobody was listening, so nothing was lost.
 //
 // While an instance is disconnected, messages published to the exchange do
 // not reach it: the broker deletes the exclusive queue with the

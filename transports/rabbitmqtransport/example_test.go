@@ -22,19 +22,6 @@ func brokerURL() string {
 	return "amqp://guest:guest@127.0.0.1:5672/"
 }
 
-// removeExchange deletes an example's exchange (transient, but never
-// auto-deleted) so that examples leave nothing behind on the broker.
-func removeExchange(name string) {
-	conn, err := amqp.Dial(brokerURL())
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	if ch, err := conn.Channel(); err == nil {
-		_ = ch.ExchangeDelete(name, false, false)
-	}
-}
-
 // Two instances of a service share the namespace "orders"; Open dials
 // (and Close closes) each one's connection.
 func Example() {
@@ -52,7 +39,6 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer b.Close()
-	defer removeExchange(b.Exchange())
 
 	got := make(chan string)
 	err = b.Subscribe(ctx, core.HandlerFuncs{
@@ -90,7 +76,6 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer removeExchange(tr.Exchange())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	got := make(chan string, 1)

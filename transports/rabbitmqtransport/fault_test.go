@@ -103,3 +103,46 @@ func TestBrokerRestartQueueRenamed(t *testing.T) {
 		return publish(t, tr, []byte(msg)) == nil && eventually(time.Second, func() bool { return r.has(msg) })
 	})
 }
+
+// TestPublisherOutlivesExchange: the exchange is auto-deleted when the last
+// subscriber leaves; a Transport that only publishes gets one failed
+// Publish, then declares the exchange again and publishes.
+func TestPublisherOutlivesExchange(t *testing.T) {
+	url := testenv.RabbitMQURL(t)
+	ns := uniq("outlive")
+	pub := open(t, url, ns)
+	if err := pub.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sub := open(t, url, ns)
+	r := subscribe(t, sub)
+	if err := publish(t, pub, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first message", func() bool { return r.has("first") })
+	if err := sub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The broker deletes the queue, then the exchange, a moment after the
+	// connection closed: publish until that happened and the Transport
+	// recovered.
+	failed := false
+	waitFor(t, "a publish failing, then succeeding again", func() bool {
+		err := publish(t, pub, []byte("again"))
+		if err != nil {
+			if !errors.Is(err, rabbitmqtransport.ErrNotConnected) {
+				t.Fatalf("Publish: %v; want ErrNotConnected", err)
+			}
+			failed = true
+		}
+		time.Sleep(10 * time.Millisecond)
+		return failed && err == nil
+	})
+	// The exchange was declared again: a new subscriber hears the publisher.
+	sub2 := open(t, url, ns)
+	r2 := subscribe(t, sub2)
+	(&dropExchanges{url: url}).add(t, pub.Exchange())
+	waitFor(t, "delivery over the new exchange", func() bool {
+		return publish(t, pub, []byte("new")) == nil && eventually(time.Second, func() bool { return r2.has("new") })
+	})
+}

@@ -94,8 +94,8 @@ func open(t testing.TB, url, ns string, opts ...rabbitmqtransport.Option) *rabbi
 }
 
 // dropExchanges deletes, when t ends, the exchange of each namespace a
-// test used on a broker that outlives it (the exchanges are transient but
-// never auto-deleted).
+// test used on a broker that outlives it: the broker deletes an exchange
+// by itself only once a queue was bound to it and the last one went.
 type dropExchanges struct {
 	url  string
 	mu   sync.Mutex

@@ -141,10 +141,10 @@ func (t *Transport) openChannels(s *session) error {
 	if err := s.pub.Confirm(false); err != nil {
 		return fmt.Errorf("confirm mode: %w", err)
 	}
-	// Transient and never auto-deleted: publishing to it never fails for
-	// want of a queue, and a broker restart removes it (every Transport
-	// declares it again when it reconnects).
-	if err := s.pub.ExchangeDeclare(t.exchange, amqp.ExchangeFanout, false, false, false, false, nil); err != nil {
+	// Transient and auto-deleted: the broker removes it when the last
+	// queue is unbound from it (the namespace's last instance left) and
+	// at a restart; every Transport declares it again when it reconnects.
+	if err := s.pub.ExchangeDeclare(t.exchange, amqp.ExchangeFanout, false, true, false, false, nil); err != nil {
 		return fmt.Errorf("declare fanout exchange %q: %w", t.exchange, err)
 	}
 	if s.sub, err = s.conn.Channel(); err != nil {
