@@ -80,10 +80,12 @@ func (t *Transport) dial(ctx context.Context) (*session, error) {
 // get ctx's deadline, or ConnectTimeout when that comes first.
 func (t *Transport) dialConn(ctx context.Context) (*amqp.Connection, error) {
 	deadline := time.Now().Add(t.opts.ConnectTimeout)
+	ctxDeadline := false
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+		deadline, ctxDeadline = d, true
 	}
 	var stop func() bool
+	var raw net.Conn
 	props := amqp.NewConnectionProperties()
 	props["connection_name"] = t.opts.ConnectionName
 	cfg := amqp.Config{
@@ -103,6 +105,7 @@ func (t *Transport) dialConn(ctx context.Context) (*amqp.Connection, error) {
 			// A cancelled ctx ends the handshakes too; amqp091-go clears
 			// the deadline once the connection is open.
 			stop = context.AfterFunc(ctx, func() { _ = c.Close() })
+			raw = c
 			return c, nil
 		},
 	}
@@ -122,8 +125,20 @@ func (t *Transport) dialConn(ctx context.Context) (*amqp.Connection, error) {
 		err = ctx.Err()
 	}
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		if raw != nil {
+			_ = raw.Close() // a failed handshake leaves it open
+		}
+		switch cerr := ctx.Err(); {
+		case cerr != nil && !errors.Is(err, cerr):
 			err = fmt.Errorf("%w (%v)", cerr, err)
+		case cerr == nil && !time.Now().Before(deadline):
+			// The connection's deadline, which is ctx's or ConnectTimeout,
+			// ended the handshake a moment before ctx itself ended.
+			if ctxDeadline {
+				err = fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
+			} else {
+				err = fmt.Errorf("no AMQP handshake within ConnectTimeout %v (is it a RabbitMQ broker, and is the scheme right: amqps:// for TLS?): %w", t.opts.ConnectTimeout, err)
+			}
 		}
 		return nil, fmt.Errorf("dial %s: %w", redact(t.url), err)
 	}

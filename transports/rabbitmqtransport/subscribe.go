@@ -17,8 +17,11 @@ import (
 // Subscribe declares the instance's exclusive queue, binds it to the
 // namespace's exchange and starts consuming; it returns once the broker
 // confirmed the consumer, so that any Publish that starts afterwards
-// reaches h. ctx bounds the connect; the declarations are bounded by the
-// connection's heartbeat. A failed Subscribe may be retried.
+// reaches h. ctx bounds the call: on a connection of its own, a ctx that
+// ends during the declarations closes the connection, which the Transport
+// then replaces; on a connection given to New, the declarations wait for
+// the broker (at worst until the heartbeat gives up). A failed Subscribe
+// may be retried.
 //
 // EventConnected is the first handler call, made from the Transport's
 // delivery goroutine right after Subscribe succeeded, never from within

@@ -21,7 +21,7 @@ func (t *Transport) session(ctx context.Context) (*session, error) {
 	select {
 	case t.connect <- struct{}{}:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("rabbitmqtransport: connect: %w", ctx.Err())
+		return nil, fmt.Errorf("connect: %w", ctx.Err())
 	}
 	defer func() { <-t.connect }()
 	if s, err, ok := t.current(); ok {
@@ -36,7 +36,7 @@ func (t *Transport) session(ctx context.Context) (*session, error) {
 		if t.closed.Load() {
 			return nil, core.ErrClosed
 		}
-		return nil, fmt.Errorf("rabbitmqtransport: connect: %w", err)
+		return nil, fmt.Errorf("connect: %w", err)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

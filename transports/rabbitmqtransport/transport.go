@@ -182,6 +182,9 @@ func (t *Transport) Limits() core.Limits {
 // replaced.
 func (t *Transport) Connect(ctx context.Context) error {
 	_, err := t.session(ctx)
+	if err != nil && !errors.Is(err, core.ErrClosed) {
+		return fmt.Errorf("rabbitmqtransport: %w", err)
+	}
 	return err
 }
 

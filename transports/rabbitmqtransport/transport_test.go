@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -231,4 +233,52 @@ func TestGivenConnectionChannelReopened(t *testing.T) {
 		p := uniq("after")
 		return publish(t, tr, []byte(p)) == nil && eventually(time.Second, func() bool { return r.has(p) })
 	})
+}
+
+// TestWrongCredentials checks that a refused login fails Subscribe before
+// its deadline, saying so (the broker answers a failed login after a
+// delay of its own, seconds).
+func TestWrongCredentials(t *testing.T) {
+	u, err := url.Parse(testenv.RabbitMQURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("guest", "wrong-password")
+	tr := open(t, u.String(), uniq("auth"))
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	err = tr.Subscribe(ctx, &recorder{})
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("Subscribe with a wrong password: %v; want the broker's 403 before the deadline", err)
+	}
+	if strings.Contains(err.Error(), "wrong-password") {
+		t.Fatalf("the error shows the password: %v", err)
+	}
+}
+
+// TestNotABroker dials a port where something else answers (a listener
+// that accepts and never speaks): Publish fails at its deadline.
+func TestNotABroker(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { <-done; c.Close() }()
+		}
+	}()
+	tr := open(t, "amqp://guest:guest@"+ln.Addr().String()+"/", uniq("silent"))
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := tr.Publish(ctx, []byte("x")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Publish to a silent listener: %v; want the context's deadline", err)
+	}
 }
