@@ -22,9 +22,7 @@ func TestNackIsAnError(t *testing.T) {
 	url := testenv.RabbitMQURL(t)
 	tr := open(t, url, uniq("nack"))
 	(&dropExchanges{url: url}).add(t, tr.Exchange())
-	if err := tr.Connect(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	r := subscribe(t, tr) // its queue keeps the exchange when the other goes
 	conn, err := amqp.Dial(url)
 	if err != nil {
 		t.Fatal(err)
@@ -44,12 +42,17 @@ func TestNackIsAnError(t *testing.T) {
 	if err := publish(t, tr, []byte("rejected")); !errors.Is(err, rabbitmqtransport.ErrNacked) {
 		t.Fatalf("Publish to a full reject-publish queue: %v; want ErrNacked", err)
 	}
-	// The channel stays usable once the queue is gone.
+	// A nack leaves the channel usable: once the queue is gone, publishes
+	// are confirmed again.
 	if _, err := ch.QueueDelete(q.Name, false, false, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := publish(t, tr, []byte("accepted")); err != nil {
 		t.Fatalf("Publish after the queue went: %v", err)
+	}
+	waitFor(t, "own message after the nack", func() bool { return r.has("accepted") })
+	if _, i := r.event(core.EventDisconnected, 0); i >= 0 {
+		t.Fatal("a nack was reported as a disconnect")
 	}
 }
 
