@@ -74,7 +74,8 @@
 // x-overflow=drop-head: past a limit the broker drops the oldest ready
 // message. Those it drops are dead-lettered, through the default exchange,
 // to a second exclusive queue of the instance that holds at most one
-// message; the Transport consumes it and reports each delivery from it as
+// message; the Transport consumes it, on a channel of its own, and reports
+// each delivery from it as
 // core.EventLoss (Err wrapping ErrOverflow), so the engine knows messages
 // are missing (it would also see the gap in the sequence numbers). Several
 // drops in a row may be reported as one loss. Without limits

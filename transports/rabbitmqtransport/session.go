@@ -20,11 +20,16 @@ type session struct {
 	conn *amqp.Connection
 	pub  *amqp.Channel // confirm mode; Publish and Send write on it
 	sub  *amqp.Channel // the consumer's channel
+	// loss consumes the loss queue: a channel of its own, so that its
+	// delivery tags and acknowledgements never mix with sub's (an ack of
+	// sub's with multiple set would ack a loss delivery too).
+	loss *amqp.Channel
 
 	// The close notifications the supervisor watches.
 	connClosed chan *amqp.Error
 	pubClosed  chan *amqp.Error
 	subClosed  chan *amqp.Error
+	lossClosed chan *amqp.Error
 	cancelled  chan string
 	blocked    chan amqp.Blocking // nil with a given connection
 
@@ -146,7 +151,8 @@ func (t *Transport) dialConn(ctx context.Context) (*amqp.Connection, error) {
 }
 
 // openChannels opens the publishing channel (confirm mode), declares the
-// exchange on it, and opens the consuming channel.
+// exchange on it, and opens the consuming channels (the loss queue's with
+// queue limits).
 func (t *Transport) openChannels(s *session) error {
 	var err error
 	if s.pub, err = s.conn.Channel(); err != nil {
@@ -167,6 +173,12 @@ func (t *Transport) openChannels(s *session) error {
 	}
 	s.subClosed = s.sub.NotifyClose(make(chan *amqp.Error, 1))
 	s.cancelled = s.sub.NotifyCancel(make(chan string, 1))
+	if t.opts.QueueMaxLength > 0 || t.opts.QueueMaxBytes > 0 {
+		if s.loss, err = s.conn.Channel(); err != nil {
+			return fmt.Errorf("open channel: %w", err)
+		}
+		s.lossClosed = s.loss.NotifyClose(make(chan *amqp.Error, 1))
+	}
 	return nil
 }
 
@@ -186,17 +198,17 @@ func (t *Transport) consume(s *session) error {
 		// Dropped messages are dead-lettered, through the default
 		// exchange, to a loss queue of one message: its deliveries tell
 		// the Transport that the broker dropped something.
-		lq, err := s.sub.QueueDeclare("", false, true, true, false, amqp.Table{
+		lq, err := s.loss.QueueDeclare("", false, true, true, false, amqp.Table{
 			"x-max-length": int64(1),
 			"x-overflow":   "drop-head",
 		})
 		if err != nil {
 			return fmt.Errorf("declare loss queue: %w", err)
 		}
-		if err := s.sub.Qos(1, 0, false); err != nil {
+		if err := s.loss.Qos(1, 0, false); err != nil {
 			return fmt.Errorf("qos: %w", err)
 		}
-		if s.losses, err = s.sub.Consume(lq.Name, "", false, true, false, false, nil); err != nil {
+		if s.losses, err = s.loss.Consume(lq.Name, "", false, true, false, false, nil); err != nil {
 			return fmt.Errorf("consume loss queue %q: %w", lq.Name, err)
 		}
 		args["x-overflow"] = "drop-head"
@@ -232,7 +244,7 @@ func (s *session) shutdown(owned bool) error {
 		return s.conn.Close()
 	}
 	var err error
-	for _, ch := range []*amqp.Channel{s.sub, s.pub} {
+	for _, ch := range []*amqp.Channel{s.loss, s.sub, s.pub} {
 		if ch != nil && !ch.IsClosed() {
 			err = errors.Join(err, ch.Close())
 		}
@@ -253,6 +265,8 @@ func (t *Transport) broken(s *session) error {
 			return closeCause("publishing channel", e)
 		case e := <-s.subClosed:
 			return closeCause("consuming channel", e)
+		case e := <-s.lossClosed:
+			return closeCause("loss queue's channel", e)
 		case tag, ok := <-s.cancelled:
 			if !ok {
 				s.cancelled = nil // the channel closed: subClosed says why

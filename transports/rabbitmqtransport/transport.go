@@ -144,8 +144,8 @@ func newTransport(rawURL string, given *amqp.Connection, namespace string, o Opt
 func (t *Transport) Exchange() string { return t.exchange }
 
 // Queue returns the name of the instance's queue while subscribed and
-// connected ("" otherwise). A reconnect declares a new queue, which a
-// broker-named queue gets a new name for.
+// connected ("" otherwise). A reconnect declares the queue anew; a
+// broker-named queue gets a new name.
 func (t *Transport) Queue() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -156,8 +156,10 @@ func (t *Transport) Queue() string {
 }
 
 // Conn returns the connection in use: the one given to New, or the current
-// one of a Transport made by Open (nil while it has none). Closing it is a
-// fault the Transport recovers from like any other dropped connection.
+// one of a Transport made by Open (nil while it has none). Closing the
+// connection of a Transport made by Open is a fault it recovers from like
+// any other dropped connection; closing the one given to New leaves the
+// Transport disconnected for good.
 func (t *Transport) Conn() *amqp.Connection {
 	if t.given != nil {
 		return t.given

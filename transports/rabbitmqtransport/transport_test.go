@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -280,5 +281,52 @@ func TestNotABroker(t *testing.T) {
 	defer cancel()
 	if err := tr.Publish(ctx, []byte("x")); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Publish to a silent listener: %v; want the context's deadline", err)
+	}
+}
+
+// TestOverflowKeepsTheLink overflows a queue while its messages are being
+// handled, acknowledged in batches: losses are reported and the link stays
+// up (an acknowledgement the broker does not expect, such as one of a loss
+// delivery that a batch already covered, would close the channel).
+func TestOverflowKeepsTheLink(t *testing.T) {
+	url := testenv.RabbitMQURL(t)
+	ns := uniq("overflow-link")
+	sub := open(t, url, ns, rabbitmqtransport.WithQueueLimits(20, -1), rabbitmqtransport.WithPrefetch(64))
+	(&dropExchanges{url: url}).add(t, sub.Exchange())
+	r := &recorder{}
+	var losses atomic.Int64
+	h := core.HandlerFuncs{
+		Message: func(p []byte) { time.Sleep(200 * time.Microsecond); r.HandleMessage(p) },
+		Event: func(ev core.Event) {
+			if ev.Kind == core.EventLoss {
+				losses.Add(1)
+			}
+			r.HandleEvent(ev)
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	if err := sub.Subscribe(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	pub := open(t, url, ns)
+	batch := make([][]byte, 100)
+	for i := range batch {
+		batch[i] = []byte("m")
+	}
+	for range 20 {
+		if err := pub.Publish(ctx, batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Publish(ctx, []byte("last")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the last message", func() bool { return r.has("last") })
+	if losses.Load() == 0 {
+		t.Fatal("no EventLoss after 2,000 messages into a queue of 20")
+	}
+	if ev, i := r.event(core.EventDisconnected, 0); i >= 0 {
+		t.Fatalf("the overflow cost the link: %v", ev.Err)
 	}
 }
