@@ -97,6 +97,11 @@ func rabbitBin(name string) (string, error) {
 // with its own node name, AMQP and distribution ports on 127.0.0.1, data,
 // log and configuration directories and Erlang cookie. It keeps its ports
 // across Restart. Its methods are safe for concurrent use.
+//
+// The node registers its name with the machine's epmd (the Erlang port
+// mapper on 4369, which a shared RabbitMQ already runs); when none runs,
+// the node starts one, bound to 127.0.0.1, that stays after the node
+// stopped, as epmd does.
 type RabbitMQServer struct {
 	t        testing.TB // the owning test of StartRabbitMQ; nil for LaunchRabbitMQ
 	bin, ctl string

@@ -75,11 +75,11 @@
 // message. Those it drops are dead-lettered, through the default exchange,
 // to a second exclusive queue of the instance that holds at most one
 // message; the Transport consumes it, on a channel of its own, and reports
-// each delivery from it as
-// core.EventLoss (Err wrapping ErrOverflow), so the engine knows messages
-// are missing (it would also see the gap in the sequence numbers). Several
-// drops in a row may be reported as one loss. Without limits
-// (queue_max_length=none and queue_max_bytes=none) there is no loss queue.
+// each delivery from it as core.EventLoss (Err wrapping ErrOverflow), so
+// the engine knows messages are missing (it would also see the gap in the
+// sequence numbers). Several drops in a row may be reported as one loss.
+// Without limits (queue_max_length=none and queue_max_bytes=none) there is
+// no loss queue.
 //
 // The client holds at most Options.Prefetch (256) unacknowledged messages
 // (basic.qos): the broker sends no more until the handler has taken them.
