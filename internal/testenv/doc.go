@@ -1,6 +1,7 @@
 // Package testenv starts the real servers that tests talk to: a private
 // redis-server on a free port (standalone or a cluster), an embedded NATS
-// server, and fakes where no server can be run here.
+// server, a private RabbitMQ node, and fakes where no server can be run
+// here.
 //
 // When a server cannot be had, tests skip with a loud reason. When the
 // environment variable BACKPLANE_REQUIRE_SERVICES=1 is set (CI sets it), the

@@ -28,6 +28,8 @@
 // finds its exchange gone: the broker closes its channel (NOT_FOUND), that
 // Publish fails with ErrNotConnected, and the Transport reconnects and
 // declares the exchange again. Nobody was listening, so nothing was lost.
+// An exchange that never had a queue (a namespace only ever published to)
+// is not auto-deleted: it stays until the broker restarts.
 //
 // While an instance is disconnected, messages published to the exchange do
 // not reach it: the broker deletes the exclusive queue with the
