@@ -37,6 +37,7 @@
 //	nats://, tls://       _ "github.com/backplane-go/backplane/transports/natstransport"
 //	sb://, servicebus://  _ "github.com/backplane-go/backplane/transports/servicebustransport"
 //	postgres://, postgresql://  _ "github.com/backplane-go/backplane/transports/pgtransport"
+//	amqp://, amqps://     _ "github.com/backplane-go/backplane/transports/rabbitmqtransport"
 //
 // A scheme whose package is not imported fails the start with an error
 // that names the import.
@@ -47,9 +48,9 @@
 // unreachable broker fails the application's start with the cause instead
 // of hanging; OnStop drains pending invalidations (bounded by the stop
 // context) and closes the cache, its transport and its store. When the
-// graph holds a redis.UniversalClient, a *nats.Conn or a *pgxpool.Pool
-// shared with UseClient, the matching transport uses it instead of
-// dialling, and leaves it open. A
+// graph holds a redis.UniversalClient, a *nats.Conn, a *pgxpool.Pool or
+// an *amqp091.Connection shared with UseClient, the matching transport
+// uses it instead of dialling, and leaves it open. A
 // *core.Keyring in the graph (built from the application's secrets) signs
 // every message and makes the cache drop unsigned and forged ones;
 // Config.ReplayWindow and Config.AcceptUnsigned tune it. The HealthCheck it
@@ -236,6 +237,22 @@
 //	    pool_min_conns, pool_min_idle_conns, pool_max_conn_lifetime,
 //	    pool_max_conn_idle_time, pool_max_conn_lifetime_jitter,
 //	    pool_health_check_period, pool_ping_timeout
+//	amqp://[user:password@]host:port[/vhost]  RabbitMQ (transports/rabbitmqtransport)
+//	amqps://...                               the same over TLS
+//	                            a fanout exchange per namespace, an exclusive queue
+//	                            per instance, publisher confirms
+//	    exchange_prefix=S       exchange is S<namespace> (default "backplane.")
+//	    queue_name=S            the instance's queue (default: named by the broker)
+//	    max_payload=N           largest message (default 1 MiB)
+//	    queue_max_length=N|none, queue_max_bytes=N|none   the queue's limits, past
+//	                            which the broker drops the oldest, reported as a
+//	                            loss (100000, 64 MiB)
+//	    prefetch=N              unacknowledged messages in flight (default 256)
+//	    concurrent_publish=N    rounds awaiting confirmation at once (default 1)
+//	    heartbeat=D             AMQP heartbeat (default 5s; 0: the broker's)
+//	    connect_timeout=D, reconnect_backoff=D, max_reconnect_backoff=D   (10s, 50ms, 2s)
+//	    connection_name=S       connection_name client property
+//	    tls_ca=FILE, tls_cert=FILE, tls_key=FILE, tls_server_name=S   amqps:// only
 //
 // A transport that uses a client from the graph (UseClient, or WithClient)
 // ignores the URL's address, credentials and connection

@@ -249,7 +249,7 @@ func TestMisconfigurationFailsConstruction(t *testing.T) {
 		want []string
 	}{
 		{"bad URL", func(c *fxmodule.Config) { c.TransportURL = "localhost:6379" }, []string{"transport_url", "no scheme"}},
-		{"unknown scheme", func(c *fxmodule.Config) { c.TransportURL = "amqp://x" }, []string{`"amqp"`, "registered"}},
+		{"unknown scheme", func(c *fxmodule.Config) { c.TransportURL = "kafka://x" }, []string{`"kafka"`, "registered"}},
 		{"unknown parameter", func(c *fxmodule.Config) { c.TransportURL = "redis://127.0.0.1:6379?shard=true" }, []string{`"shard"`, "sharded"}},
 		{"unknown store", func(c *fxmodule.Config) { c.Store.Name = "ristretto" }, []string{`"ristretto"`, "bigcache"}},
 		{"invalid field", func(c *fxmodule.Config) { c.QueueSize = 0 }, []string{"QueueSize"}},

@@ -148,9 +148,10 @@ func TestLinksNoTransportSDK(t *testing.T) {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}
 	for _, d := range strings.Fields(string(out)) {
-		for _, p := range []string{"github.com/Azure/", "github.com/redis/", "github.com/nats-io/", "github.com/jackc/",
+		for _, p := range []string{"github.com/Azure/", "github.com/redis/", "github.com/nats-io/", "github.com/jackc/", "github.com/rabbitmq/",
 			"github.com/backplane-go/backplane/transports/natstransport",
 			"github.com/backplane-go/backplane/transports/pgtransport",
+			"github.com/backplane-go/backplane/transports/rabbitmqtransport",
 			"github.com/backplane-go/backplane/transports/redistransport",
 			"github.com/backplane-go/backplane/transports/servicebustransport"} {
 			if strings.HasPrefix(d, p) {
@@ -161,7 +162,7 @@ func TestLinksNoTransportSDK(t *testing.T) {
 }
 
 // An application over Redis only (fxmodule and redistransport) links
-// neither pgx nor the other transports' SDKs.
+// none of the other transports' SDKs (pgx, amqp091-go, ...).
 func TestRedisAppLinksNoOtherSDK(t *testing.T) {
 	if testing.Short() {
 		t.Skip("go list in -short mode")
@@ -175,9 +176,10 @@ func TestRedisAppLinksNoOtherSDK(t *testing.T) {
 		t.Fatalf("go list -deps of fxmodule and redistransport lacks go-redis:\n%s", out)
 	}
 	for _, d := range deps {
-		for _, p := range []string{"github.com/jackc/", "github.com/Azure/", "github.com/nats-io/",
+		for _, p := range []string{"github.com/jackc/", "github.com/Azure/", "github.com/nats-io/", "github.com/rabbitmq/",
 			"github.com/backplane-go/backplane/transports/pgtransport",
 			"github.com/backplane-go/backplane/transports/natstransport",
+			"github.com/backplane-go/backplane/transports/rabbitmqtransport",
 			"github.com/backplane-go/backplane/transports/servicebustransport"} {
 			if strings.HasPrefix(d, p) {
 				t.Errorf("an application over Redis links %s", d)

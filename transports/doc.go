@@ -11,6 +11,7 @@
 //	nats://, tls://       transports/natstransport
 //	sb://, servicebus://  transports/servicebustransport
 //	postgres://, postgresql://  transports/pgtransport
+//	amqp://, amqps://     transports/rabbitmqtransport
 //
 // The catalog example (examples/catalog) opens the URL of its -transport
 // flag:

@@ -94,6 +94,8 @@ var packages = map[string]string{
 	"servicebus": "servicebustransport",
 	"postgres":   "pgtransport",
 	"postgresql": "pgtransport",
+	"amqp":       "rabbitmqtransport",
+	"amqps":      "rabbitmqtransport",
 }
 
 // ImportHint returns, for a scheme of one of this module's transports,

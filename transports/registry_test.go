@@ -21,6 +21,7 @@ func TestOpenUnregisteredScheme(t *testing.T) {
 		{"nats://127.0.0.1:4222", []string{`"nats"`, "registered: mem", `import _ "github.com/backplane-go/backplane/transports/natstransport"`}},
 		{"rediss://user:s3cret@h:6380", []string{`"rediss"`, "transports/redistransport", "user:xxxxx@h:6380"}},
 		{"sb://ns.servicebus.windows.net?key_name=k&key=s3cret", []string{"transports/servicebustransport"}},
+		{"amqps://guest:s3cret@h:5671/", []string{`"amqps"`, "transports/rabbitmqtransport", "guest:xxxxx@h:5671"}},
 		{"kafka://k:9092", []string{`"kafka"`, "registered: mem"}},
 	}
 	for _, tt := range tests {

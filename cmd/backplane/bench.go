@@ -37,10 +37,12 @@ func newBenchCmd(g *globals) *cobra.Command {
 		Short: "Measure propagation latency and throughput through a broker",
 		Long: `bench measures, on your own broker and in the same run:
 
-  client        the broker's own client library (nats.go, go-redis): publish a
-                payload, receive it on a second connection; what the broker costs
+  client        the broker's own client library (nats.go, go-redis,
+                amqp091-go): publish a payload, receive it on a second
+                connection; what the broker costs
   transport     the same through backplane's transport (natstransport,
-                redistransport): publish and subscribe, no engine
+                redistransport, rabbitmqtransport): publish and subscribe,
+                no engine
   engine        the full backplane engine: Invalidate on one instance until the
                 key is evicted on another (encoding, group commit, decoding)
 

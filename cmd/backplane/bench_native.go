@@ -7,11 +7,13 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/transports/natstransport"
 	"github.com/backplane-go/backplane/transports/pgtransport"
+	"github.com/backplane-go/backplane/transports/rabbitmqtransport"
 	"github.com/backplane-go/backplane/transports/redistransport"
 )
 
@@ -124,8 +126,92 @@ func nativePipe(ctx context.Context, g *globals, rawURL, ns string, onMsg func([
 		return pgNativePipe(sctx, bps[1].(*pgtransport.Transport), sub, onMsg, closeAll, func(err error) error {
 			return classify(sctx, rawURL, g.timeout, err)
 		})
+	case *rabbitmqtransport.Transport:
+		p, err := amqpPipe(sctx, sub, bps[1].(*rabbitmqtransport.Transport), onMsg)
+		if err != nil {
+			closeAll()
+			return nil, classify(sctx, rawURL, g.timeout, err)
+		}
+		inner := p.close
+		p.close = func() { inner(); closeAll() }
+		return p, nil
 	default:
 		closeAll()
 		return nil, fmt.Errorf("%w for %T", errNoNativeClient, sub)
 	}
+}
+
+// amqpPipe consumes from an exclusive queue of its own bound to sub's
+// exchange (auto-acknowledged) on sub's connection, and publishes with
+// confirms on a channel of its own on pub's connection; flush waits for
+// the confirmation of the last message.
+func amqpPipe(ctx context.Context, sub, pub *rabbitmqtransport.Transport, onMsg func([]byte)) (*pipe, error) {
+	if err := sub.Connect(ctx); err != nil {
+		return nil, err
+	}
+	if err := pub.Connect(ctx); err != nil {
+		return nil, err
+	}
+	sch, err := sub.Conn().Channel()
+	if err != nil {
+		return nil, err
+	}
+	q, err := sch.QueueDeclare("", false, true, true, false, nil)
+	if err == nil {
+		err = sch.QueueBind(q.Name, "", sub.Exchange(), false, nil)
+	}
+	var msgs <-chan amqp.Delivery
+	if err == nil {
+		msgs, err = sch.Consume(q.Name, "", true, true, false, false, nil)
+	}
+	if err != nil {
+		_ = sch.Close()
+		return nil, err
+	}
+	pch, err := pub.Conn().Channel()
+	if err == nil {
+		err = pch.Confirm(false)
+	}
+	if err != nil {
+		_ = sch.Close()
+		return nil, err
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for d := range msgs {
+			onMsg(d.Body)
+		}
+	})
+	var mu sync.Mutex
+	var last *amqp.DeferredConfirmation
+	exchange := pub.Exchange()
+	return &pipe{
+		label: "amqp091-go client",
+		publish: func(_ context.Context, p []byte) error {
+			dc, err := pch.PublishWithDeferredConfirm(exchange, "", false, false, amqp.Publishing{Body: p})
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			if last == nil || dc.DeliveryTag > last.DeliveryTag {
+				last = dc
+			}
+			mu.Unlock()
+			return nil
+		},
+		flush: func(ctx context.Context) error {
+			mu.Lock()
+			dc := last
+			mu.Unlock()
+			if dc == nil {
+				return nil
+			}
+			ok, err := dc.WaitContext(ctx)
+			if err == nil && !ok {
+				err = errors.New("the broker nacked a message")
+			}
+			return err
+		},
+		close: func() { _ = pch.Close(); _ = sch.Close(); wg.Wait() },
+	}, nil
 }

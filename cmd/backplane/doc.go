@@ -11,7 +11,8 @@
 //	backplane version
 //
 // URL names the broker: nats://host:4222, tls://host:4222, redis://host:6379/0,
-// rediss://host:6380, or mem:// (in-process: only useful with demo --transport). Credentials go in the
+// rediss://host:6380, amqp://user:pass@host:5672/ (amqps:// with TLS), or
+// mem:// (in-process: only useful with demo --transport). Credentials go in the
 // URL (nats://user:pass@host:4222, redis://:pass@host:6379); further
 // parameters are those of the fxmodule package.
 //

@@ -163,7 +163,7 @@ func lastCause(err error) string {
 
 // trimPrefixes drops the package prefixes that mean nothing to an operator.
 func trimPrefixes(msg string) string {
-	for _, p := range []string{"fxmodule: ", "backplane: invalid option: ", "backplane: ", "natstransport: ", "redistransport: ", "servicebustransport: ", "pgtransport: "} {
+	for _, p := range []string{"fxmodule: ", "backplane: invalid option: ", "backplane: ", "natstransport: ", "redistransport: ", "servicebustransport: ", "pgtransport: ", "rabbitmqtransport: "} {
 		msg = strings.ReplaceAll(msg, p, "")
 	}
 	return msg

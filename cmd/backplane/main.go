@@ -21,6 +21,7 @@ import (
 	_ "github.com/backplane-go/backplane/transports/memtransport"
 	_ "github.com/backplane-go/backplane/transports/natstransport"
 	_ "github.com/backplane-go/backplane/transports/pgtransport"
+	_ "github.com/backplane-go/backplane/transports/rabbitmqtransport"
 	_ "github.com/backplane-go/backplane/transports/redistransport"
 	_ "github.com/backplane-go/backplane/transports/servicebustransport"
 )
@@ -98,7 +99,8 @@ clear, bench, check).
 
 URLs name the broker: nats://host:4222, tls://host:4222, redis://host:6379/0,
 rediss://host:6380, sb://namespace.servicebus.windows.net?key_name=K&key=S,
-postgres://user:pass@host:5432/db, mem:// (in-process). Credentials go in the URL.`,
+postgres://user:pass@host:5432/db, amqp://user:pass@host:5672/, amqps://...,
+mem:// (in-process). Credentials go in the URL.`,
 		Example: `  backplane demo
   backplane tail nats://127.0.0.1:4222 --namespace catalog
   backplane invalidate redis://127.0.0.1:6379 --namespace catalog product:7

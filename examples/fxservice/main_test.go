@@ -184,6 +184,7 @@ func TestLinksOnlyItsTransport(t *testing.T) {
 		"github.com/backplane-go/backplane/transports/servicebustransport",
 		"github.com/backplane-go/backplane/transports/pgtransport",
 		"modernc.org/sqlite", "github.com/jackc/",
+		"github.com/rabbitmq/amqp091-go", "github.com/backplane-go/backplane/transports/rabbitmqtransport",
 	} {
 		if has(p) {
 			t.Errorf("the service links %s", p)
