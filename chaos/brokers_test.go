@@ -38,20 +38,22 @@ type brokerKind struct {
 // keeps its log through a restart flushes nothing.
 var durableNoFlush = []string{"reset", "partition", "blackhole", "slow-subscriber", "broker-kill"}
 
+// durableReduced are the scenarios of the reduced form over a durable
+// mode: the baseline, and those that must not flush.
+var durableReduced = append([]string{"baseline"}, durableNoFlush...)
+
 // brokers is the broker table.
 var brokers = []brokerKind{
 	{name: "redis", start: redisBroker},
 	{name: "redis-stream", durable: true, noFlush: durableNoFlush,
-		reduced: []string{"baseline", "reset", "blackhole", "broker-kill"},
-		start:   redisStreamBroker(true)},
+		reduced: durableReduced, start: redisStreamBroker(true)},
 	{name: "redis-stream-volatile", durable: true,
 		noFlush: []string{"reset", "partition", "blackhole", "slow-subscriber"}, mustFlush: []string{"broker-kill"},
 		reduced: []string{"baseline", "broker-kill"},
 		start:   redisStreamBroker(false)},
 	{name: "nats", start: natsBroker},
 	{name: "jetstream", durable: true, noFlush: durableNoFlush,
-		reduced: []string{"baseline", "partition", "slow-subscriber", "broker-kill"},
-		start:   jetStreamBroker},
+		reduced: durableReduced, start: jetStreamBroker},
 }
 
 func (k brokerKind) runs(scenario string, full bool) bool {

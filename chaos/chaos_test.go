@@ -18,8 +18,9 @@ import (
 
 // scenario is one fault schedule. inject runs once the load is steady and
 // must lift its faults before it returns; it has about window to do its
-// work. A scenario that waits after lifting its faults calls run.lifted
-// when it lifted them: the window after the fault starts there.
+// work. A scenario that waits before its fault calls run.faulted when it
+// starts it, one that waits after lifting its faults calls run.lifted when
+// it lifted them: the measured windows (see run.windows) start there.
 type scenario struct {
 	name    string
 	latency func(c config) time.Duration // injected latency, part of the bound
@@ -64,6 +65,7 @@ func scenarios() []scenario {
 		}},
 		{name: "broker-kill", inject: func(r *run, w time.Duration) {
 			r.pause(w / 4)
+			r.faulted()
 			r.brk.kill()
 			r.pause(r.cfg.downtime)
 			r.brk.start()
@@ -135,6 +137,7 @@ type run struct {
 
 	mu         sync.Mutex
 	samples    []sample // the window sampler's
+	faultedAt  time.Time
 	liftedAt   time.Time
 	detections []detection
 	// unhealthy counts, per state, the Health samples that showed it
@@ -174,6 +177,14 @@ type detection struct {
 	inst  int
 	what  string
 	start time.Time
+}
+
+// faulted notes that the scenario's fault starts now, for a scenario that
+// waits before it: the fault window starts there.
+func (r *run) faulted() {
+	r.mu.Lock()
+	r.faultedAt = time.Now()
+	r.mu.Unlock()
 }
 
 // lifted notes that the scenario's faults are lifted now.
@@ -283,6 +294,10 @@ func runScenario(t *testing.T, cfg config, brk *broker, sc scenario, base *windo
 		r.liftedAt = faultEnd
 	}
 	lifted := r.liftedAt
+	faulted := faultStart
+	if !r.faultedAt.IsZero() {
+		faulted = r.faultedAt
+	}
 	r.mu.Unlock()
 	// The window after the fault is cfg.after long from the lifting.
 	time.Sleep(time.Until(lifted.Add(cfg.after)))
@@ -317,7 +332,7 @@ func runScenario(t *testing.T, cfg config, brk *broker, sc scenario, base *windo
 			t.Errorf("close instance %d: %v", i, err)
 		}
 	}
-	w := r.windows(faultStart, lifted, lifted.Add(cfg.after), base)
+	w := r.windows(faulted, lifted, lifted.Add(cfg.after), base)
 	r.account(sc.name, bound, lat, faultStart, faultEnd, closing, w)
 	return &w
 }
