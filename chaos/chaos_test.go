@@ -702,11 +702,12 @@ func completedWrites(c *checker) int {
 // after that call returned, or the receiver was not caching when the call
 // started (it had lost its link, flushing for a disconnect or a silence,
 // and not flushed for its return since; flushes for other causes, such as
-// the peers lost while it was cut off, do not end that). A receiver
-// suspended when the call started (states: "suspend" and "serve", over a
-// durable transport) is covered only if it flushed before it served its
-// store again: a suspension that ends without a flush keeps what the lost
-// message should have evicted.
+// the peers lost while it was cut off, do not end that). Over a durable
+// transport (states: "suspend" and "serve" as the window sampler saw them)
+// a receiver suspended when the call started, or within the bound after it
+// returned, is covered if it flushed before it served its store again: a
+// suspension that ends without a flush keeps what the lost message should
+// have evicted.
 func coveredBy(fs, states []flushEvent, at pubTimes, bound time.Duration) bool {
 	down := false
 	for i := range fs {
@@ -728,11 +729,14 @@ func coveredBy(fs, states []flushEvent, at pubTimes, bound time.Duration) bool {
 	if down {
 		return true
 	}
-	// Suspended when the call started?
-	var suspended bool
+	// Suspended when the call started, or within the bound after it?
+	suspended := false
 	var serve time.Time // when the store was served again
 	for _, s := range states {
-		if s.at.Before(at.start) {
+		if s.at.Sub(at.end) > bound && !suspended {
+			break
+		}
+		if s.at.Before(at.start) || !suspended {
 			suspended = s.cause == "suspend"
 			continue
 		}

@@ -8,7 +8,8 @@ import (
 // A lost message counts as covered by a flush of the receiver soon enough
 // after its publish, or by the receiver not caching when it was published:
 // from a flush for a lost link until the flush for its return, whatever
-// other flushes came between.
+// other flushes came between; or by a suspension from before the bound
+// that ended with a flush.
 func TestCoveredBy(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
@@ -36,6 +37,9 @@ func TestCoveredBy(t *testing.T) {
 		{"suspended, flushed after serving", []flushEvent{flush(400, "gap")}, []flushEvent{state(50, "suspend"), state(300, "serve")}, false},
 		{"suspended, not served yet, flushed", []flushEvent{flush(400, "reconnect")}, []flushEvent{state(50, "suspend")}, true},
 		{"served again before the publish", nil, []flushEvent{state(50, "suspend"), state(80, "serve")}, false},
+		{"suspended within the bound, flushed before serving", []flushEvent{flush(900, "reconnect")}, []flushEvent{state(150, "suspend"), state(910, "serve")}, true},
+		{"suspended within the bound, served without a flush", []flushEvent{flush(950, "gap")}, []flushEvent{state(150, "suspend"), state(910, "serve")}, false},
+		{"suspended after the bound", []flushEvent{flush(900, "reconnect")}, []flushEvent{state(170, "suspend"), state(910, "serve")}, false},
 	}
 	for _, c := range cases {
 		if got := coveredBy(c.fs, c.states, pub, bound); got != c.want {
