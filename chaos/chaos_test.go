@@ -363,6 +363,7 @@ func (r *run) open(i int, ns string) *instance {
 	if err := c.Start(ctx); err != nil {
 		t.Fatalf("start instance %d: %v", i, err)
 	}
+	in.started = time.Now()
 	t.Cleanup(func() { _ = c.Close() })
 	return in
 }
@@ -518,7 +519,9 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 		}
 		published++
 		for i, in := range r.insts {
-			if in.id == id.src {
+			if in.id == id.src || at.start.Before(in.started) {
+				// A message published before the instance subscribed
+				// is not for it.
 				continue
 			}
 			if rcv, ok := l.received[i][id]; ok {

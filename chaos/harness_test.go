@@ -383,6 +383,8 @@ type instance struct {
 	cache *core.Cache
 	id    core.SourceID
 	rec   *recorder
+	// started is when Start returned: the instance is subscribed.
+	started time.Time
 	// noWrite keeps the writers off the instance.
 	noWrite atomic.Bool
 	catchUp catchUpKeys
