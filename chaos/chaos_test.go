@@ -547,7 +547,7 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 
 	causes := map[string]int{}
 	events := map[string]int{}
-	var gaps, published2, received, rejected, suspensions uint64
+	var gaps, published2, received, rejected, suspensions, publishErrors uint64
 	var catchUpKeys, catchUpDeliveries int
 	var maxCanaryLag, maxPropLag float64
 	for _, in := range r.insts {
@@ -565,6 +565,7 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 		in.rec.mu.Unlock()
 		st := in.cache.Stats()
 		suspensions += st.Suspensions
+		publishErrors += st.PublishErrors
 		k, d := in.catchUp.totals()
 		catchUpKeys += k
 		catchUpDeliveries += d
@@ -623,7 +624,7 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 	for _, n := range causes {
 		nflushes += n
 	}
-	t.Logf("  flushes by cause: %s; gaps %d; suspensions %d; transport events: %s", countMap(causes), gaps, suspensions, countMap(events))
+	t.Logf("  flushes by cause: %s; gaps %d; suspensions %d; failed publish rounds %d; transport events: %s", countMap(causes), gaps, suspensions, publishErrors, countMap(events))
 	t.Logf("  catch-up: %d keys evicted while suspended (%d key deliveries)", catchUpKeys, catchUpDeliveries)
 	var bfault, bafter uint64
 	var bfd, bad time.Duration
