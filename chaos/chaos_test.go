@@ -265,8 +265,8 @@ func runScenario(t *testing.T, cfg config, brk *broker, sc scenario, base *windo
 	}
 
 	r.chk = newChecker(cfg.keys, bound)
-	// The load runs for the warm-up, the fault and the window after it
-	// (cfg.after), however long the fault took.
+	// The load runs for the warm-up and the fault schedule, however long
+	// that took, and at least cfg.after after the faults were lifted.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r.ctx = ctx
