@@ -16,8 +16,17 @@ import (
 
 // brokerKind is one row of the broker table: a transport mode over a
 // private broker the test may kill and restart. Adding a broker is adding a
-// row: a start function built on a testenv server (anything with an
-// address, a kill and a restart) and what the suite expects of it.
+// row: a start function built on a testenv server (anything with Addr,
+// Kill and Restart, see serverBroker) and what the suite expects of it,
+// for example
+//
+//	{name: "postgres", durable: true, noFlush: durableNoFlush, reduced: durableReduced,
+//		start: func(t *testing.T) *broker {
+//			return serverBroker(testenv.StartPostgres(t), func(t *testing.T, addr, ns string) core.Backplane { ... })
+//		}},
+//
+// where the Backplane must reach the server at addr (the instance's fault
+// proxy), not at the server's own address.
 type brokerKind struct {
 	name string
 	// durable: the transport is a log (core.Limits.Durable), over which the
@@ -79,14 +88,25 @@ type broker struct {
 	open  func(t *testing.T, addr, ns string) core.Backplane
 }
 
+// server is a private server a test owns: its address, a kill (SIGKILL
+// or the closest the server has) and a restart on the same address with
+// the same storage.
+type server interface {
+	Addr() string
+	Kill()
+	Restart()
+}
+
+// serverBroker is the broker over a private server; open makes a
+// transport that reaches the server at addr.
+func serverBroker(s server, open func(t *testing.T, addr, ns string) core.Backplane) *broker {
+	return &broker{addr: s.Addr(), kill: s.Kill, start: s.Restart, open: open}
+}
+
 func redisBroker(t *testing.T) *broker {
-	s := testenv.StartRedis(t)
-	return &broker{
-		addr: s.Addr(), kill: s.Kill, start: s.Restart,
-		open: func(t *testing.T, addr, ns string) core.Backplane {
-			return openRedis(t, "redis://"+addr, ns)
-		},
-	}
+	return serverBroker(testenv.StartRedis(t), func(t *testing.T, addr, ns string) core.Backplane {
+		return openRedis(t, "redis://"+addr, ns)
+	})
 }
 
 // redisStreamBroker returns the start function of the stream mode over a
@@ -106,12 +126,9 @@ func redisStreamBroker(persistent bool) func(t *testing.T) *broker {
 		if got, want := redisInfoField(t, s, "persistence", "aof_enabled"), map[bool]string{true: "1", false: "0"}[persistent]; got != want {
 			t.Fatalf("redis-server aof_enabled = %q, want %q", got, want)
 		}
-		return &broker{
-			addr: s.Addr(), kill: s.Kill, start: s.Restart,
-			open: func(t *testing.T, addr, ns string) core.Backplane {
-				return openRedis(t, "redis://"+addr+"?mode=stream", ns)
-			},
-		}
+		return serverBroker(s, func(t *testing.T, addr, ns string) core.Backplane {
+			return openRedis(t, "redis://"+addr+"?mode=stream", ns)
+		})
 	}
 }
 
