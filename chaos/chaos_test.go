@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -538,8 +539,9 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 						fs = append(fs, fmt.Sprintf("%s@%+v", f.cause, d.Round(time.Millisecond)))
 					}
 				}
-				undetected = append(undetected, fmt.Sprintf("message %d of instance %s published at %v never reached instance %d; its flushes around it: %s",
-					id.seq, id.src.String()[:8], at.start.Sub(r.chk.start).Round(time.Millisecond), i, strings.Join(fs, " ")))
+				undetected = append(undetected, fmt.Sprintf("message %d of instance %s published at %v (returned %v) never reached instance %d; its flushes around it: %s; %s",
+					id.seq, id.src.String()[:8], at.start.Sub(r.chk.start).Round(time.Millisecond), at.end.Sub(r.chk.start).Round(time.Millisecond),
+					i, strings.Join(fs, " "), r.around(i, id)))
 			}
 		}
 	}
@@ -687,6 +689,27 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 	if c.reads.Load() == 0 || completedWrites(c) == 0 {
 		t.Errorf("the load did nothing: %d reads, %d writes", c.reads.Load(), completedWrites(c))
 	}
+}
+
+// around describes, for the report of a lost message, the messages of its
+// source that reached instance i near it, and those whose publish failed.
+// Called with the ledger locked.
+func (r *run) around(i int, id msgID) string {
+	l := r.ledger
+	var got []string
+	for _, a := range l.arrivals[i][id.src] {
+		if a.seq+3 >= id.seq && a.seq <= id.seq+3 {
+			got = append(got, fmt.Sprintf("%v %d@%v", a.op, a.seq, a.at.Sub(r.chk.start).Round(time.Millisecond)))
+		}
+	}
+	var failed []string
+	for f, at := range l.failed {
+		if f.src == id.src && f.seq+3 >= id.seq && f.seq <= id.seq+3 {
+			failed = append(failed, fmt.Sprintf("%d@%v", f.seq, at.Sub(r.chk.start).Round(time.Millisecond)))
+		}
+	}
+	sort.Strings(failed)
+	return fmt.Sprintf("arrived there of the same source: %s; failed publishes of the source: %s", strings.Join(got, " "), strings.Join(failed, " "))
 }
 
 func completedWrites(c *checker) int {

@@ -107,13 +107,26 @@ type ledger struct {
 	published map[msgID]pubTimes
 	received  []map[msgID]time.Time      // per instance
 	heard     []map[core.SourceID]uint64 // per instance: the highest Seq of any message of a peer
+	// arrivals are, per instance and peer, the messages of the peer in the
+	// order they arrived (heartbeats too), for the report of a loss.
+	arrivals []map[core.SourceID][]arrival
+	// failed are the messages whose Publish failed, and when it did.
+	failed map[msgID]time.Time
+}
+
+type arrival struct {
+	seq uint64
+	op  core.Op
+	at  time.Time
 }
 
 func newLedger(n int) *ledger {
-	l := &ledger{published: map[msgID]pubTimes{}, received: make([]map[msgID]time.Time, n), heard: make([]map[core.SourceID]uint64, n)}
+	l := &ledger{published: map[msgID]pubTimes{}, received: make([]map[msgID]time.Time, n), heard: make([]map[core.SourceID]uint64, n),
+		arrivals: make([]map[core.SourceID][]arrival, n), failed: map[msgID]time.Time{}}
 	for i := range l.received {
 		l.received[i] = map[msgID]time.Time{}
 		l.heard[i] = map[core.SourceID]uint64{}
+		l.arrivals[i] = map[core.SourceID][]arrival{}
 	}
 	return l
 }
@@ -122,16 +135,16 @@ func newLedger(n int) *ledger {
 // clear message (ok is false for heartbeats and undecodable payloads;
 // decoded tells the latter apart).
 func decodeID(p []byte) (id msgID, ok, decoded bool) {
-	id, ok, decoded, _ = decodeMsg(p)
+	id, ok, decoded, _, _ = decodeMsg(p)
 	return id, ok, decoded
 }
 
 // decodeMsg is decodeID that also returns the keys of an invalidate
-// message, the canary's left out.
-func decodeMsg(p []byte) (id msgID, ok, decoded bool, keys []string) {
+// message (the canary's left out) and the message's op.
+func decodeMsg(p []byte) (id msgID, ok, decoded bool, keys []string, op core.Op) {
 	env, err := core.DecodeEnvelope(p)
 	if err != nil {
-		return msgID{}, false, false, nil
+		return msgID{}, false, false, nil, 0
 	}
 	if env.Op == core.OpInvalidate {
 		for _, k := range env.Keys {
@@ -140,7 +153,7 @@ func decodeMsg(p []byte) (id msgID, ok, decoded bool, keys []string) {
 			}
 		}
 	}
-	return msgID{env.Source, env.Seq}, env.Op == core.OpInvalidate || env.Op == core.OpClear, true, keys
+	return msgID{env.Source, env.Seq}, env.Op == core.OpInvalidate || env.Op == core.OpClear, true, keys, env.Op
 }
 
 // pubTimes are when the Publish call that carried a message started and
@@ -159,8 +172,23 @@ func (t *tap) Publish(ctx context.Context, payloads ...[]byte) error {
 	err := t.Backplane.Publish(ctx, payloads...)
 	if err == nil {
 		t.published(start, payloads)
+	} else {
+		t.failed(payloads)
 	}
 	return err
+}
+
+// failed records payloads whose publish failed.
+func (t *tap) failed(payloads [][]byte) {
+	now := time.Now()
+	l := t.inst.run.ledger
+	l.mu.Lock()
+	for _, p := range payloads {
+		if id, _, decoded := decodeID(p); decoded {
+			l.failed[id] = now
+		}
+	}
+	l.mu.Unlock()
 }
 
 // published records payloads as on the broker: their publish started at
@@ -188,12 +216,15 @@ func (t senderTap) Send(ctx context.Context, payloads ...[]byte) (func(context.C
 	start := time.Now()
 	confirm, err := t.s.Send(ctx, payloads...)
 	if err != nil {
+		t.failed(payloads)
 		return nil, err
 	}
 	return func(ctx context.Context) error {
 		err := confirm(ctx)
 		if err == nil {
 			t.published(start, payloads)
+		} else {
+			t.failed(payloads)
 		}
 		return err
 	}, nil
@@ -218,7 +249,7 @@ type tapHandler struct {
 }
 
 func (h tapHandler) HandleMessage(p []byte) {
-	if id, ok, decoded, keys := decodeMsg(p); decoded && id.src != h.t.inst.id {
+	if id, ok, decoded, keys, op := decodeMsg(p); decoded && id.src != h.t.inst.id {
 		now := time.Now()
 		in := h.t.inst
 		l := in.run.ledger
@@ -228,6 +259,7 @@ func (h tapHandler) HandleMessage(p []byte) {
 			l.received[i][id] = now
 		}
 		l.heard[i][id.src] = max(l.heard[i][id.src], id.seq)
+		l.arrivals[i][id.src] = append(l.arrivals[i][id.src], arrival{seq: id.seq, op: op, at: now})
 		l.mu.Unlock()
 		in.catchUp.note(in.cache.Health().Suspended, keys)
 	}
