@@ -138,6 +138,7 @@ type run struct {
 
 	mu         sync.Mutex
 	samples    []sample // the window sampler's
+	stall      stall    // the longest gap between them
 	faultedAt  time.Time
 	liftedAt   time.Time
 	detections []detection
@@ -648,6 +649,11 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 	r.mu.Unlock()
 	t.Logf("  lag metrics: propagation max %v, canary max %v; Health samples (every %v per instance) unhealthy: %s",
 		secs(maxPropLag), secs(maxCanaryLag), cfg.hbInterval/2, unhealthy)
+	r.mu.Lock()
+	st := r.stall
+	r.mu.Unlock()
+	t.Logf("  longest stall of the test process (gap between samples due every %v): %v, ending at %v",
+		sampleEvery, st.gap.Round(time.Millisecond), st.end.Sub(c.start).Round(time.Millisecond))
 	for _, m := range detectMsgs {
 		t.Logf("  %s", m)
 	}
@@ -662,10 +668,10 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 	if len(dets) > 0 {
 		detect = strings.Join(detectMsgs, "; ")
 	}
-	reportLine(t, fmt.Sprintf("| %s | %s | %s | %d | %d | %v | %v | %d | %d | %s | %d | %d | %s | %s | %s | %s | %d / %d | %v | %s | %s |",
+	reportLine(t, fmt.Sprintf("| %s | %s | %s | %d | %d | %v | %v | %d | %d | %s | %d | %d | %s | %s | %s | %s | %d / %d | %v | %s | %s | %v |",
 		mode, r.brk.name, name, c.reads.Load(), completedWrites(c), bound, maxStale.Round(time.Millisecond),
 		c.violations.Load(), nflushes, countMap(causes), suspensions, catchUpKeys, loadsFault, loadsAfter, ratio, w.recoveryString(),
-		lost, detected, secs(maxCanaryLag), unhealthy, detect))
+		lost, detected, secs(maxCanaryLag), unhealthy, detect, st.gap.Round(time.Millisecond)))
 	kind := r.brk.kind
 	if contains(kind.noFlush, name) && nflushes > 0 {
 		// Gap flushes while every delivery arrived are the holes that

@@ -49,6 +49,11 @@ func (r *run) sampleWindows() {
 			}
 		}
 		r.mu.Lock()
+		if n := len(r.samples); n > 0 {
+			if gap := s.at.Sub(r.samples[n-1].at); gap > r.stall.gap {
+				r.stall = stall{gap: gap, end: s.at}
+			}
+		}
 		r.samples = append(r.samples, s)
 		r.mu.Unlock()
 		select {
@@ -57,6 +62,16 @@ func (r *run) sampleWindows() {
 		case <-t.C:
 		}
 	}
+}
+
+// stall is the longest time the window sampler did not get to run: how
+// long the test process (engine, transports, monitors) was held up by the
+// machine at worst. A stall longer than the bound's slack can make reads
+// look stale that no working engine could have kept fresh: its monitor did
+// not run either.
+type stall struct {
+	gap time.Duration
+	end time.Time
 }
 
 // series are the samples of one scenario, in time order.
