@@ -47,8 +47,9 @@
 //
 // Both forms fail on any read past the bound, on any blackhole the engine
 // does not detect by itself, and on a flush where a durable mode must not
-// flush, except in the reduced form the gap flushes of a known engine bug
-// (TestDurableFailedRoundIsNoLoss, run with BACKPLANE_KNOWN_BUGS=1).
+// flush, except in the reduced form the gap flushes of known engine bugs
+// (TestDurableFailedRoundIsNoLoss and TestDurablePeerBackIsNoLoss, run
+// with BACKPLANE_KNOWN_BUGS=1).
 // RELIABILITY.md has the figures of the full run.
 //
 // Both need redis-server on PATH (otherwise the Redis scenarios are
