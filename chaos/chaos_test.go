@@ -704,10 +704,18 @@ func (r *run) around(i int, id msgID) string {
 	l := r.ledger
 	var got []string
 	for _, a := range l.arrivals[i][id.src] {
-		if a.seq+3 >= id.seq && a.seq <= id.seq+3 {
+		if a.seq+3 >= id.seq && len(got) < 8 {
 			got = append(got, fmt.Sprintf("%v %d@%v", a.op, a.seq, a.at.Sub(r.chk.start).Round(time.Millisecond)))
 		}
 	}
+	var later []string
+	for p, at := range l.published {
+		if p.src == id.src && p.seq > id.seq && p.seq <= id.seq+3 {
+			later = append(later, fmt.Sprintf("%d@%v", p.seq, at.start.Sub(r.chk.start).Round(time.Millisecond)))
+		}
+	}
+	sort.Strings(later)
+	got = append(got, fmt.Sprintf("; highest number heard of the source %d; the source's next publishes: %s", l.heard[i][id.src], strings.Join(later, " ")))
 	var failed []string
 	for f, at := range l.failed {
 		if f.src == id.src && f.seq+3 >= id.seq && f.seq <= id.seq+3 {
