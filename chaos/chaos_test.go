@@ -642,8 +642,8 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 	}
 	t.Logf("  origin loads: %s during the fault (%v), %s in the %v after (× the baseline's rate); hit ratio during the fault %s; back to 90%% of %.1f%% %s after the fault",
 		loadsFault, w.fault.Round(time.Millisecond), loadsAfter, w.after.Round(time.Millisecond), ratio, 100*w.recoveryBase, w.recoveryString())
-	t.Logf("  invalidations: %d published, %d deliveries lost, %d of them detected; max delivery delay %v; %d messages published in all, %d received",
-		published, lost, detected, maxDelay.Round(time.Millisecond), published2, received)
+	t.Logf("  invalidations: %d published, %d deliveries lost, %d of them detected; max delivery delay %v; %d messages published in all, %d received, %d dropped as undecodable or rejected",
+		published, lost, detected, maxDelay.Round(time.Millisecond), published2, received, rejected)
 	r.mu.Lock()
 	unhealthy := countMap(r.unhealthy)
 	r.mu.Unlock()
