@@ -13,17 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/internal/faultproxy"
-	"github.com/backplane-go/backplane/internal/testenv"
 	"github.com/backplane-go/backplane/stores/bigcachestore"
-	"github.com/backplane-go/backplane/transports/natstransport"
-	"github.com/backplane-go/backplane/transports/redistransport"
 )
 
 // fullRun is set by the chaos build tag (full_test.go).
@@ -41,6 +37,7 @@ type config struct {
 	hbTimeout    time.Duration
 	slack        time.Duration // propagation and scheduling allowance
 	latency      time.Duration // injected by the latency scenario
+	after        time.Duration // of the load after the fault, measured
 	downtime     time.Duration // of the broker in the kill scenario
 	slowBPS      int           // bandwidth of the slow subscriber
 	writers      int
@@ -56,7 +53,7 @@ func loadConfig() config {
 			full: true, instances: 4, duration: 20 * time.Second,
 			hbInterval: 100 * time.Millisecond, hbTimeout: 500 * time.Millisecond,
 			slack: 250 * time.Millisecond, latency: 150 * time.Millisecond,
-			downtime: 2 * time.Second, slowBPS: 4 << 10,
+			after: 4 * time.Second, downtime: 2 * time.Second, slowBPS: 4 << 10,
 			writers: 3, readersPer: 2, keys: 64,
 			publishLimit: time.Second, wait: 30 * time.Second,
 		}
@@ -65,7 +62,7 @@ func loadConfig() config {
 		instances: 3, duration: 3 * time.Second,
 		hbInterval: 200 * time.Millisecond, hbTimeout: time.Second,
 		slack: 2 * time.Second, latency: 100 * time.Millisecond,
-		downtime: 300 * time.Millisecond, slowBPS: 2 << 10,
+		after: time.Second, downtime: 300 * time.Millisecond, slowBPS: 2 << 10,
 		writers: 2, readersPer: 1, keys: 32,
 		publishLimit: time.Second, wait: 60 * time.Second,
 	}
@@ -83,50 +80,6 @@ func (c config) bound(lat time.Duration) time.Duration {
 // silence.
 func (c config) detectBound() time.Duration {
 	return c.hbTimeout + c.hbInterval + c.slack
-}
-
-// broker is a private broker the test may kill and restart.
-type broker struct {
-	name  string
-	addr  string
-	kill  func() // SIGKILL for Redis; for the embedded NATS server, Shutdown
-	start func()
-	open  func(t *testing.T, addr, ns string) core.Backplane
-}
-
-func redisBroker(t *testing.T) *broker {
-	s := testenv.StartRedis(t)
-	return &broker{
-		name: "redis", addr: s.Addr(), kill: s.Kill, start: s.Restart,
-		open: func(t *testing.T, addr, ns string) core.Backplane {
-			bp, err := redistransport.Open("redis://"+addr, ns,
-				redistransport.WithReconnectBackoff(20*time.Millisecond, 200*time.Millisecond),
-				redistransport.WithLogger(discard))
-			if err != nil {
-				t.Fatalf("redistransport.Open: %v", err)
-			}
-			return bp
-		},
-	}
-}
-
-func natsBroker(t *testing.T) *broker {
-	s := testenv.StartNATS(t)
-	return &broker{
-		name: "nats", addr: fmt.Sprintf("127.0.0.1:%d", s.Port()), kill: s.Shutdown, start: s.Restart,
-		open: func(t *testing.T, addr, ns string) core.Backplane {
-			bp, err := natstransport.Open("nats://"+addr, ns,
-				natstransport.WithReconnectWait(50*time.Millisecond),
-				natstransport.WithConnectTimeout(time.Second),
-				natstransport.WithLogger(discard),
-				// Stay behind the proxy: never dial what the server advertises.
-				natstransport.WithNATSOptions(nats.IgnoreDiscoveredServers()))
-			if err != nil {
-				t.Fatalf("natstransport.Open: %v", err)
-			}
-			return bp
-		},
-	}
 }
 
 var discard = slog.New(slog.DiscardHandler)
@@ -154,13 +107,26 @@ type ledger struct {
 	published map[msgID]pubTimes
 	received  []map[msgID]time.Time      // per instance
 	heard     []map[core.SourceID]uint64 // per instance: the highest Seq of any message of a peer
+	// arrivals are, per instance and peer, the messages of the peer in the
+	// order they arrived (heartbeats too), for the report of a loss.
+	arrivals []map[core.SourceID][]arrival
+	// failed are the messages whose Publish failed, and when it did.
+	failed map[msgID]time.Time
+}
+
+type arrival struct {
+	seq uint64
+	op  core.Op
+	at  time.Time
 }
 
 func newLedger(n int) *ledger {
-	l := &ledger{published: map[msgID]pubTimes{}, received: make([]map[msgID]time.Time, n), heard: make([]map[core.SourceID]uint64, n)}
+	l := &ledger{published: map[msgID]pubTimes{}, received: make([]map[msgID]time.Time, n), heard: make([]map[core.SourceID]uint64, n),
+		arrivals: make([]map[core.SourceID][]arrival, n), failed: map[msgID]time.Time{}}
 	for i := range l.received {
 		l.received[i] = map[msgID]time.Time{}
 		l.heard[i] = map[core.SourceID]uint64{}
+		l.arrivals[i] = map[core.SourceID][]arrival{}
 	}
 	return l
 }
@@ -169,11 +135,25 @@ func newLedger(n int) *ledger {
 // clear message (ok is false for heartbeats and undecodable payloads;
 // decoded tells the latter apart).
 func decodeID(p []byte) (id msgID, ok, decoded bool) {
+	id, ok, decoded, _, _ = decodeMsg(p)
+	return id, ok, decoded
+}
+
+// decodeMsg is decodeID that also returns the keys of an invalidate
+// message (the canary's left out) and the message's op.
+func decodeMsg(p []byte) (id msgID, ok, decoded bool, keys []string, op core.Op) {
 	env, err := core.DecodeEnvelope(p)
 	if err != nil {
-		return msgID{}, false, false
+		return msgID{}, false, false, nil, 0
 	}
-	return msgID{env.Source, env.Seq}, env.Op == core.OpInvalidate || env.Op == core.OpClear, true
+	if env.Op == core.OpInvalidate {
+		for _, k := range env.Keys {
+			if k != core.CanaryKey {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return msgID{env.Source, env.Seq}, env.Op == core.OpInvalidate || env.Op == core.OpClear, true, keys, env.Op
 }
 
 // pubTimes are when the Publish call that carried a message started and
@@ -192,8 +172,23 @@ func (t *tap) Publish(ctx context.Context, payloads ...[]byte) error {
 	err := t.Backplane.Publish(ctx, payloads...)
 	if err == nil {
 		t.published(start, payloads)
+	} else {
+		t.failed(payloads)
 	}
 	return err
+}
+
+// failed records payloads whose publish failed.
+func (t *tap) failed(payloads [][]byte) {
+	now := time.Now()
+	l := t.inst.run.ledger
+	l.mu.Lock()
+	for _, p := range payloads {
+		if id, _, decoded := decodeID(p); decoded {
+			l.failed[id] = now
+		}
+	}
+	l.mu.Unlock()
 }
 
 // published records payloads as on the broker: their publish started at
@@ -221,12 +216,15 @@ func (t senderTap) Send(ctx context.Context, payloads ...[]byte) (func(context.C
 	start := time.Now()
 	confirm, err := t.s.Send(ctx, payloads...)
 	if err != nil {
+		t.failed(payloads)
 		return nil, err
 	}
 	return func(ctx context.Context) error {
 		err := confirm(ctx)
 		if err == nil {
 			t.published(start, payloads)
+		} else {
+			t.failed(payloads)
 		}
 		return err
 	}, nil
@@ -251,18 +249,58 @@ type tapHandler struct {
 }
 
 func (h tapHandler) HandleMessage(p []byte) {
-	if id, ok, decoded := decodeID(p); decoded && id.src != h.t.inst.id {
+	if id, ok, decoded, keys, op := decodeMsg(p); decoded && id.src != h.t.inst.id {
 		now := time.Now()
-		l := h.t.inst.run.ledger
-		i := h.t.inst.idx
+		in := h.t.inst
+		l := in.run.ledger
+		i := in.idx
 		l.mu.Lock()
 		if _, dup := l.received[i][id]; ok && !dup {
 			l.received[i][id] = now
 		}
 		l.heard[i][id.src] = max(l.heard[i][id.src], id.seq)
+		l.arrivals[i][id.src] = append(l.arrivals[i][id.src], arrival{seq: id.seq, op: op, at: now})
 		l.mu.Unlock()
+		in.catchUp.note(in.cache.Health().Suspended, keys)
 	}
 	h.h.HandleMessage(p)
+}
+
+// catchUpKeys counts the keys a peer's invalidations evicted from an
+// instance's store while it was suspended (Health.Suspended, over a durable
+// transport): what catching up with the log cost the store, where a flush
+// would have cost all of it. Keys are counted once per suspension (an
+// episode ends with the first peer message that finds the store served
+// again); deliveries counts every key delivered.
+type catchUpKeys struct {
+	mu         sync.Mutex
+	episode    map[string]struct{}
+	keys       int // distinct keys per episode, summed over the episodes
+	deliveries int
+}
+
+func (c *catchUpKeys) note(suspended bool, keys []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !suspended {
+		c.keys += len(c.episode)
+		c.episode = nil
+		return
+	}
+	if c.episode == nil {
+		c.episode = map[string]struct{}{}
+	}
+	for _, k := range keys {
+		c.episode[k] = struct{}{}
+	}
+	c.deliveries += len(keys)
+}
+
+// totals returns the keys of the finished episodes and of the current one.
+func (c *catchUpKeys) totals() (keys, deliveries int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.keys + len(c.episode), c.deliveries
 }
 
 func (h tapHandler) HandleEvent(ev core.Event) {
@@ -377,8 +415,15 @@ type instance struct {
 	cache *core.Cache
 	id    core.SourceID
 	rec   *recorder
+	// started is when Start returned: the instance is subscribed.
+	started time.Time
 	// noWrite keeps the writers off the instance.
 	noWrite atomic.Bool
+	catchUp catchUpKeys
+	// states are the instance's suspensions, as the window sampler saw
+	// them: "suspend" when Health.Suspended turned true, "serve" when it
+	// turned false (guarded by run.mu).
+	states []flushEvent
 }
 
 // countMap renders a map in key order: "a=1 b=2".

@@ -57,12 +57,15 @@ func (k *keyRecorder) missing(want []string) []string {
 // invalidated keys: every Invalidate that returned nil must reach a peer
 // that stays up, and Shutdown must drain within its context. Goroutines
 // are checked by goleak in TestMain.
+// It runs over every broker of the table.
 func TestShutdownBurst(t *testing.T) {
-	for _, b := range []struct {
-		name string
-		mk   func(*testing.T) *broker
-	}{{"redis", redisBroker}, {"nats", natsBroker}} {
-		t.Run(b.name, func(t *testing.T) { shutdownBurst(t, b.mk(t)) })
+	for i := range brokers {
+		kind := &brokers[i]
+		t.Run(kind.name, func(t *testing.T) {
+			brk := kind.start(t)
+			brk.kind, brk.name = kind, kind.name
+			shutdownBurst(t, brk)
+		})
 	}
 }
 
