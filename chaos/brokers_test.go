@@ -11,6 +11,8 @@ import (
 	"github.com/backplane-go/backplane/core"
 	"github.com/backplane-go/backplane/internal/testenv"
 	"github.com/backplane-go/backplane/transports/natstransport"
+	"github.com/backplane-go/backplane/transports/pgtransport"
+	"github.com/backplane-go/backplane/transports/rabbitmqtransport"
 	"github.com/backplane-go/backplane/transports/redistransport"
 )
 
@@ -20,10 +22,9 @@ import (
 // Kill and Restart, see serverBroker) and what the suite expects of it,
 // for example
 //
-//	{name: "postgres", durable: true, noFlush: durableNoFlush, reduced: durableReduced,
-//		start: func(t *testing.T) *broker {
-//			return serverBroker(testenv.StartPostgres(t), func(t *testing.T, addr, ns string) core.Backplane { ... })
-//		}},
+//	{name: "postgres", start: postgresBroker}
+//
+// with postgresBroker built on testenv.StartPostgres and serverBroker,
 //
 // where the Backplane must reach the server at addr (the instance's fault
 // proxy), not at the server's own address.
@@ -63,6 +64,39 @@ var brokers = []brokerKind{
 	{name: "nats", start: natsBroker},
 	{name: "jetstream", durable: true, noFlush: durableNoFlush,
 		reduced: durableReduced, start: jetStreamBroker},
+	{name: "postgres", start: postgresBroker},
+	{name: "rabbitmq", reduced: []string{"baseline", "reset", "blackhole", "broker-kill"}, start: rabbitMQBroker},
+}
+
+// postgresBroker is LISTEN/NOTIFY over a private PostgreSQL server.
+func postgresBroker(t *testing.T) *broker {
+	s := testenv.StartPostgres(t)
+	return serverBroker(s, func(t *testing.T, addr, ns string) core.Backplane {
+		bp, err := pgtransport.Open(s.URLVia(addr), ns,
+			pgtransport.WithPing(200*time.Millisecond, 500*time.Millisecond),
+			pgtransport.WithReconnectBackoff(20*time.Millisecond, 200*time.Millisecond),
+			pgtransport.WithLogger(discard))
+		if err != nil {
+			t.Fatalf("pgtransport.Open: %v", err)
+		}
+		return bp
+	})
+}
+
+// rabbitMQBroker is a fanout exchange over a private RabbitMQ node.
+func rabbitMQBroker(t *testing.T) *broker {
+	s := testenv.StartRabbitMQ(t)
+	return serverBroker(s, func(t *testing.T, addr, ns string) core.Backplane {
+		bp, err := rabbitmqtransport.Open("amqp://guest:guest@"+addr+"/", ns,
+			rabbitmqtransport.WithHeartbeat(time.Second),
+			rabbitmqtransport.WithConnectTimeout(time.Second),
+			rabbitmqtransport.WithReconnectBackoff(20*time.Millisecond, 200*time.Millisecond),
+			rabbitmqtransport.WithLogger(discard))
+		if err != nil {
+			t.Fatalf("rabbitmqtransport.Open: %v", err)
+		}
+		return bp
+	})
 }
 
 func (k brokerKind) runs(scenario string, full bool) bool {

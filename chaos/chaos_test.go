@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -674,17 +673,7 @@ func (r *run) account(name string, bound, lat time.Duration, faultStart, faultEn
 		lost, detected, secs(maxCanaryLag), unhealthy, detect, st.gap.Round(time.Millisecond)))
 	kind := r.brk.kind
 	if contains(kind.noFlush, name) && nflushes > 0 {
-		// Gap flushes while every delivery arrived are holes in a peer's
-		// numbering that the log makes harmless: engine bugs
-		// (TestDurableFailedRoundIsNoLoss, TestDurablePeerBackIsNoLoss),
-		// asserted in the full form and with BACKPLANE_KNOWN_BUGS=1 only,
-		// so that the default run stays green until they are fixed.
-		spurious := lost == 0 && causes["gap"] == nflushes
-		if spurious && !cfg.full && os.Getenv("BACKPLANE_KNOWN_BUGS") != "1" {
-			t.Logf("  KNOWN ENGINE BUG, not asserted in the reduced form: %d gap flushes though no delivery was lost (a failed publish round, or a peer back after it was forgotten; TestDurableFailedRoundIsNoLoss, TestDurablePeerBackIsNoLoss)", nflushes)
-		} else {
-			t.Errorf("%s/%s: %d flushes (%s); over this durable mode the scenario must not flush", r.brk.name, name, nflushes, countMap(causes))
-		}
+		t.Errorf("%s/%s: %d flushes (%s); over this durable mode the scenario must not flush", r.brk.name, name, nflushes, countMap(causes))
 	}
 	if contains(kind.mustFlush, name) && nflushes == 0 {
 		t.Errorf("%s/%s: no flush; the broker's restart lost the log, which must be detected and flush", r.brk.name, name)

@@ -1,13 +1,15 @@
 // Package chaos holds the chaos suite of backplane: the engine (core.Cache)
 // over every broker of a table (brokers_test.go: Redis pub/sub, Redis
 // Streams with appendfsync always and without persistence, core NATS,
-// JetStream with file storage), with every instance connected to the
+// JetStream with file storage, PostgreSQL LISTEN/NOTIFY, RabbitMQ), with
+// every instance connected to the
 // broker through its own fault proxy (internal/faultproxy), under a steady
 // load of writes and reads while faults are injected. The package has no
 // code of its own; everything is in its tests.
 //
 // Each scenario starts several instances over a private broker (a
-// redis-server process, an embedded nats-server), writers that update a
+// redis-server process, an embedded nats-server, a postgres server, a
+// rabbitmq-server node), writers that update a
 // shared source of truth and then call Invalidate, and readers that call
 // GetOrLoad on every instance. A consistency checker compares every read
 // with the writes whose Invalidate had returned before the read started,
@@ -47,11 +49,10 @@
 //
 // Both forms fail on any read past the bound, on any blackhole the engine
 // does not detect by itself, and on a flush where a durable mode must not
-// flush, except in the reduced form the gap flushes of known engine bugs
-// (TestDurableFailedRoundIsNoLoss and TestDurablePeerBackIsNoLoss, run
-// with BACKPLANE_KNOWN_BUGS=1).
+// flush.
 // RELIABILITY.md has the figures of the full run.
 //
-// Both need redis-server on PATH (otherwise the Redis scenarios are
+// Both need redis-server, PostgreSQL's initdb and postgres, and
+// rabbitmq-server on the machine (otherwise those brokers' scenarios are
 // skipped, or fail with BACKPLANE_REQUIRE_SERVICES=1); NATS is embedded.
 package chaos

@@ -2,7 +2,6 @@ package chaos_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -10,23 +9,13 @@ import (
 	"github.com/backplane-go/backplane/internal/faultproxy"
 )
 
-// knownEngineBugs skips the tests of engine bugs not fixed yet, which
-// fail, unless BACKPLANE_KNOWN_BUGS=1. They are out of the default run so
-// that it stays green; the chaos matrix reports what they cause.
-func knownEngineBugs(t *testing.T) {
-	if os.Getenv("BACKPLANE_KNOWN_BUGS") != "1" {
-		t.Skip("shows an engine bug not fixed yet (see RELIABILITY.md, fault matrix); run with BACKPLANE_KNOWN_BUGS=1")
-	}
-}
-
 // TestDurableFailedRoundIsNoLoss: over a durable transport, a publish round
 // that failed (its instance was cut off from the broker, so the message
 // never got into the log) is no loss for anyone: no peer missed anything
-// the log holds. The peers must not flush. Today the failed round's
-// sequence number is used up, the publisher's next heartbeat announces it,
-// and every peer flushes for a gap (core/receiver.go trackSeq, gapFound).
+// the log holds. The peers must not flush: the failed round's number is
+// used up, and the round goes out again ahead of the next one (the
+// heartbeat that announces the number).
 func TestDurableFailedRoundIsNoLoss(t *testing.T) {
-	knownEngineBugs(t)
 	for _, name := range []string{"redis-stream", "jetstream"} {
 		t.Run(name, func(t *testing.T) {
 			a, pa, b := durablePair(t, name, time.Second)
@@ -50,13 +39,9 @@ func TestDurableFailedRoundIsNoLoss(t *testing.T) {
 // quiet for longer than HeartbeatTimeout (it was cut off from the broker)
 // is forgotten without a flush (Stats.PeersLost); when it is back, its
 // messages continue the log where they stopped, and nothing was lost. The
-// other instance must not flush. Today, without a keyring, the returning
-// peer is taken for a new one whose earlier numbers are all missing
-// (core/receiver.go trackSeq: a peer heard for the first time once the
-// peer table is complete starts at 0), and the other instance flushes for
-// a gap.
+// other instance must not flush: what it kept of the peer (its highest
+// number) lets the peer's numbers go on where they stopped.
 func TestDurablePeerBackIsNoLoss(t *testing.T) {
-	knownEngineBugs(t)
 	for _, name := range []string{"redis-stream", "jetstream"} {
 		t.Run(name, func(t *testing.T) {
 			const timeout = 500 * time.Millisecond

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -46,6 +47,32 @@ type publisher struct {
 	ackDue        atomic.Bool  // acknowledgements are due (acks.go)
 	helloDue      atomic.Bool  // a new peer should learn that this instance acknowledges
 	askDue        atomic.Bool  // acknowledged calls wait: ask the peers again
+	// unsent are the numbered messages of failed rounds, oldest first,
+	// sent again ahead of the next round (rounds.go); guarded by
+	// unsentMu, taken and kept by the round that holds the only slot or,
+	// with several, in whatever order the rounds fail.
+	unsentMu sync.Mutex
+	unsent   []unsent
+}
+
+// takeUnsent returns the messages of failed rounds and forgets them.
+func (p *publisher) takeUnsent() []unsent {
+	p.unsentMu.Lock()
+	defer p.unsentMu.Unlock()
+	us := p.unsent
+	p.unsent = nil
+	return us
+}
+
+// keepUnsent keeps us to be sent again, at most limit messages: beyond it
+// the oldest are given up, and peers will count them as lost.
+func (p *publisher) keepUnsent(us []unsent, limit int) {
+	p.unsentMu.Lock()
+	defer p.unsentMu.Unlock()
+	p.unsent = append(us, p.unsent...)
+	if over := len(p.unsent) - max(limit, 1); over > 0 {
+		p.unsent = p.unsent[over:]
+	}
 }
 
 func (p *publisher) init(bp Backplane, queue, maxPayload, trailer int) {
@@ -115,7 +142,10 @@ type pubReq struct {
 // messages: on an idle instance the caller publishes itself, otherwise its
 // keys go out with the next round. If ctx ends first, Invalidate returns
 // ctx's error; the keys may still be published (a round that carries other
-// callers' keys too finishes, bounded by Options.PublishTimeout).
+// callers' keys too finishes, bounded by Options.PublishTimeout). A round
+// that fails is sent again ahead of the next one (the latest QueueSize
+// messages at most), so that peers do not take its numbers for a loss and
+// flush: a failed call's keys may still reach them.
 func (c *Cache) Invalidate(ctx context.Context, keys ...string) error {
 	_, err := c.invalidate(ctx, keys, false)
 	return err

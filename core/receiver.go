@@ -197,12 +197,14 @@ func (c *Cache) rejected(what string, err error) {
 func (c *Cache) trackSeq(env *Envelope, now time.Time, authentic bool) (*peer, bool) {
 	r := &c.recv
 	p, known := r.peers[env.Source]
-	if !known && authentic {
+	var back *peer // what was kept of a peer that went quiet or left
+	if !known {
 		if d, ok := r.departed[env.Source]; ok {
-			if d.replay(env.Seq, env.Sent) {
+			if authentic && d.replay(env.Seq, env.Sent) {
 				return nil, false
 			}
 			delete(r.departed, env.Source) // it is back
+			back = d
 		}
 	}
 	if !known {
@@ -218,7 +220,13 @@ func (c *Cache) trackSeq(env *Envelope, now time.Time, authentic bool) (*peer, b
 		// the peer's messages may overtake one another). Otherwise they
 		// may have been published before we listened.
 		p = &peer{highest: env.Seq, firstSeen: now}
-		if c.opts.HeartbeatInterval > 0 && now.Sub(c.link.baseline) > c.opts.heartbeatTimeout() {
+		switch {
+		case back != nil && c.link.durable:
+			// Back from a silence the log covered: its numbers go on
+			// where they stopped, and what it published meanwhile
+			// comes in order.
+			p.highest, p.lastSent = back.highest, back.lastSent
+		case c.opts.HeartbeatInterval > 0 && now.Sub(c.link.baseline) > c.opts.heartbeatTimeout():
 			p.highest = 0
 		}
 		r.peers[env.Source] = p
@@ -263,11 +271,13 @@ func (c *Cache) left(id SourceID, p *peer, authentic bool) {
 	}
 }
 
-// depart remembers a peer that left or went quiet, with signing on,
-// within Options.MaxPeers: the one that departed first makes room.
+// depart remembers a peer that left or went quiet, with signing on (its
+// replays are recognised) or over a Durable transport (a peer back from a
+// silence goes on with its numbers), within Options.MaxPeers: the one that
+// departed first makes room.
 // Called with recv.mu held.
 func (c *Cache) depart(id SourceID, p *peer) {
-	if c.opts.Keyring == nil {
+	if c.opts.Keyring == nil && !c.link.durable {
 		return
 	}
 	r := &c.recv

@@ -112,8 +112,16 @@ func (c *Cache) round(own context.Context, batch []*pubReq, envs []Envelope) err
 	payloads, keys, err := c.encode(envs)
 	ctx, release := c.roundContext(own)
 	defer release()
+	var again []unsent
 	if err == nil {
 		c.echo.record(envs)
+		// What failed before goes out first, in its order, ahead of
+		// the numbers that follow it.
+		again = p.takeUnsent()
+		if len(again) > 0 {
+			payloads = append(unsentPayloads(again), payloads...)
+			c.echo.record(unsentEnvelopes(again))
+		}
 	}
 	start := time.Now()
 	var confirm func(context.Context) error
@@ -128,10 +136,51 @@ func (c *Cache) round(own context.Context, batch []*pubReq, envs []Envelope) err
 			err = c.bp.Publish(ctx, payloads...)
 		}
 	}
+	if err != nil && len(payloads) > 0 {
+		p.keepUnsent(append(again, unsentOf(envs, payloads[len(again):])...), c.opts.QueueSize)
+	}
 	<-p.slots
 	err = c.published(op, len(payloads), keys, start, err)
 	c.answer(batch, err)
 	return err
+}
+
+// unsent is a numbered message of a round that failed: it goes out again
+// ahead of the next round, so that no peer takes its number for a loss.
+// Had the broker taken it after all, the copy only evicts again.
+type unsent struct {
+	payload []byte
+	op      Op
+	seq     uint64
+	sent    time.Time
+}
+
+// unsentOf returns the messages of envs that carry a number (not the
+// heartbeats and the goodbye, which only announce one).
+func unsentOf(envs []Envelope, payloads [][]byte) []unsent {
+	var us []unsent
+	for i := range envs {
+		if envs[i].Op != OpHeartbeat && envs[i].Op != OpLeave && i < len(payloads) {
+			us = append(us, unsent{payload: payloads[i], op: envs[i].Op, seq: envs[i].Seq, sent: envs[i].Sent})
+		}
+	}
+	return us
+}
+
+func unsentPayloads(us []unsent) [][]byte {
+	ps := make([][]byte, len(us))
+	for i, u := range us {
+		ps[i] = u.payload
+	}
+	return ps
+}
+
+func unsentEnvelopes(us []unsent) []Envelope {
+	es := make([]Envelope, len(us))
+	for i, u := range us {
+		es[i] = Envelope{Op: u.op, Seq: u.seq, Sent: u.sent}
+	}
+	return es
 }
 
 // roundContext returns the context a round waits with, and what releases

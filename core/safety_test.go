@@ -622,3 +622,45 @@ func TestLeaveWithMissingIsAGap(t *testing.T) {
 	eventually(t, "the goodbye arrives", func() bool { return b.Stats().Received == 2 })
 	flushedForGap(t, b)
 }
+
+// failingBackplane fails the next Publish without sending anything, as a
+// broker that did not take a round would.
+type failingBackplane struct {
+	*memtransport.Transport
+	failNext atomic.Bool
+}
+
+func (f *failingBackplane) Publish(ctx context.Context, payloads ...[]byte) error {
+	if f.failNext.Swap(false) {
+		return errors.New("broker did not take it")
+	}
+	return f.Transport.Publish(ctx, payloads...)
+}
+
+// A round that failed is sent again ahead of the next one: its peers do
+// not take its number for a loss, and its keys still reach them.
+func TestFailedRoundIsSentAgain(t *testing.T) {
+	hub := memtransport.NewHub()
+	fb := &failingBackplane{Transport: hub.New(ns)}
+	a, err := core.Open(context.Background(), newStore(t), fb, quiet, core.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	b, _ := open(t, hub, quiet)
+	introduce(t, a, b)
+	_ = b.Set("lost", []byte("v"))
+	_ = b.Set("other", []byte("v"))
+	fb.failNext.Store(true)
+	if err := a.Invalidate(context.Background(), "lost"); err == nil {
+		t.Fatal("the failed round returned nil")
+	}
+	if err := a.Invalidate(context.Background(), "next"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the failed round's key evicted on the peer", func() bool { _, ok := b.Get("lost"); return !ok })
+	if s := b.Stats(); s.Gaps != 0 || s.Flushes != 0 {
+		t.Fatalf("the peer counted %d gaps and %d flushes for a round sent again", s.Gaps, s.Flushes)
+	}
+	mustGet(t, b, "other", "v")
+}
