@@ -64,14 +64,26 @@ func (p *publisher) takeUnsent() []unsent {
 	return us
 }
 
-// keepUnsent keeps us to be sent again, at most limit messages: beyond it
-// the oldest are given up, and peers will count them as lost.
+// maxUnsentBytes bounds the payloads of failed rounds kept to be sent
+// again.
+const maxUnsentBytes = 4 << 20
+
+// keepUnsent keeps us to be sent again, at most limit messages and
+// maxUnsentBytes: beyond them the oldest are given up, and peers will
+// count them as lost.
 func (p *publisher) keepUnsent(us []unsent, limit int) {
 	p.unsentMu.Lock()
 	defer p.unsentMu.Unlock()
 	p.unsent = append(us, p.unsent...)
 	if over := len(p.unsent) - max(limit, 1); over > 0 {
 		p.unsent = p.unsent[over:]
+	}
+	size := 0
+	for i := len(p.unsent) - 1; i >= 0; i-- {
+		if size += len(p.unsent[i].payload); size > maxUnsentBytes {
+			p.unsent = p.unsent[i+1:]
+			break
+		}
 	}
 }
 
@@ -144,7 +156,7 @@ type pubReq struct {
 // ctx's error; the keys may still be published (a round that carries other
 // callers' keys too finishes, bounded by Options.PublishTimeout). A round
 // that fails is sent again ahead of the next one (the latest QueueSize
-// messages at most), so that peers do not take its numbers for a loss and
+// messages and 4 MiB at most), so that peers do not take its numbers for a loss and
 // flush: a failed call's keys may still reach them.
 func (c *Cache) Invalidate(ctx context.Context, keys ...string) error {
 	_, err := c.invalidate(ctx, keys, false)
