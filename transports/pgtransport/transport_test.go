@@ -146,7 +146,10 @@ func TestLongAndCasedNamespaces(t *testing.T) {
 		publish(t, a, "to-a")
 		publish(t, b, "to-b")
 		waitFor(t, "delivery on "+a.Channel(), func() bool { return ra.has("to-a") && rb.has("to-b") })
-		time.Sleep(100 * time.Millisecond)
+		// A listener gets notifications in commit order: a fence on each
+		// channel, published after both, comes after anything that leaked.
+		publishUntil(t, a, "fence-a", ra)
+		publishUntil(t, b, "fence-b", rb)
 		if ra.has("to-b") || rb.has("to-a") {
 			t.Errorf("%q and %q are not isolated", pair[0], pair[1])
 		}
